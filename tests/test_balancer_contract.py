@@ -1,0 +1,153 @@
+"""One contract, every balancer: positivity, sum to T, state round-trip, the network's gradient."""
+
+import copy
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from workers.balancers import EqualWeights, GradNorm, SingleTask, StaticWeights, UncertaintyWeighting
+from workers.model import MultiTaskNet
+from workers.probe import LinearLayerProbe
+
+TASKS = 3
+
+
+def tiny_net() -> MultiTaskNet:
+    torch.manual_seed(0)
+    return MultiTaskNet(nn.Sequential(nn.Linear(4, 6), nn.ReLU()), nn.Linear(6, 5), nn.ReLU(), [nn.Linear(5, 1) for _ in range(TASKS)])
+
+
+# name -> (factory(model), whether sum_i w_i = T holds)
+BALANCERS = {
+    "equal": (lambda m: EqualWeights(TASKS), True),
+    "static": (lambda m: StaticWeights(TASKS, [6.0, 3.0, 1.0]), True),
+    "single-task": (lambda m: SingleTask(TASKS, 1), False),
+    "uncertainty": (lambda m: UncertaintyWeighting(TASKS), False),
+    "gradnorm": (lambda m: GradNorm(TASKS, [m.shared_layer.weight], alpha=0.5), True),
+    "gradnorm-theoretical": (
+        lambda m: GradNorm(TASKS, [m.shared_layer.weight], alpha=1.5, initial_loss="theoretical", theoretical_initial_losses=[1.0, 50.0, 0.1]),
+        True,
+    ),
+}
+
+
+def losses_at(model: MultiTaskNet, step: int) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(step)
+    x = torch.randn(8, 4, generator=generator)
+    targets = torch.randn(8, TASKS, generator=generator) * torch.tensor([1.0, 7.0, 0.3])
+    return torch.stack([(o[:, 0] - targets[:, i]).pow(2).mean() for i, o in enumerate(model(x))])
+
+
+def run_steps(model, balancer, steps, start=0, probe=None):
+    weights_used = []
+    for step in range(start, start + steps):
+        losses = losses_at(model, step)
+        weights_used.append(balancer.weights.clone())
+        model.zero_grad()
+        balancer.combine(losses).backward(retain_graph=balancer.needs_task_grad_norms and probe is None)
+        balancer.step(losses, probe.task_grad_norms(balancer.weights) if probe else None)
+    return weights_used
+
+
+@pytest.fixture(params=list(BALANCERS))
+def case(request):
+    factory, sums_to_t = BALANCERS[request.param]
+    model = tiny_net()
+    return model, factory(model), sums_to_t, factory
+
+
+def test_weights_positive_and_sum_to_task_count(case):
+    model, balancer, sums_to_t, _ = case
+    for weights in run_steps(model, balancer, 25) + [balancer.weights]:
+        assert bool((weights >= 0).all()) and bool(torch.isfinite(weights).all())
+        if sums_to_t:
+            assert float(weights.sum()) == pytest.approx(TASKS, rel=1e-5)
+            assert bool((weights > 0).all())
+
+
+def test_time_averaged_weights_are_the_mean_of_the_weights_used(case):
+    model, balancer, _, _ = case
+    used = run_steps(model, balancer, 10)
+    assert torch.allclose(balancer.time_averaged_weights, torch.stack(used).double().mean(dim=0), atol=1e-6)
+
+
+def test_state_round_trip_continues_identically(case):
+    model, balancer, _, factory = case
+    run_steps(model, balancer, 6)
+    saved_state = copy.deepcopy(balancer.state_dict())
+    saved_model = copy.deepcopy(model)
+    run_steps(model, balancer, 6, start=6)
+
+    restored = factory(saved_model)
+    restored.load_state_dict(saved_state)
+    run_steps(saved_model, restored, 6, start=6)
+    assert torch.equal(restored.weights, balancer.weights)
+    assert torch.equal(restored.time_averaged_weights, balancer.time_averaged_weights)
+
+
+def test_network_gradient_is_the_weighted_loss_gradient(case):
+    """param.grad == grad sum_i w_i L_i for every network parameter, nothing else added."""
+    model, balancer, _, _ = case
+    run_steps(model, balancer, 3)  # get away from the initial weights
+    losses = losses_at(model, 99)
+    weights = balancer.weights.clone()
+    params = list(model.parameters())
+    expected = torch.autograd.grad((weights * losses).sum(), params, retain_graph=True, allow_unused=True)
+    model.zero_grad()
+    balancer.combine(losses).backward(retain_graph=True)
+    balancer.step(losses)
+    for param, grad in zip(params, expected):
+        if grad is None:  # a head the balancer gives weight 0 (single-task)
+            assert param.grad is None or bool((param.grad == 0).all())
+        else:
+            assert torch.allclose(param.grad, grad, atol=1e-6)
+
+
+def test_gradnorm_probe_and_autograd_paths_agree():
+    model_a = tiny_net()
+    model_b = copy.deepcopy(model_a)
+    a = GradNorm(TASKS, [model_a.shared_layer.weight], alpha=0.5)
+    b = GradNorm(TASKS, [model_b.shared_layer.weight], alpha=0.5)
+    run_steps(model_a, a, 20)
+    run_steps(model_b, b, 20, probe=LinearLayerProbe(model_b))
+    assert torch.allclose(a.weights, b.weights, atol=1e-5)
+    assert torch.allclose(a.last_grad_norms, b.last_grad_norms, rtol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "make, argument",
+    [
+        (lambda: GradNorm(2, [torch.zeros(1, requires_grad=True)], alpha=-0.1), "alpha"),
+        (lambda: GradNorm(2, [], alpha=0.1), "shared_params"),
+        (lambda: GradNorm(2, [torch.zeros(1, requires_grad=True)], initial_loss="last"), "initial_loss"),
+        (lambda: GradNorm(2, [torch.zeros(1, requires_grad=True)], initial_loss="theoretical"), "initial_loss"),
+        (lambda: GradNorm(2, [torch.zeros(1, requires_grad=True)], initial_loss=[1.0]), "initial_loss"),
+        (lambda: GradNorm(2, [torch.zeros(1, requires_grad=True)], lr=0), "lr"),
+        (lambda: StaticWeights(2, [1.0, 2.0, 3.0]), "weights"),
+        (lambda: StaticWeights(2, [1.0, 0.0]), "weights"),
+        (lambda: StaticWeights(2, [1.0, -2.0]), "weights"),
+        (lambda: StaticWeights(2, [1.0, float("nan")]), "weights"),
+        (lambda: SingleTask(2, 2), "task"),
+        (lambda: UncertaintyWeighting(2, lr=-1.0), "lr"),
+        (lambda: EqualWeights(0), "num_tasks"),
+    ],
+)
+def test_bad_arguments_raise_value_error_naming_the_argument(make, argument):
+    with pytest.raises(ValueError, match=f"^{argument}"):
+        make()
+
+
+def test_static_weights_are_renormalized_to_sum_to_task_count():
+    assert StaticWeights(2, [3.0, 1.0]).weights.tolist() == pytest.approx([1.5, 0.5])
+
+
+def test_uncertainty_weighting_learns_lower_weight_for_the_noisier_task():
+    balancer = UncertaintyWeighting(2)
+    for _ in range(1000):
+        losses = torch.tensor([0.5, 20.0])  # d/ds (e^-s L + s) = 0 at s = log L
+        balancer.combine(losses).backward()
+        balancer.step(losses)
+    assert float(balancer.weights[0]) > 1.0 > float(balancer.weights[1])
+    assert balancer.log_variances.detach().tolist() == pytest.approx([math.log(0.5), math.log(20.0)], abs=0.05)

@@ -1,0 +1,165 @@
+"""GradNorm (Chen, Badrinarayanan, Lee and Rabinovich, ICML 2018).
+
+The math is in plain functions, checked in the tests against hand-computed
+numbers and against the double-backward formulation:
+
+    G_i      = ||grad_W (w_i L_i)||_2 = w_i ||grad_W L_i||_2
+    r_i      = (L_i(t) / L_i(0)) / mean_j (L_j(t) / L_j(0))
+    target_i = mean_j G_j * r_i ** alpha          (held constant)
+    L_grad   = sum_i |G_i - target_i|
+    dL_grad/dw_i = sign(G_i - target_i) * ||grad_W L_i||_2
+
+so no double backward is needed, and L_grad never reaches the network.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+
+from workers.balancers.base import Balancer, check_weights
+from workers.balancers.static import normalize_to_task_count
+from workers.config import BALANCER_LR, DEFAULT_ALPHA
+
+# Weights are clamped here before renormalizing so that they stay positive:
+# an Adam step of size ~lr can overshoot a weight that is already near zero.
+WEIGHT_FLOOR = 1e-6
+
+
+def loss_ratios(task_losses: torch.Tensor, initial_losses: torch.Tensor) -> torch.Tensor:
+    """r_i: each task's inverse training rate relative to the mean over tasks."""
+    relative = task_losses / initial_losses
+    return relative / relative.mean()
+
+
+def gradnorm_targets(grad_norms: torch.Tensor, ratios: torch.Tensor, alpha: float) -> torch.Tensor:
+    """target_i = mean(G) * r_i^alpha, from the weighted norms G_i."""
+    return grad_norms.mean() * ratios.pow(alpha)
+
+
+def gradnorm_loss(grad_norms: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """L_grad = sum_i |G_i - target_i|."""
+    return (grad_norms - targets).abs().sum()
+
+
+def gradnorm_weight_gradient(
+    weights: torch.Tensor,
+    task_grad_norms: torch.Tensor,
+    ratios: torch.Tensor,
+    alpha: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """dL_grad/dw with the targets held constant.
+
+    Takes the unweighted norms ||grad_W L_i||; returns (gradient, G, targets).
+    """
+    grad_norms = weights * task_grad_norms
+    targets = gradnorm_targets(grad_norms, ratios, alpha)
+    return torch.sign(grad_norms - targets) * task_grad_norms, grad_norms, targets
+
+
+def renormalize(weights: torch.Tensor, floor: float = WEIGHT_FLOOR) -> torch.Tensor:
+    """Clamp to a positive floor, then scale so that sum_i w_i = T."""
+    return normalize_to_task_count(weights.clamp(min=floor))
+
+
+def grad_norms_at(task_losses: torch.Tensor, shared_params: Sequence[torch.Tensor]) -> torch.Tensor:
+    """||grad_W L_i||_2 over the shared parameters W, one autograd pass per task.
+
+    The general path for any list of shared parameters; the training loop has a
+    faster one for a linear shared layer (workers.probe). Needs the graph of
+    `task_losses` alive (backward with retain_graph=True, or not yet run).
+    """
+    norms = []
+    for loss in task_losses:
+        grads = torch.autograd.grad(loss, shared_params, retain_graph=True, allow_unused=True)
+        squared = sum((g.pow(2).sum() for g in grads if g is not None), torch.zeros(()))
+        norms.append(squared.sqrt())
+    return torch.stack(norms)
+
+
+class GradNorm(Balancer):
+    """Learns w so that every task trains at a rate set by alpha."""
+
+    needs_task_grad_norms = True
+
+    def __init__(
+        self,
+        num_tasks: int,
+        shared_params: Sequence[torch.Tensor],
+        alpha: float = DEFAULT_ALPHA,
+        lr: float = BALANCER_LR,
+        initial_loss: str | Sequence[float] = "first",
+        theoretical_initial_losses: Sequence[float] | None = None,
+    ) -> None:
+        super().__init__(num_tasks)
+        if not isinstance(alpha, (int, float)) or isinstance(alpha, bool) or not alpha >= 0:
+            raise ValueError(f"alpha: must be a number >= 0, got {alpha!r}")
+        if not isinstance(lr, (int, float)) or not lr > 0:
+            raise ValueError(f"lr: must be > 0, got {lr!r}")
+        self.shared_params = list(shared_params)
+        if not self.shared_params:
+            raise ValueError("shared_params: GradNorm needs at least one shared parameter")
+        self.alpha = float(alpha)
+        self.initial_losses = _initial_losses(initial_loss, theoretical_initial_losses, num_tasks)
+        self._weights = torch.ones(num_tasks, requires_grad=True)
+        self._optimizer = torch.optim.Adam([self._weights], lr=lr)
+        # G_i and targets of the last step, for traces.
+        self.last_grad_norms: torch.Tensor | None = None
+        self.last_targets: torch.Tensor | None = None
+
+    @property
+    def weights(self) -> torch.Tensor:
+        return self._weights.detach()
+
+    def step(self, task_losses: torch.Tensor, task_grad_norms: torch.Tensor | None = None) -> None:
+        """One GradNorm update from this step's task losses.
+
+        `task_grad_norms` are ||grad_W L_i|| (unweighted); when not given they
+        are computed from `task_losses`' graph at the shared parameters.
+        """
+        if task_grad_norms is None:
+            task_grad_norms = grad_norms_at(task_losses, self.shared_params)
+        super().step(task_losses, task_grad_norms.detach())
+
+    def _update(self, task_losses: torch.Tensor, task_grad_norms: torch.Tensor | None) -> None:
+        if self.initial_losses is None:
+            self.initial_losses = task_losses.clone()
+        ratios = loss_ratios(task_losses, self.initial_losses)
+        gradient, self.last_grad_norms, self.last_targets = gradnorm_weight_gradient(
+            self.weights, task_grad_norms, ratios, self.alpha
+        )
+        self._weights.grad = gradient
+        self._optimizer.step()
+        with torch.no_grad():
+            self._weights.copy_(renormalize(self._weights))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            **super().state_dict(),
+            "weights": self.weights.clone(),
+            "initial_losses": None if self.initial_losses is None else self.initial_losses.clone(),
+            "optimizer": self._optimizer.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        with torch.no_grad():
+            self._weights.copy_(state["weights"])
+        initial = state["initial_losses"]
+        self.initial_losses = None if initial is None else initial.clone()
+        self._optimizer.load_state_dict(state["optimizer"])
+
+
+def _initial_losses(
+    mode: str | Sequence[float], theoretical: Sequence[float] | None, num_tasks: int
+) -> torch.Tensor | None:
+    if isinstance(mode, str):
+        if mode == "first":
+            return None
+        if mode == "theoretical":
+            if theoretical is None:
+                raise ValueError("initial_loss: 'theoretical' needs theoretical_initial_losses from the workload")
+            return check_weights("theoretical_initial_losses", theoretical, num_tasks)
+        raise ValueError(f"initial_loss: unknown mode {mode!r} (choose 'first', 'theoretical' or one value per task)")
+    return check_weights("initial_loss", mode, num_tasks)
