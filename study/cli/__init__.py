@@ -1,0 +1,45 @@
+"""`gns`: one module per subcommand, each with `add_parser` and `run`.
+
+Exit codes: 0 success, 1 runtime failure, 2 bad input (one line on stderr,
+nothing written), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from study.errors import BadInput
+
+SUBCOMMANDS = ("train",)
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (exit 2), like every other bad input."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="gns", description="Run and report GradNorm loss-weighting studies.")
+    subparsers = parser.add_subparsers(dest="command", required=True, parser_class=Parser, metavar="COMMAND")
+    for name in SUBCOMMANDS:
+        module = __import__(f"study.cli.{name.replace('-', '_')}", fromlist=["add_parser"])
+        module.add_parser(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exit_:  # usage errors and --help: argparse has printed already
+        return int(exit_.code or 0)
+    try:
+        return int(args.run(args) or 0)
+    except BadInput as error:
+        print(f"gns {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"gns {args.command}: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,126 @@
+"""`gns train`: one training run in this process, summary or JSON on stdout."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import yaml
+
+from study.errors import BadInput
+from study.output import format_value
+from workers.config import METHODS, TrialConfig
+from workers.results import TracePoint, TrialResult
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser("train", help="train one run and print its results")
+    parser.add_argument("--workload", default="toy", help="toy, sinusoid, digits or package.module:factory")
+    parser.add_argument("--tasks", type=int, help="number of tasks (toy)")
+    parser.add_argument(
+        "--option", action="append", default=[], metavar="KEY=VALUE", help="a workload option (repeatable)"
+    )
+    parser.add_argument("--method", default="gradnorm", choices=METHODS)
+    parser.add_argument("--alpha", type=float, help="GradNorm's alpha (default 0.12)")
+    parser.add_argument("--weights", type=_floats, help="static weights, comma-separated")
+    parser.add_argument("--task", type=int, help="the task index for single-task")
+    parser.add_argument("--initial-loss", default="first", help="first, theoretical, or comma-separated values")
+    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--batch-size", type=int, default=100)
+    parser.add_argument("--lr", type=float, default=1e-3, help="the network's Adam learning rate")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--log-every", type=int, default=100)
+    parser.add_argument("--json", action="store_true", help="print the full result as JSON")
+    parser.set_defaults(run=run)
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def config_from_args(args: argparse.Namespace) -> TrialConfig:
+    from workers.workloads import check_trial
+
+    options = {}
+    for item in args.option:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise BadInput(f"--option: expected KEY=VALUE, got {item!r}")
+        options[key] = yaml.safe_load(value)
+    if args.tasks is not None:
+        options["tasks"] = args.tasks
+    initial_loss = args.initial_loss
+    if initial_loss not in ("first", "theoretical"):
+        try:
+            initial_loss = _floats(initial_loss)
+        except argparse.ArgumentTypeError:
+            pass  # let the config name the bad mode
+    try:
+        config = TrialConfig(
+            workload=args.workload,
+            workload_options=options,
+            method=args.method,
+            alpha=args.alpha,
+            weights=args.weights,
+            task=args.task,
+            initial_loss=initial_loss,
+            steps=args.steps,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            seed=args.seed,
+            log_every=args.log_every,
+        )
+        check_trial(config)
+    except ValueError as error:
+        raise BadInput(str(error)) from None
+    return config
+
+
+def run(args: argparse.Namespace) -> int:
+    from workers.training import train
+
+    config = config_from_args(args)
+
+    def progress(point: TracePoint) -> None:
+        print(
+            f"step {point.step:>6}  test loss {format_value(list(point.test_losses))}  w {format_value(list(point.weights))}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    try:
+        result = train(config, on_log=None if args.json else progress)
+    except ValueError as error:  # raised before the first step: the config does not fit the workload
+        raise BadInput(str(error)) from None
+    if args.json:
+        json.dump({"key": config.key(), "config": config.to_dict(), "result": result.to_dict()}, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        print(summary(config, result))
+    return 0 if result.ok else 1
+
+
+def summary(config: TrialConfig, result: TrialResult) -> str:
+    lines = [f"{config.workload} {config.method} seed {config.seed}: {result.status} after {result.steps_completed} steps"]
+    if not result.ok:
+        lines.append(f"  diverged at step {result.diverged_step}: {result.failure_reason}")
+    header = f"  {'task':<10} {'L(0)':>12} {'test loss':>12} {'normalized':>11} {'final w':>9} {'mean w':>9}"
+    lines.append(header)
+    for i, name in enumerate(result.task_names):
+        test = result.final_test_losses[i] if result.final_test_losses else float("nan")
+        initial = result.initial_losses[i] if result.initial_losses else float("nan")
+        lines.append(
+            f"  {name:<10} {initial:>12.5g} {test:>12.5g} {test / initial:>11.4f}"
+            f" {result.final_weights[i]:>9.4f} {result.time_averaged_weights[i]:>9.4f}"
+        )
+    for metric in result.test_metrics:
+        if metric.metric != "mse":
+            lines.append(f"  {metric.task} {metric.metric}: {metric.value:.4f}")
+    lines.append(f"  task-normalized test loss: {result.primary_metric:.4f}")
+    rate = result.steps_completed / result.wall_time_s if result.wall_time_s else float("nan")
+    lines.append(f"  wall time {result.wall_time_s:.2f} s ({rate:.0f} steps/s)")
+    return "\n".join(lines)

@@ -1,0 +1,60 @@
+"""Shared output formatting for the CLI: aligned tables, CSV and JSON."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from typing import Any, TextIO
+
+import pandas as pd
+
+FORMATS = ("table", "csv", "json")
+
+
+def format_value(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(format_value(v) for v in value) + "]"
+    return str(value)
+
+
+def table(frame: pd.DataFrame) -> str:
+    """An aligned plain-text table; numbers right-aligned."""
+    if frame.empty:
+        return "(no rows)"
+    columns = [str(c) for c in frame.columns]
+    cells = [[format_value(v) for v in row] for row in frame.itertuples(index=False)]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    numeric = [pd.api.types.is_numeric_dtype(frame[c]) for c in frame.columns]
+
+    def line(values: list[str]) -> str:
+        return "  ".join(v.rjust(w) if num else v.ljust(w) for v, w, num in zip(values, widths, numeric)).rstrip()
+
+    return "\n".join([line(columns), line(["-" * w for w in widths]), *(line(row) for row in cells)])
+
+
+def write_frame(frame: pd.DataFrame, fmt: str, out: TextIO = sys.stdout) -> None:
+    if fmt == "table":
+        out.write(table(frame) + "\n")
+    elif fmt == "csv":
+        frame.to_csv(out, index=False)
+    elif fmt == "json":
+        records = [{k: _jsonable(v) for k, v in row.items()} for row in frame.to_dict(orient="records")]
+        json.dump(records, out, indent=2)
+        out.write("\n")
+    else:
+        raise ValueError(f"format: unknown format {fmt!r} (choose from {', '.join(FORMATS)})")
+
+
+def _jsonable(value: Any) -> Any:
+    if not isinstance(value, (list, tuple, dict)) and pd.isna(value):
+        return None
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    if hasattr(value, "item"):  # numpy scalars
+        return _jsonable(value.item())
+    return value

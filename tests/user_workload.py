@@ -1,0 +1,20 @@
+"""A user workload, as a user would write one: `tests.user_workload:build`."""
+
+import torch
+
+from workers.model import fully_connected_net
+from workers.workloads.base import REGRESSION, Split, Task, Workload
+
+
+def build(options):
+    width = options.get("width", 4)
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 2, generator=generator)
+    split = Split(x, (x.sum(dim=1, keepdim=True), 10 * x[:, :1]))
+    return Workload(
+        name="user",
+        tasks=(Task("a", REGRESSION), Task("b", REGRESSION)),
+        train=split,
+        test=split,
+        model=fully_connected_net(2, width, 2, [1, 1]),
+    )

@@ -1,0 +1,198 @@
+"""Train one trial config and return its numbers.
+
+Read top to bottom: build the workload and the balancer, then the loop, which
+evaluates on the test set every `log_every` steps and stops early, as
+'diverged', when a loss or a weight stops being finite.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Callable
+
+import torch
+
+from workers.balancers import Balancer, EqualWeights, GradNorm, SingleTask, StaticWeights, UncertaintyWeighting
+from workers.config import TrialConfig
+from workers.probe import LinearLayerProbe
+from workers.results import STATUS_DIVERGED, STATUS_OK, TracePoint, TrialResult
+from workers.workloads import build_workload
+from workers.workloads.base import Workload
+
+FAST_PROBE_PARAMS = {"shared_layer.weight", "shared_layer.bias"}
+
+
+def make_balancer(config: TrialConfig, workload: Workload) -> Balancer:
+    num_tasks = len(workload.tasks)
+    if config.method == "equal":
+        return EqualWeights(num_tasks)
+    if config.method in ("static", "gradnorm-static"):
+        if config.weights is None:
+            raise ValueError("weights: gradnorm-static needs its weights resolved before training")
+        return StaticWeights(num_tasks, config.weights)
+    if config.method == "single-task":
+        return SingleTask(num_tasks, config.task)
+    if config.method == "uncertainty":
+        return UncertaintyWeighting(num_tasks, lr=config.balancer_lr)
+    if config.method == "gradnorm":
+        return GradNorm(
+            num_tasks,
+            shared_params=shared_parameters(workload, config.shared_params),
+            alpha=config.alpha,
+            lr=config.balancer_lr,
+            initial_loss=config.initial_loss,
+            theoretical_initial_losses=workload.theoretical_initial_losses,
+        )
+    raise ValueError(f"method: unknown method {config.method!r}")
+
+
+def shared_parameters(workload: Workload, names: tuple[str, ...]) -> list[torch.nn.Parameter]:
+    params = dict(workload.model.named_parameters())
+    missing = [name for name in names if name not in params]
+    if missing:
+        raise ValueError(f"shared_params: the {workload.name} model has no parameter {missing[0]!r}")
+    head_params = {name for name in params if name.startswith("heads.")}
+    if head_params & set(names):
+        raise ValueError("shared_params: must name shared parameters, not a task head's")
+    return [params[name] for name in names]
+
+
+def attach_probe(config: TrialConfig, workload: Workload) -> LinearLayerProbe | None:
+    """The fast per-task gradient path, where the shared parameters allow it."""
+    names = set(config.shared_params or ())
+    if "shared_layer.weight" not in names or not names <= FAST_PROBE_PARAMS:
+        return None
+    if not isinstance(workload.model.shared_layer, torch.nn.Linear):
+        return None
+    return LinearLayerProbe(workload.model, include_bias="shared_layer.bias" in names)
+
+
+def batches(num_samples: int, batch_size: int, generator: torch.Generator):
+    """Endless minibatch indices: a fresh permutation every epoch, seeded."""
+    while True:
+        order = torch.randperm(num_samples, generator=generator)
+        for start in range(0, num_samples - batch_size + 1, batch_size):
+            yield order[start : start + batch_size]
+
+
+def evaluate(workload: Workload) -> tuple[torch.Tensor, list]:
+    workload.model.eval()
+    with torch.no_grad():
+        outputs = workload.model(workload.test.inputs)
+        losses = workload.task_losses(outputs, workload.test.targets)
+        metrics = workload.test_metrics(outputs)
+    workload.model.train()
+    return losses, metrics
+
+
+def train(
+    config: TrialConfig,
+    on_log: Callable[[TracePoint], None] | None = None,
+    use_probe: bool = True,
+) -> TrialResult:
+    """Train `config` to its step budget (or until it diverges)."""
+    started = time.perf_counter()
+    workload = build_workload(config.workload, config.workload_options, seed=config.seed)
+    if config.batch_size > len(workload.train):
+        raise ValueError(f"batch_size: {config.batch_size} exceeds the {len(workload.train)} training samples")
+    balancer = make_balancer(config, workload)
+    probe = attach_probe(config, workload) if use_probe and balancer.needs_task_grad_norms else None
+    # The general GradNorm path reads per-task gradients off the graph after backward.
+    keep_graph = balancer.needs_task_grad_norms and probe is None
+    optimizer = torch.optim.Adam(workload.model.parameters(), lr=config.lr)
+    generator = torch.Generator().manual_seed(config.seed)
+    batch_indices = batches(len(workload.train), config.batch_size, generator)
+
+    trace: list[TracePoint] = []
+    initial_losses: torch.Tensor | None = None
+    train_loss_sum = torch.zeros(len(workload.tasks), dtype=torch.float64)
+    steps_since_log = 0
+    failure: tuple[int, str] | None = None
+
+    def log(step: int) -> torch.Tensor:
+        nonlocal train_loss_sum, steps_since_log
+        test_losses, _ = evaluate(workload)
+        train_losses = train_loss_sum / max(steps_since_log, 1) if steps_since_log else initial_losses
+        grad_norms = getattr(balancer, "last_grad_norms", None)
+        point = TracePoint(
+            step=step,
+            train_losses=_floats(train_losses),
+            test_losses=_floats(test_losses),
+            weights=_floats(balancer.weights),
+            grad_norms=None if grad_norms is None else _floats(grad_norms),
+        )
+        trace.append(point)
+        if on_log is not None:
+            on_log(point)
+        train_loss_sum.zero_()
+        steps_since_log = 0
+        return test_losses
+
+    for step in range(config.steps):
+        batch = workload.train.take(next(batch_indices))
+        task_losses = workload.task_losses(workload.model(batch.inputs), batch.targets)
+        if not bool(torch.isfinite(task_losses).all()):
+            failure = (step, f"task losses became non-finite: {_describe(workload, task_losses)}")
+            break
+        if initial_losses is None:
+            initial_losses = task_losses.detach().clone()
+            log(0)
+        loss = balancer.combine(task_losses)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward(retain_graph=keep_graph)
+        task_grad_norms = probe.task_grad_norms(balancer.weights) if probe is not None else None
+        balancer.step(task_losses, task_grad_norms)
+        if not bool(torch.isfinite(balancer.weights).all()):
+            failure = (step, f"loss weights became non-finite: {_describe(workload, balancer.weights)}")
+            break
+        optimizer.step()
+        train_loss_sum += task_losses.detach().to(torch.float64)
+        steps_since_log += 1
+        done = step + 1
+        if done % config.log_every == 0 or done == config.steps:
+            test_losses = log(done)
+            if not bool(torch.isfinite(test_losses).all()):
+                failure = (done, f"test losses became non-finite: {_describe(workload, test_losses)}")
+                break
+
+    if failure is not None:
+        return TrialResult(
+            status=STATUS_DIVERGED,
+            task_names=workload.task_names,
+            primary_metric=math.nan,
+            initial_losses=_floats(initial_losses) if initial_losses is not None else (),
+            final_test_losses=(),
+            test_metrics=(),
+            final_weights=_floats(balancer.weights),
+            time_averaged_weights=_floats(balancer.time_averaged_weights),
+            steps_completed=failure[0],
+            wall_time_s=time.perf_counter() - started,
+            trace=tuple(trace),
+            diverged_step=failure[0],
+            failure_reason=failure[1],
+        )
+
+    final_test_losses, metrics = evaluate(workload)
+    return TrialResult(
+        status=STATUS_OK,
+        task_names=workload.task_names,
+        # Task-normalized test loss: sum_i L_i^test / L_i(0), L_i(0) the first batch's loss.
+        primary_metric=float((final_test_losses / initial_losses).sum()),
+        initial_losses=_floats(initial_losses),
+        final_test_losses=_floats(final_test_losses),
+        test_metrics=tuple(metrics),
+        final_weights=_floats(balancer.weights),
+        time_averaged_weights=_floats(balancer.time_averaged_weights),
+        steps_completed=config.steps,
+        wall_time_s=time.perf_counter() - started,
+        trace=tuple(trace),
+    )
+
+
+def _floats(values: torch.Tensor) -> tuple[float, ...]:
+    return tuple(float(v) for v in values.detach().flatten())
+
+
+def _describe(workload: Workload, values: torch.Tensor) -> str:
+    return ", ".join(f"{name}={float(v):.4g}" for name, v in zip(workload.task_names, values.detach()))

@@ -1,0 +1,128 @@
+"""What a workload gives the training loop: data, a MultiTaskNet, per-task losses and metrics."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence, TypeVar
+
+import torch
+import torch.nn.functional as F
+
+from workers.model import MultiTaskNet
+from workers.results import TaskMetric
+
+REGRESSION = "regression"  # mean squared error; metric: mse
+CLASSIFICATION = "classification"  # cross-entropy on logits; metrics: accuracy, cross_entropy
+TASK_KINDS = (REGRESSION, CLASSIFICATION)
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    kind: str  # REGRESSION or CLASSIFICATION
+
+    def __post_init__(self) -> None:
+        if self.kind not in TASK_KINDS:
+            raise ValueError(f"kind: task {self.name!r} has unknown kind {self.kind!r} (choose from {TASK_KINDS})")
+
+    def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if self.kind == CLASSIFICATION:
+            return F.cross_entropy(output, target)
+        return F.mse_loss(output, target)
+
+    def metrics(self, output: torch.Tensor, target: torch.Tensor) -> list[TaskMetric]:
+        loss = float(self.loss(output, target).detach())
+        if self.kind == CLASSIFICATION:
+            accuracy = float((output.detach().argmax(dim=-1) == target).float().mean())
+            return [
+                TaskMetric(self.name, "accuracy", accuracy, higher_is_better=True),
+                TaskMetric(self.name, "cross_entropy", loss, higher_is_better=False),
+            ]
+        return [TaskMetric(self.name, "mse", loss, higher_is_better=False)]
+
+
+@dataclass(frozen=True)
+class Split:
+    """Inputs and one target tensor per task, aligned on the first dimension."""
+
+    inputs: torch.Tensor
+    targets: tuple[torch.Tensor, ...]
+
+    def __len__(self) -> int:
+        return self.inputs.shape[0]
+
+    def take(self, index: torch.Tensor) -> "Split":
+        return Split(self.inputs[index], tuple(t[index] for t in self.targets))
+
+
+@dataclass
+class Workload:
+    name: str
+    tasks: tuple[Task, ...]
+    train: Split
+    test: Split
+    model: MultiTaskNet
+    # L_i(0) a randomly initialized network should start from (GradNorm's initial_loss="theoretical").
+    theoretical_initial_losses: tuple[float, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.model.num_tasks != len(self.tasks):
+            raise ValueError(f"model: has {self.model.num_tasks} heads for {len(self.tasks)} tasks")
+        for split_name in ("train", "test"):
+            split = getattr(self, split_name)
+            if len(split.targets) != len(self.tasks):
+                raise ValueError(f"{split_name}: has {len(split.targets)} targets for {len(self.tasks)} tasks")
+
+    @property
+    def task_names(self) -> tuple[str, ...]:
+        return tuple(task.name for task in self.tasks)
+
+    def task_losses(self, outputs: Sequence[torch.Tensor], targets: Sequence[torch.Tensor]) -> torch.Tensor:
+        return torch.stack([task.loss(o, t) for task, o, t in zip(self.tasks, outputs, targets)])
+
+    def test_metrics(self, outputs: Sequence[torch.Tensor]) -> list[TaskMetric]:
+        return [
+            metric
+            for task, output, target in zip(self.tasks, outputs, self.test.targets)
+            for metric in task.metrics(output, target)
+        ]
+
+
+def zero_output_losses(tasks: Sequence[Task], split: Split) -> tuple[float, ...]:
+    """The loss of a network whose outputs are all zero: log C for C-class cross-entropy,
+    E[y^2] for regression. Our 'theoretical' L_i(0)."""
+    losses = []
+    for task, target in zip(tasks, split.targets):
+        if task.kind == CLASSIFICATION:
+            losses.append(math.log(int(target.max()) + 1))
+        else:
+            losses.append(float(target.pow(2).mean()))
+    return tuple(losses)
+
+
+OptionsT = TypeVar("OptionsT")
+
+
+def parse_options(options_type: type[OptionsT], workload: str, options: Mapping[str, Any]) -> OptionsT:
+    """Build a workload's frozen options dataclass, naming an unknown or mistyped option."""
+    fields = {f.name: f for f in dataclasses.fields(options_type)}
+    for name, value in options.items():
+        if name not in fields:
+            raise ValueError(
+                f"workload_options.{name}: unknown option for workload {workload!r} (known: {', '.join(fields)})"
+            )
+    try:
+        return options_type(**options)
+    except TypeError as error:
+        raise ValueError(f"workload_options: {error}") from None
+
+
+def check_option(condition: bool, name: str, message: str) -> None:
+    if not condition:
+        raise ValueError(f"workload_options.{name}: {message}")
+
+
+def is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)

@@ -1,0 +1,78 @@
+"""Two sine regressions whose targets have correlation p.
+
+y_a = a_a sin(x),  y_b = a_b sin(x + arccos p),  x ~ U(-2 pi, 2 pi)
+
+Over whole periods corr(sin x, sin(x + phi)) = cos phi, so phi = arccos p gives
+correlation p. Different amplitudes give the tasks different loss scales;
+Gaussian noise of `noise` times the amplitude is added to the targets.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import torch
+
+from workers.model import fully_connected_net
+from workers.workloads.base import REGRESSION, Split, Task, Workload, check_option, is_int, parse_options, zero_output_losses
+
+HIDDEN_UNITS = 64
+TRUNK_DEPTH = 3
+
+
+@dataclass(frozen=True)
+class SinusoidOptions:
+    correlation: float = 0.5
+    amplitudes: tuple[float, float] = (1.0, 10.0)
+    noise: float = 0.05
+    problem_seed: int = 0
+    train_size: int = 5000
+    test_size: int = 1000
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "amplitudes", tuple(self.amplitudes))
+        check_option(
+            isinstance(self.correlation, (int, float)) and -1.0 <= self.correlation <= 1.0,
+            "correlation",
+            f"must be a number in [-1, 1], got {self.correlation!r}",
+        )
+        check_option(
+            len(self.amplitudes) == 2 and all(isinstance(a, (int, float)) and a > 0 for a in self.amplitudes),
+            "amplitudes",
+            "must be two positive numbers",
+        )
+        check_option(isinstance(self.noise, (int, float)) and self.noise >= 0, "noise", "must be a number >= 0")
+        for name in ("problem_seed", "train_size", "test_size"):
+            value = getattr(self, name)
+            minimum = 0 if name == "problem_seed" else 1
+            check_option(is_int(value) and value >= minimum, name, f"must be an integer >= {minimum}, got {value!r}")
+
+    def task_names(self) -> tuple[str, ...]:
+        return ("sin_a", "sin_b")
+
+
+def build(options: Mapping[str, Any]) -> Workload:
+    opts = parse_options(SinusoidOptions, "sinusoid", options)
+    generator = torch.Generator().manual_seed(opts.problem_seed)
+    phase = math.acos(opts.correlation)
+
+    def sample(size: int) -> Split:
+        x = (torch.rand(size, 1, generator=generator) * 2 - 1) * 2 * math.pi
+        targets = []
+        for amplitude, shift in zip(opts.amplitudes, (0.0, phase)):
+            clean = amplitude * torch.sin(x + shift)
+            targets.append(clean + opts.noise * amplitude * torch.randn(size, 1, generator=generator))
+        return Split(x, tuple(targets))
+
+    train, test = sample(opts.train_size), sample(opts.test_size)
+    tasks = tuple(Task(name, REGRESSION) for name in opts.task_names())
+    return Workload(
+        name="sinusoid",
+        tasks=tasks,
+        train=train,
+        test=test,
+        model=fully_connected_net(1, HIDDEN_UNITS, TRUNK_DEPTH, [1, 1]),
+        theoretical_initial_losses=zero_output_losses(tasks, train),
+    )
