@@ -1,0 +1,22 @@
+# The README's two commands are `make quickstart` and `make test`.
+VENV ?= .venv
+BIN := $(VENV)/bin
+PYTHON ?= python3
+
+.PHONY: setup quickstart test
+
+# A virtual environment with the exact tested versions (constraints.txt).
+$(BIN)/gns: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test]'
+	touch $@
+
+setup: $(BIN)/gns
+
+quickstart: setup
+	-bash scripts/ensure-chromium.sh
+	$(BIN)/gns train --workload toy --tasks 2 --method gradnorm --steps 3000
+
+test: setup
+	bash scripts/ensure-chromium.sh
+	$(BIN)/pytest
