@@ -1,0 +1,162 @@
+"""Reads that return DataFrames: one row per study, per run, or per (run, step, task).
+
+Column names for per-task values are `<quantity>.<task>`, e.g. `test_loss.task0`,
+`mean_w.digit` (time-averaged weight), `accuracy.digit`.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+from sqlalchemy import case, func, select
+from sqlalchemy.orm import Session
+
+from db.schema import MetricRow, StudyRow, TraceRow, TrialRow, TrialTaskRow
+
+# Config fields shown as run columns, in this order.
+CONFIG_COLUMNS = ("method", "workload", "seed", "alpha", "task", "steps", "batch_size", "lr", "weights_from")
+TASK_QUANTITIES = {
+    "initial_loss": "initial_loss",
+    "final_test_loss": "test_loss",
+    "final_weight": "final_w",
+    "time_averaged_weight": "mean_w",
+}
+
+
+def studies(session: Session) -> pd.DataFrame:
+    counts = (
+        select(
+            TrialRow.study_id,
+            func.count().label("trials"),
+            func.sum(case((TrialRow.status == "ok", 1), else_=0)).label("ok"),
+            func.sum(case((TrialRow.status != "ok", 1), else_=0)).label("failed"),
+        )
+        .where(TrialRow.complete)
+        .group_by(TrialRow.study_id)
+        .subquery()
+    )
+    rows = session.execute(
+        select(
+            StudyRow.name,
+            StudyRow.kind,
+            func.coalesce(counts.c.trials, 0),
+            func.coalesce(counts.c.ok, 0),
+            func.coalesce(counts.c.failed, 0),
+            StudyRow.created_at,
+            StudyRow.updated_at,
+        )
+        .outerjoin(counts, counts.c.study_id == StudyRow.id)
+        .order_by(StudyRow.created_at)
+    ).all()
+    frame = pd.DataFrame(rows, columns=["study", "kind", "trials", "ok", "failed", "created", "updated"])
+    return frame.astype({"trials": "int64", "ok": "int64", "failed": "int64"})
+
+
+def status_counts(session: Session, study_id: int) -> dict[str, int]:
+    rows = session.execute(
+        select(TrialRow.status, func.count())
+        .where(TrialRow.study_id == study_id, TrialRow.complete)
+        .group_by(TrialRow.status)
+    ).all()
+    return {status: int(count) for status, count in rows}
+
+
+def runs(session: Session, study_id: int) -> pd.DataFrame:
+    """One row per recorded run: identity, state, config, value, then per-task columns."""
+    trials = session.execute(
+        select(
+            TrialRow.id,
+            TrialRow.key,
+            TrialRow.optuna_number,
+            TrialRow.status,
+            TrialRow.value,
+            TrialRow.config,
+            TrialRow.wall_time_s,
+            TrialRow.steps_completed,
+            TrialRow.diverged_step,
+            TrialRow.failure_reason,
+        )
+        .where(TrialRow.study_id == study_id, TrialRow.complete)
+        .order_by(TrialRow.optuna_number)
+    ).all()
+    base = pd.DataFrame(
+        [
+            {
+                "trial_id": t.id,
+                "key": t.key,
+                "number": t.optuna_number,
+                "state": "COMPLETE" if t.status == "ok" else "FAIL",
+                "status": t.status,
+                "value": t.value,
+                **{name: t.config.get(name) for name in CONFIG_COLUMNS},
+                "wall_time_s": t.wall_time_s,
+                "steps_completed": t.steps_completed,
+                "diverged_step": t.diverged_step,
+                "failure_reason": t.failure_reason,
+            }
+            for t in trials
+        ],
+        columns=["trial_id", "key", "number", "state", "status", "value", *CONFIG_COLUMNS,
+                 "wall_time_s", "steps_completed", "diverged_step", "failure_reason"],
+    )
+    if base.empty:
+        return base.drop(columns="trial_id")
+    trial_ids = select(TrialRow.id).where(TrialRow.study_id == study_id, TrialRow.complete).scalar_subquery()
+    tasks = pd.DataFrame(
+        session.execute(
+            select(TrialTaskRow.trial_id, TrialTaskRow.task_index, TrialTaskRow.task, *(
+                getattr(TrialTaskRow, column) for column in TASK_QUANTITIES
+            )).where(TrialTaskRow.trial_id.in_(trial_ids))
+        ).all(),
+        columns=["trial_id", "task_index", "task", *TASK_QUANTITIES],
+    )
+    metrics = pd.DataFrame(
+        session.execute(
+            select(MetricRow.trial_id, MetricRow.task_index, MetricRow.metric, MetricRow.value).where(
+                MetricRow.trial_id.in_(trial_ids)
+            )
+        ).all(),
+        columns=["trial_id", "task_index", "metric", "value"],
+    )
+    frame = base
+    if not tasks.empty:
+        order = tasks.drop_duplicates("task_index").sort_values("task_index")["task"].tolist()
+        wide = tasks.pivot(index="trial_id", columns="task", values=list(TASK_QUANTITIES))
+        wide.columns = [f"{TASK_QUANTITIES[quantity]}.{task}" for quantity, task in wide.columns]
+        ordered = [f"{name}.{task}" for name in TASK_QUANTITIES.values() for task in order]
+        frame = frame.merge(wide[ordered], left_on="trial_id", right_index=True, how="left")
+        if not metrics.empty:
+            metrics = metrics.merge(tasks[["trial_id", "task_index", "task"]], on=["trial_id", "task_index"])
+            wide_metrics = metrics.pivot(index="trial_id", columns=["metric", "task"], values="value")
+            names = metrics.drop_duplicates("metric")["metric"].tolist()
+            columns = [(m, t) for m in names for t in order if (m, t) in wide_metrics.columns]
+            wide_metrics = wide_metrics[columns]
+            wide_metrics.columns = [f"{m}.{t}" for m, t in columns]
+            frame = frame.merge(wide_metrics, left_on="trial_id", right_index=True, how="left")
+    return frame.drop(columns="trial_id").reset_index(drop=True)
+
+
+def traces(session: Session, study_id: int, keys: list[str] | None = None) -> pd.DataFrame:
+    """Long format: one row per (run, logged step, task)."""
+    query = (
+        select(
+            TrialRow.key,
+            TrialRow.config["method"].as_string().label("method"),
+            TraceRow.step,
+            TrialTaskRow.task,
+            TraceRow.train_loss,
+            TraceRow.test_loss,
+            TraceRow.weight,
+            TraceRow.grad_norm,
+        )
+        .join(TrialRow, TrialRow.id == TraceRow.trial_id)
+        .join(
+            TrialTaskRow,
+            (TrialTaskRow.trial_id == TraceRow.trial_id) & (TrialTaskRow.task_index == TraceRow.task_index),
+        )
+        .where(TrialRow.study_id == study_id, TrialRow.complete)
+        .order_by(TrialRow.optuna_number, TraceRow.step, TraceRow.task_index)
+    )
+    if keys is not None:
+        query = query.where(TrialRow.key.in_(keys))
+    columns = ["key", "method", "step", "task", "train_loss", "test_loss", "weight", "grad_norm"]
+    return pd.DataFrame(session.execute(query).all(), columns=columns)

@@ -1,0 +1,105 @@
+"""Our tables, beside Optuna's in the same database.
+
+Optuna's `studies`/`trials` hold what the dashboard and `optuna.load_study`
+show (params, value, state, the trial key as a user attribute). Ours hold one
+row per recorded trial key (the exactly-once guard and a copy of the state and
+value for fast reads), per-task results, and the step traces, all keyed to
+`gns_trials.id`, which points at Optuna's trial by `optuna_trial_id`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+SCHEMA_VERSION = 1
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class SchemaInfo(Base):
+    __tablename__ = "gns_schema"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version: Mapped[int] = mapped_column(Integer)
+    last_opened_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class StudyRow(Base):
+    __tablename__ = "gns_studies"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(512), unique=True)
+    kind: Mapped[str] = mapped_column(String(64))
+    spec: Mapped[dict] = mapped_column(JSON)  # the spec that made the study, as loaded
+    spec_hash: Mapped[str] = mapped_column(String(64))
+    optuna_study_id: Mapped[int] = mapped_column(Integer)
+    product_version: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class TrialRow(Base):
+    __tablename__ = "gns_trials"
+    __table_args__ = (UniqueConstraint("study_id", "key", name="uq_gns_trials_study_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("gns_studies.id", ondelete="CASCADE"), index=True)
+    key: Mapped[str] = mapped_column(String(64))
+    # Null between claiming the key and Optuna's trial existing (a crash there is repaired on retry).
+    optuna_trial_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    optuna_number: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    complete: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[str] = mapped_column(String(16))  # ok | diverged | crashed
+    value: Mapped[float | None] = mapped_column(Float, nullable=True)  # the primary metric; null unless ok
+    config: Mapped[dict] = mapped_column(JSON)
+    wall_time_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    steps_completed: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    diverged_step: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    failure_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class TrialTaskRow(Base):
+    """Per-task end-of-run numbers: L_i(0), final test loss, final and time-averaged w_i."""
+
+    __tablename__ = "gns_trial_tasks"
+
+    trial_id: Mapped[int] = mapped_column(ForeignKey("gns_trials.id", ondelete="CASCADE"), primary_key=True)
+    task_index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    task: Mapped[str] = mapped_column(String(128))
+    initial_loss: Mapped[float | None] = mapped_column(Float, nullable=True)
+    final_test_loss: Mapped[float | None] = mapped_column(Float, nullable=True)
+    final_weight: Mapped[float | None] = mapped_column(Float, nullable=True)
+    time_averaged_weight: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class MetricRow(Base):
+    __tablename__ = "gns_task_metrics"
+
+    trial_id: Mapped[int] = mapped_column(ForeignKey("gns_trials.id", ondelete="CASCADE"), primary_key=True)
+    task_index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    metric: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[float | None] = mapped_column(Float, nullable=True)
+    higher_is_better: Mapped[bool] = mapped_column(Boolean)
+
+
+class TraceRow(Base):
+    """One task's numbers at one logged step of one trial."""
+
+    __tablename__ = "gns_traces"
+
+    trial_id: Mapped[int] = mapped_column(ForeignKey("gns_trials.id", ondelete="CASCADE"), primary_key=True)
+    step: Mapped[int] = mapped_column(Integer, primary_key=True)
+    task_index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    train_loss: Mapped[float | None] = mapped_column(Float, nullable=True)
+    test_loss: Mapped[float | None] = mapped_column(Float, nullable=True)
+    weight: Mapped[float | None] = mapped_column(Float, nullable=True)
+    grad_norm: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+Index("ix_gns_trials_study_status", TrialRow.study_id, TrialRow.status)

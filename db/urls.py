@@ -1,0 +1,55 @@
+"""Database URLs: the embedded SQLite default, PostgreSQL for clusters."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+from db.errors import BadDatabaseURL
+
+DEFAULT_URL = "sqlite:///gns.db"
+SUPPORTED = ("sqlite", "postgresql")
+# SQLite: a writer holds the lock briefly; readers and a second writer wait this long.
+SQLITE_BUSY_TIMEOUT_S = 60
+
+
+def parse_url(url: str) -> URL:
+    """Validate a URL and fill in our driver (psycopg 3 for PostgreSQL)."""
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError, TypeError):
+        raise BadDatabaseURL(
+            f"storage: cannot parse database URL {url!r} (expected e.g. {DEFAULT_URL} or postgresql://user@host:5432/db)"
+        ) from None
+    backend = parsed.get_backend_name()
+    if backend not in SUPPORTED:
+        raise BadDatabaseURL(f"storage: unsupported database {backend!r} in {url!r} (use sqlite or postgresql)")
+    if backend == "postgresql":
+        driver = parsed.get_driver_name()
+        if parsed.drivername == "postgresql":
+            parsed = parsed.set(drivername="postgresql+psycopg")
+        elif driver != "psycopg":
+            raise BadDatabaseURL(f"storage: use postgresql+psycopg:// (psycopg 3), not {parsed.drivername!r}")
+        if not parsed.database:
+            raise BadDatabaseURL(f"storage: {url!r} names no database")
+    else:
+        if not parsed.database or parsed.database == ":memory:":
+            raise BadDatabaseURL(f"storage: {url!r} names no SQLite file (e.g. sqlite:///gns.db)")
+    return parsed
+
+
+def sqlite_file(url: URL) -> Path | None:
+    return Path(url.database) if url.get_backend_name() == "sqlite" else None
+
+
+def engine_options(url: URL) -> dict:
+    if url.get_backend_name() == "sqlite":
+        return {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}}
+    return {"pool_pre_ping": True}
+
+
+def display(url: URL) -> str:
+    """The URL with any password hidden."""
+    return url.render_as_string(hide_password=True)

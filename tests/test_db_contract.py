@@ -1,0 +1,195 @@
+"""The results database contract, on a SQLite file and on the real PostgreSQL server."""
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from db import DatabaseInputError, DatabaseUnreachable, NoSuchStudy, ResultsDB
+from db.errors import BadDatabaseURL
+from tests.fake_results import diverged_result, fake_result
+from workers.config import TrialConfig
+
+STATIC = TrialConfig(method="static", weights=(3.0, 1.0), steps=20, log_every=10)
+GRADNORM = TrialConfig(method="gradnorm", alpha=0.5, steps=20, log_every=10)
+SPEC = {"study": "fig4", "kind": "random-static", "runs": 3}
+
+
+@pytest.fixture
+def results(database_url):
+    with ResultsDB(database_url) as store:
+        store.create_study("fig4", "random-static", SPEC)
+        yield store
+
+
+def record(store, config, result, study="fig4"):
+    return store.record(study, config.key(), config.to_dict(), result)
+
+
+def test_a_recorded_run_reads_back_with_its_numbers(results):
+    record(results, STATIC, fake_result(final_test_losses=(0.5, 20.0), initial_losses=(1.0, 100.0)))
+    runs = results.runs("fig4")
+    assert len(runs) == 1
+    run = runs.iloc[0]
+    assert run["key"] == STATIC.key() and run["state"] == "COMPLETE" and run["method"] == "static"
+    assert run["value"] == pytest.approx(0.5 / 1.0 + 20.0 / 100.0)
+    assert run["test_loss.a"] == 0.5 and run["test_loss.b"] == 20.0
+    assert run["initial_loss.b"] == 100.0
+    assert (run["mean_w.a"], run["mean_w.b"]) == (1.5, 0.5)
+    assert run["mse.b"] == 20.0
+    assert run["wall_time_s"] == 1.25
+
+
+def test_traces_are_rows_per_step_and_task(results):
+    record(results, GRADNORM, fake_result(steps=(0, 10, 20)))
+    traces = results.traces("fig4")
+    assert len(traces) == 3 * 2
+    at_10 = traces[(traces.step == 10)].set_index("task")
+    # fake_result: train = step + i + 1, test = step + i + 2, G_i = 0.1 (i + 1)
+    assert at_10.loc["b", "train_loss"] == 12.0 and at_10.loc["b", "test_loss"] == 13.0
+    assert at_10.loc["a", "grad_norm"] == pytest.approx(0.1) and at_10.loc["b", "grad_norm"] == pytest.approx(0.2)
+    assert traces[traces.step == 0]["grad_norm"].isna().all()
+    assert set(traces["method"]) == {"gradnorm"}
+
+
+def test_recording_the_same_key_twice_leaves_one_trial(results, database_url):
+    first = record(results, STATIC, fake_result())
+    again = record(results, STATIC, fake_result(final_test_losses=(9.0, 9.0)))
+    assert first.created and not again.created and first.trial_id == again.trial_id
+    assert len(results.runs("fig4")) == 1
+    assert results.runs("fig4").iloc[0]["test_loss.a"] == 0.5  # the first recording stands
+    assert len(optuna.load_study(study_name="fig4", storage=database_url).trials) == 1
+    assert len(results.traces("fig4")) == 3 * 2
+
+
+def test_a_crash_between_claim_and_optuna_trial_is_repaired_on_retry(results, database_url):
+    study_row = results._study_row("fig4")
+    results._claim(study_row.id, STATIC.key(), STATIC.to_dict())  # the driver died here
+    assert results.recorded_keys("fig4") == set()
+    record(results, STATIC, fake_result())
+    assert results.recorded_keys("fig4") == {STATIC.key()}
+    assert len(optuna.load_study(study_name="fig4", storage=database_url).trials) == 1
+
+
+def test_a_crash_after_the_optuna_trial_reuses_it(results, database_url):
+    study_row = results._study_row("fig4")
+    results._claim(study_row.id, STATIC.key(), STATIC.to_dict())
+    frozen = optuna.trial.create_trial(value=1.0, user_attrs={"key": STATIC.key()})
+    results.optuna.create_new_trial(study_row.optuna_study_id, template_trial=frozen)  # ...and died here
+    record(results, STATIC, fake_result())
+    trials = optuna.load_study(study_name="fig4", storage=database_url).trials
+    assert len(trials) == 1 and len(results.runs("fig4")) == 1
+
+
+def test_optuna_sees_params_values_and_states(results, database_url):
+    record(results, STATIC, fake_result())
+    record(results, GRADNORM, diverged_result())
+    crashed = TrialConfig(method="equal", seed=7)
+    results.record("fig4", crashed.key(), crashed.to_dict(), failure="RuntimeError: worker died")
+
+    study = optuna.load_study(study_name="fig4", storage=database_url)
+    by_key = {t.user_attrs["key"]: t for t in study.trials}
+    static = by_key[STATIC.key()]
+    assert static.state == TrialState.COMPLETE and static.value == pytest.approx(0.7)
+    assert static.params["method"] == "static" and static.params["seed"] == 0
+    assert static.params["w_0"] == pytest.approx(1.5) and static.params["w_1"] == pytest.approx(0.5)
+    assert json.loads(static.user_attrs["config"])["weights"] == [3.0, 1.0]
+    gradnorm = by_key[GRADNORM.key()]
+    assert gradnorm.state == TrialState.FAIL and gradnorm.value is None
+    assert gradnorm.params["alpha"] == 0.5
+    assert "non-finite" in gradnorm.user_attrs["failure_reason"]
+    assert by_key[crashed.key()].state == TrialState.FAIL
+    assert by_key[crashed.key()].user_attrs["failure_reason"] == "RuntimeError: worker died"
+
+    runs = results.runs("fig4").set_index("key")
+    assert runs.loc[GRADNORM.key(), "state"] == "FAIL" and math.isnan(runs.loc[GRADNORM.key(), "value"])
+    assert runs.loc[crashed.key(), "status"] == "crashed"
+    assert results.progress("fig4") == {"ok": 1, "diverged": 1, "crashed": 1}
+
+
+def test_studies_metadata_counts_and_delete(results, database_url):
+    record(results, STATIC, fake_result())
+    record(results, GRADNORM, diverged_result())
+    results.create_study("other", "methods", {"study": "other"})
+    frame = results.studies().set_index("study")
+    assert frame.loc["fig4", ["trials", "ok", "failed"]].tolist() == [2, 1, 1]
+    assert frame.loc["other", "trials"] == 0
+    info = results.find_study("fig4")
+    assert info.spec == SPEC and info.kind == "random-static" and len(info.spec_hash) == 64
+    assert info.updated_at >= info.created_at and info.product_version != ""
+
+    results.delete_study("fig4")
+    assert results.find_study("fig4") is None
+    assert list(results.studies()["study"]) == ["other"]
+    assert "fig4" not in [s.study_name for s in optuna.get_all_study_summaries(database_url)]
+    with pytest.raises(NoSuchStudy):
+        results.runs("fig4")
+
+
+def test_time_averaged_weights_of_a_recorded_gradnorm_run(results):
+    record(results, GRADNORM, fake_result(time_averaged_weights=(1.2, 0.8)))
+    assert results.time_averaged_weights("fig4", GRADNORM.key()) == (1.2, 0.8)
+    assert results.time_averaged_weights("fig4", "missing") is None
+
+
+def test_one_database_holds_many_studies_with_the_same_keys(results):
+    results.create_study("second", "random-static", SPEC)
+    record(results, STATIC, fake_result())
+    record(results, STATIC, fake_result(final_test_losses=(1.0, 1.0)), study="second")
+    assert len(results.runs("fig4")) == len(results.runs("second")) == 1
+
+
+def test_creating_an_existing_study_is_refused(results):
+    with pytest.raises(DatabaseInputError, match="already exists"):
+        results.create_study("fig4", "random-static", SPEC)
+
+
+def test_reader_open_does_not_create_anything(tmp_path):
+    path = tmp_path / "absent.db"
+    with pytest.raises(DatabaseUnreachable, match="no database"):
+        ResultsDB(f"sqlite:///{path}", create=False)
+    assert not path.exists()
+
+
+def test_a_database_without_our_tables_is_refused_for_reading(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "foreign.db"
+    sqlite3.connect(path).execute("create table x (y int)").connection.commit()
+    with pytest.raises(DatabaseInputError, match="holds no gradnorm-study results"):
+        ResultsDB(f"sqlite:///{path}", create=False)
+
+
+@pytest.mark.parametrize(
+    "url, error, message",
+    [
+        ("nonsense", BadDatabaseURL, "cannot parse"),
+        ("mysql://root@localhost/test", BadDatabaseURL, "unsupported database 'mysql'"),
+        ("postgresql+psycopg2://u@h/db", BadDatabaseURL, "psycopg"),
+        ("sqlite://", BadDatabaseURL, "names no SQLite file"),
+        ("sqlite:////no/such/dir/x.db", DatabaseUnreachable, "does not exist"),
+        ("postgresql://postgres@127.0.0.1:1/test", DatabaseUnreachable, "cannot connect"),
+        ("postgresql://postgres@127.0.0.1:5432/no_such_database_here", DatabaseUnreachable, "cannot connect"),
+    ],
+)
+def test_bad_urls_raise_errors_naming_the_problem(url, error, message):
+    with pytest.raises(error, match=message):
+        ResultsDB(url)
+
+
+def test_db_package_never_imports_torch():
+    code = "import sys, db, db.store, db.queries; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
+def test_sqlite_file_is_where_the_url_says(tmp_path):
+    path = tmp_path / "here.db"
+    with ResultsDB(f"sqlite:///{path}"):
+        pass
+    assert Path(path).exists()
