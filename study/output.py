@@ -37,7 +37,8 @@ def table(frame: pd.DataFrame) -> str:
     return "\n".join([line(columns), line(["-" * w for w in widths]), *(line(row) for row in cells)])
 
 
-def write_frame(frame: pd.DataFrame, fmt: str, out: TextIO = sys.stdout) -> None:
+def write_frame(frame: pd.DataFrame, fmt: str, out: TextIO | None = None) -> None:
+    out = out or sys.stdout
     if fmt == "table":
         out.write(table(frame) + "\n")
     elif fmt == "csv":

@@ -11,7 +11,7 @@ import sys
 
 from study.errors import BadInput
 
-SUBCOMMANDS = ("train",)
+SUBCOMMANDS = ("train", "studies", "query", "delete")
 
 
 class Parser(argparse.ArgumentParser):

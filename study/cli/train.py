@@ -8,10 +8,13 @@ import sys
 
 import yaml
 
+from study.cli.common import add_storage_argument, open_results
 from study.errors import BadInput
 from study.output import format_value
 from workers.config import METHODS, TrialConfig
 from workers.results import TracePoint, TrialResult
+
+ADHOC_KIND = "runs"  # a study of single `gns train` runs, not planned from a spec
 
 
 def add_parser(subparsers) -> None:
@@ -32,6 +35,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--log-every", type=int, default=100)
     parser.add_argument("--json", action="store_true", help="print the full result as JSON")
+    parser.add_argument("--study", help=f"also record the run in this study (kind {ADHOC_KIND!r}) of --storage")
+    add_storage_argument(parser)
     parser.set_defaults(run=run)
 
 
@@ -84,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
     from workers.training import train
 
     config = config_from_args(args)
+    results = open_adhoc_study(args.storage, args.study) if args.study else None
 
     def progress(point: TracePoint) -> None:
         print(
@@ -96,12 +102,28 @@ def run(args: argparse.Namespace) -> int:
         result = train(config, on_log=None if args.json else progress)
     except ValueError as error:  # raised before the first step: the config does not fit the workload
         raise BadInput(str(error)) from None
+    if results is not None:
+        with results:
+            outcome = results.record(args.study, config.key(), config.to_dict(), result)
+        note = "recorded" if outcome.created else "already recorded, kept the earlier run"
+        print(f"{note}: study {args.study!r}, key {config.key()} in {results.display_url}", file=sys.stderr)
     if args.json:
         json.dump({"key": config.key(), "config": config.to_dict(), "result": result.to_dict()}, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
         print(summary(config, result))
     return 0 if result.ok else 1
+
+
+def open_adhoc_study(url: str, name: str):
+    results = open_results(url, create=True)
+    study = results.find_study(name)
+    if study is None:
+        results.create_study(name, ADHOC_KIND, {"study": name, "kind": ADHOC_KIND})
+    elif study.kind != ADHOC_KIND:
+        results.close()
+        raise BadInput(f"--study: {name!r} is a {study.kind} study; gns train records only into {ADHOC_KIND!r} studies")
+    return results
 
 
 def summary(config: TrialConfig, result: TrialResult) -> str:

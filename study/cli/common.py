@@ -1,0 +1,78 @@
+"""Arguments and helpers that several subcommands share."""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import operator
+import os
+import re
+
+import pandas as pd
+
+from db import DEFAULT_URL, ResultsDB
+from db.errors import DatabaseInputError
+from study.errors import BadInput
+
+STORAGE_ENV = "GNS_STORAGE"  # a cluster sets its PostgreSQL URL once here
+
+
+def add_storage_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--storage",
+        default=os.environ.get(STORAGE_ENV, DEFAULT_URL),
+        metavar="URL",
+        help=f"results database (default ${STORAGE_ENV} or {DEFAULT_URL}; PostgreSQL: postgresql://user@host:port/db)",
+    )
+
+
+def open_results(url: str, create: bool) -> ResultsDB:
+    """Open the database; a bad URL or a missing database is bad input."""
+    try:
+        return ResultsDB(url, create=create)
+    except DatabaseInputError as error:
+        raise BadInput(str(error)) from None
+
+
+_CONDITION = re.compile(r"^([^=!<>]+)(==|=|!=|<=|>=|<|>)(.*)$")
+_OPERATORS = {
+    "=": operator.eq,
+    "==": operator.eq,
+    "!=": operator.ne,
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+}
+
+
+def filter_rows(frame: pd.DataFrame, conditions: list[str]) -> pd.DataFrame:
+    """Keep rows matching every `column<op>value` (op: = != < <= > >=)."""
+    for condition in conditions:
+        match = _CONDITION.match(condition)
+        if match is None:
+            raise BadInput(f"--where: expected COLUMN=VALUE (or != < <= > >=), got {condition!r}")
+        column, op, raw = match.group(1).strip(), match.group(2), match.group(3).strip()
+        if column not in frame.columns:
+            raise BadInput(f"--where: no column {column!r} (see --columns '*' for all)")
+        series = frame[column]
+        if pd.api.types.is_numeric_dtype(series):
+            try:
+                value = float(raw)
+            except ValueError:
+                raise BadInput(f"--where: column {column!r} is numeric, got {raw!r}") from None
+        else:
+            series, value = series.astype(str), raw
+        frame = frame[_OPERATORS[op](series, value).fillna(False).astype(bool)]
+    return frame
+
+
+def select_columns(frame: pd.DataFrame, patterns: list[str], strict: bool = True) -> pd.DataFrame:
+    """Columns by name or glob (`mean_w.*`), in the order asked; strict: each must match."""
+    chosen: list[str] = []
+    for pattern in (p.strip() for item in patterns for p in item.split(",") if p.strip()):
+        matches = [c for c in frame.columns if fnmatch.fnmatchcase(c, pattern)]
+        if not matches and strict:
+            raise BadInput(f"--columns: no column matches {pattern!r} (columns: {', '.join(frame.columns)})")
+        chosen += [c for c in matches if c not in chosen]
+    return frame[chosen]

@@ -1,0 +1,21 @@
+"""`gns studies`: the studies in a results database."""
+
+from __future__ import annotations
+
+import argparse
+
+from study.cli.common import add_storage_argument, open_results
+from study.output import FORMATS, write_frame
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser("studies", help="list the studies in a results database")
+    add_storage_argument(parser)
+    parser.add_argument("--format", choices=FORMATS, default="table")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    with open_results(args.storage, create=False) as results:
+        write_frame(results.studies(), args.format)
+    return 0
