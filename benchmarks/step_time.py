@@ -5,7 +5,7 @@ gradients read off the ordinary backward pass) and GradNorm with one autograd
 pass per task, and the overhead ratios. Runs alternate so that machine noise
 hits every variant alike.
 
-    python benchmarks/step_time.py [--steps 1500] [--repeats 3] [--threads 1]
+    python -m benchmarks.step_time [--steps 1500] [--repeats 3] [--threads 1]
 """
 
 from __future__ import annotations
