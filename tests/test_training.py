@@ -86,7 +86,7 @@ def test_digits_gradnorm_lifts_the_small_loss_tasks():
         ({"method": "equal", "alpha": 0.5}, "alpha"),
         ({"method": "static"}, "weights"),
         ({"method": "static", "weights": (1.0, 0.0)}, "weights"),
-        ({"method": "gradnorm-static", "weights": (1.0, 1.0), "weights_from": "abc"}, "weights"),
+        ({"method": "gradnorm-static"}, "weights"),
         ({"method": "sgd"}, "method"),
         ({"steps": 0}, "steps"),
         ({"lr": -1.0}, "lr"),

@@ -108,8 +108,8 @@ class TrialConfig:
             _check_positive("balancer_lr", self.balancer_lr)
         if self.method == "static" and self.weights is None:
             raise ValueError("weights: method 'static' needs one weight per task")
-        if self.method == "gradnorm-static" and (self.weights is None) == (self.weights_from is None):
-            raise ValueError("weights: method 'gradnorm-static' needs either weights or weights_from (not both)")
+        if self.method == "gradnorm-static" and self.weights is None and self.weights_from is None:
+            raise ValueError("weights: method 'gradnorm-static' needs weights, or weights_from naming a GradNorm run")
         if self.weights is not None and not all(w > 0 and math.isfinite(w) for w in self.weights):
             raise ValueError(f"weights: every weight must be positive and finite, got {list(self.weights)}")
         if self.method == "single-task":

@@ -56,10 +56,10 @@ class LinearLayerProbe:
             raise RuntimeError("task_grad_norms: no forward pass with gradients has run yet")
         layer_input = self._layer_input.reshape(-1, self._layer_input.shape[-1])
         # a head that took no part in the loss leaves its hook uncalled: zero gradient
-        grads = [torch.zeros(self._output_shape) if g is None else g for g in self._output_grads]
+        grads = [torch.zeros(self._output_shape, device=layer_input.device) if g is None else g for g in self._output_grads]
         deltas = torch.stack(grads).reshape(len(grads), layer_input.shape[0], -1)  # [T, N, out]
         weight_grads = deltas.transpose(1, 2) @ layer_input  # [T, out, in]: grad_W (w_i L_i)
         squared = weight_grads.pow(2).sum(dim=(1, 2))
         if self.include_bias:
             squared = squared + deltas.sum(dim=1).pow(2).sum(dim=1)
-        return squared.sqrt() / weights
+        return squared.sqrt() / weights.to(squared.device)

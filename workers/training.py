@@ -90,10 +90,13 @@ def train(
     config: TrialConfig,
     on_log: Callable[[TracePoint], None] | None = None,
     use_probe: bool = True,
+    device: str = "cpu",
 ) -> TrialResult:
-    """Train `config` to its step budget (or until it diverges)."""
+    """Train `config` to its step budget (or until it diverges) on `device`."""
     started = time.perf_counter()
     workload = build_workload(config.workload, config.workload_options, seed=config.seed)
+    workload.model.to(device)
+    workload.train, workload.test = workload.train.to(device), workload.test.to(device)
     if config.batch_size > len(workload.train):
         raise ValueError(f"batch_size: {config.batch_size} exceeds the {len(workload.train)} training samples")
     balancer = make_balancer(config, workload)
@@ -102,7 +105,7 @@ def train(
     keep_graph = balancer.needs_task_grad_norms and probe is None
     optimizer = torch.optim.Adam(workload.model.parameters(), lr=config.lr)
     generator = torch.Generator().manual_seed(config.seed)
-    batch_indices = batches(len(workload.train), config.batch_size, generator)
+    batch_indices = (i.to(device) for i in batches(len(workload.train), config.batch_size, generator))
 
     trace: list[TracePoint] = []
     initial_losses: torch.Tensor | None = None
@@ -147,7 +150,7 @@ def train(
             failure = (step, f"loss weights became non-finite: {_describe(workload, balancer.weights)}")
             break
         optimizer.step()
-        train_loss_sum += task_losses.detach().to(torch.float64)
+        train_loss_sum += task_losses.detach().to("cpu", torch.float64)
         steps_since_log += 1
         done = step + 1
         if done % config.log_every == 0 or done == config.steps:

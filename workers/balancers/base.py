@@ -39,13 +39,17 @@ class Balancer:
     def combine(self, task_losses: torch.Tensor) -> torch.Tensor:
         """The scalar the network backpropagates: sum_i w_i L_i with w held constant."""
         # clone: `step` updates the weights in place after this graph was built
-        return (self.weights.clone() * task_losses).sum()
+        return (self.weights.clone().to(task_losses.device) * task_losses).sum()
 
     def step(self, task_losses: torch.Tensor, task_grad_norms: torch.Tensor | None = None) -> None:
-        """Record the weights used at this step, then update them."""
+        """Record the weights used at this step, then update them.
+
+        The weights and their update live on the CPU, whatever device trains.
+        """
         self._weight_sum += self.weights.to(torch.float64)
         self._steps += 1
-        self._update(task_losses.detach(), task_grad_norms)
+        norms = None if task_grad_norms is None else task_grad_norms.detach().cpu()
+        self._update(task_losses.detach().cpu(), norms)
 
     def _update(self, task_losses: torch.Tensor, task_grad_norms: torch.Tensor | None) -> None:
         """Change the weights after a step; static methods keep them."""

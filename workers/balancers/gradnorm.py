@@ -73,7 +73,7 @@ def grad_norms_at(task_losses: torch.Tensor, shared_params: Sequence[torch.Tenso
     norms = []
     for loss in task_losses:
         grads = torch.autograd.grad(loss, shared_params, retain_graph=True, allow_unused=True)
-        squared = sum((g.pow(2).sum() for g in grads if g is not None), torch.zeros(()))
+        squared = sum((g.pow(2).sum() for g in grads if g is not None), torch.zeros((), device=loss.device))
         norms.append(squared.sqrt())
     return torch.stack(norms)
 
@@ -120,7 +120,7 @@ class GradNorm(Balancer):
         """
         if task_grad_norms is None:
             task_grad_norms = grad_norms_at(task_losses, self.shared_params)
-        super().step(task_losses, task_grad_norms.detach())
+        super().step(task_losses, task_grad_norms)
 
     def _update(self, task_losses: torch.Tensor, task_grad_norms: torch.Tensor | None) -> None:
         if self.initial_losses is None:

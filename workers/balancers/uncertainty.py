@@ -29,7 +29,8 @@ class UncertaintyWeighting(Balancer):
 
     def combine(self, task_losses: torch.Tensor) -> torch.Tensor:
         # s_i gets its gradient from this same loss; the network sees w_i = exp(-s_i).
-        return (torch.exp(-self.log_variances) * task_losses + self.log_variances).sum()
+        log_variances = self.log_variances.to(task_losses.device)
+        return (torch.exp(-log_variances) * task_losses + log_variances).sum()
 
     def _update(self, task_losses: torch.Tensor, task_grad_norms: torch.Tensor | None) -> None:
         self._optimizer.step()

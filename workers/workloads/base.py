@@ -56,6 +56,9 @@ class Split:
     def take(self, index: torch.Tensor) -> "Split":
         return Split(self.inputs[index], tuple(t[index] for t in self.targets))
 
+    def to(self, device: torch.device | str) -> "Split":
+        return Split(self.inputs.to(device), tuple(t.to(device) for t in self.targets))
+
 
 @dataclass
 class Workload:
