@@ -1,0 +1,30 @@
+"""`gns plan spec.yaml`: the trials a spec makes, with their keys; nothing runs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pandas as pd
+
+from study.output import write_frame
+from study.plan import describe, plan_study
+from study.spec import load_spec
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser("plan", help="print the trials a spec makes (nothing runs)")
+    parser.add_argument("spec", help="a study spec (YAML)")
+    parser.add_argument("--json", action="store_true", help="a JSON list of {key, config, after}")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    spec = load_spec(args.spec)
+    planned = plan_study(spec)
+    if args.json:
+        print(json.dumps([{"key": p.key, "config": p.config.to_dict(), "after": p.depends_on} for p in planned], indent=2))
+        return 0
+    print(f"study {spec.study!r}: {spec.kind} on {spec.workload}, {len(planned)} trials of {spec.training.steps} steps")
+    write_frame(pd.DataFrame([describe(p) for p in planned]), "table")
+    return 0

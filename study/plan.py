@@ -1,0 +1,153 @@
+"""Planning: a spec becomes a list of trial configs, each with a stable key.
+
+The key is the hash of the trial's config (workers.config.TrialConfig.key), so
+planning the same spec again gives the same keys, and a launch runs only the
+keys the database does not hold yet.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from study.spec import SpecError, StudySpec
+from workers.config import TrialConfig
+
+# Where a TrialConfig field comes from in the spec, to name it in errors.
+SPEC_FIELDS = {
+    "steps": "training.steps",
+    "batch_size": "training.batch_size",
+    "lr": "training.lr",
+    "log_every": "training.log_every",
+    "alpha": "gradnorm.alpha",
+    "initial_loss": "gradnorm.initial_loss",
+    "balancer_lr": "gradnorm.balancer_lr",
+    "shared_params": "gradnorm.shared_params",
+    "weights": "methods.weights",
+}
+
+
+@dataclass(frozen=True)
+class PlannedTrial:
+    key: str
+    config: TrialConfig
+    # gradnorm-static: the key of the GradNorm run whose E_t[w] it retrains with
+    depends_on: str | None = None
+
+
+def random_static_weights(runs: int, tasks: int, weight_seed: int) -> np.ndarray:
+    """`runs` weight vectors, each w_i ~ U(0, 1) then scaled to sum to T."""
+    draws = np.random.default_rng(weight_seed).uniform(0.0, 1.0, size=(runs, tasks))
+    return draws * (tasks / draws.sum(axis=1, keepdims=True))
+
+
+def task_names(spec: StudySpec) -> tuple[str, ...]:
+    from workers.workloads import task_names as workload_task_names
+
+    try:
+        return workload_task_names(spec.workload, spec.workload_options)
+    except ValueError as error:
+        raise SpecError(str(error)) from None
+
+
+def plan_study(spec: StudySpec) -> list[PlannedTrial]:
+    tasks = task_names(spec)
+    if spec.methods is not None and spec.methods.weights is not None and len(spec.methods.weights) != len(tasks):
+        raise SpecError(
+            f"methods.weights: expected {len(tasks)} values (one per task of {spec.workload}), got {len(spec.methods.weights)}"
+        )
+    planned: list[PlannedTrial] = []
+    for seed in spec.seeds:
+        if spec.kind == "random-static":
+            planned += _random_static(spec, seed, len(tasks))
+        elif spec.kind == "alpha-sweep":
+            planned += _alpha_sweep(spec, seed)
+        else:
+            planned += _methods(spec, seed, len(tasks))
+    keys = [p.key for p in planned]
+    if len(set(keys)) != len(keys):
+        raise SpecError("spec: two planned runs are identical (the same config twice)")
+    return planned
+
+
+def _random_static(spec: StudySpec, seed: int, tasks: int) -> list[PlannedTrial]:
+    section = spec.random_static
+    planned = [
+        _planned(spec, seed, method="static", weights=tuple(float(w) for w in weights))
+        for weights in random_static_weights(section.runs, tasks, section.weight_seed)
+    ]
+    reference = _planned(spec, seed, method="gradnorm", **_gradnorm(spec, spec.gradnorm.alpha))
+    planned.append(reference)
+    if section.gradnorm_static:
+        planned.append(_planned(spec, seed, depends_on=reference.key, method="gradnorm-static", weights_from=reference.key))
+    return planned
+
+
+def _alpha_sweep(spec: StudySpec, seed: int) -> list[PlannedTrial]:
+    planned = [_planned(spec, seed, method="equal")]
+    planned += [_planned(spec, seed, method="gradnorm", **_gradnorm(spec, alpha)) for alpha in spec.alpha_sweep.alphas]
+    return planned
+
+
+def _methods(spec: StudySpec, seed: int, tasks: int) -> list[PlannedTrial]:
+    planned: list[PlannedTrial] = []
+    reference: PlannedTrial | None = None
+    # gradnorm first, so that gradnorm-static can name its key
+    for method in sorted(spec.methods.methods, key=lambda m: m == "gradnorm-static"):
+        if method == "single-task":
+            planned += [_planned(spec, seed, method=method, task=task) for task in range(tasks)]
+        elif method == "static":
+            planned.append(_planned(spec, seed, method=method, weights=spec.methods.weights))
+        elif method == "gradnorm":
+            reference = _planned(spec, seed, method=method, **_gradnorm(spec, spec.gradnorm.alpha))
+            planned.append(reference)
+        elif method == "gradnorm-static":
+            planned.append(_planned(spec, seed, depends_on=reference.key, method=method, weights_from=reference.key))
+        else:
+            planned.append(_planned(spec, seed, method=method))
+    return planned
+
+
+def _gradnorm(spec: StudySpec, alpha: float) -> dict[str, Any]:
+    options = spec.gradnorm
+    return {
+        "alpha": alpha,
+        "initial_loss": options.initial_loss,
+        "balancer_lr": options.balancer_lr,
+        "shared_params": options.shared_params,
+    }
+
+
+def _planned(spec: StudySpec, seed: int, depends_on: str | None = None, **fields: Any) -> PlannedTrial:
+    training = spec.training
+    try:
+        config = TrialConfig(
+            workload=spec.workload,
+            workload_options=dict(spec.workload_options),
+            steps=training.steps,
+            batch_size=training.batch_size,
+            lr=training.lr,
+            log_every=training.log_every,
+            seed=seed,
+            **fields,
+        )
+    except ValueError as error:
+        name, _, message = str(error).partition(": ")
+        raise SpecError(f"{SPEC_FIELDS.get(name, name)}: {message}") from None
+    return PlannedTrial(config.key(), config, depends_on)
+
+
+def describe(planned: PlannedTrial) -> dict[str, Any]:
+    """One row of `gns plan`'s table."""
+    config = planned.config
+    return {
+        "key": planned.key,
+        "method": config.method,
+        "seed": config.seed,
+        "alpha": config.alpha,
+        "task": config.task,
+        "weights": None if config.weights is None else [round(w, 4) for w in config.weights],
+        "after": planned.depends_on,
+    }

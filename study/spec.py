@@ -1,0 +1,313 @@
+"""Study specs: YAML loaded into frozen dataclasses, validated on load.
+
+Every error names the field it is about (`training.steps: ...`), and a
+misspelled field gets a suggestion. See examples/ for ready specs and
+docs/specs.md for every field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from study.errors import BadInput
+from workers.config import DEFAULT_ALPHA, INITIAL_LOSS_MODES, METHODS
+
+KINDS = ("random-static", "alpha-sweep", "methods")
+
+
+class SpecError(BadInput):
+    """A spec field is wrong; the message starts with the field's path."""
+
+
+def _fail(path: str, message: str) -> typing.NoReturn:
+    raise SpecError(f"{path}: {message}" if path else message)
+
+
+@dataclass(frozen=True)
+class Training:
+    """What every run of the study trains with."""
+
+    steps: int = 3000
+    batch_size: int = 100
+    lr: float = 1e-3
+    log_every: int = 100
+
+    def __post_init__(self) -> None:
+        _at_least("steps", self.steps, 1)
+        _at_least("batch_size", self.batch_size, 1)
+        _at_least("log_every", self.log_every, 1)
+        if not self.lr > 0:
+            _fail("lr", f"must be > 0, got {self.lr}")
+
+
+@dataclass(frozen=True)
+class GradNormOptions:
+    """Applies to every GradNorm run (alpha-sweep takes its alphas from its own list)."""
+
+    alpha: float = DEFAULT_ALPHA
+    initial_loss: str | tuple[float, ...] = "first"
+    balancer_lr: float | None = None
+    shared_params: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        _non_negative("alpha", self.alpha)
+        if isinstance(self.initial_loss, str) and self.initial_loss not in INITIAL_LOSS_MODES:
+            _fail("initial_loss", f"unknown mode {self.initial_loss!r} (choose from {', '.join(INITIAL_LOSS_MODES)} or a list)")
+        if self.balancer_lr is not None and not self.balancer_lr > 0:
+            _fail("balancer_lr", f"must be > 0, got {self.balancer_lr}")
+        if self.shared_params is not None and not self.shared_params:
+            _fail("shared_params", "must name at least one parameter")
+
+
+@dataclass(frozen=True)
+class RandomStatic:
+    """Figure 4: `runs` static-weight runs drawn uniformly, plus a GradNorm reference."""
+
+    runs: int = 100
+    weight_seed: int = 0
+    gradnorm_static: bool = True
+
+    def __post_init__(self) -> None:
+        _at_least("runs", self.runs, 1)
+        _at_least("weight_seed", self.weight_seed, 0)
+
+
+@dataclass(frozen=True)
+class AlphaSweep:
+    """Supplement Figure 7: GradNorm at each alpha, plus equal weights, per seed."""
+
+    alphas: tuple[float, ...] = (0.0, 0.12, 0.5, 1.0, 1.5, 2.0, 3.0)
+
+    def __post_init__(self) -> None:
+        if not self.alphas:
+            _fail("alphas", "must list at least one alpha")
+        for i, alpha in enumerate(self.alphas):
+            _non_negative(f"alphas[{i}]", alpha)
+        if len(set(self.alphas)) != len(self.alphas):
+            _fail("alphas", "lists an alpha twice")
+
+
+@dataclass(frozen=True)
+class Methods:
+    """Tables 1-3: each method at each seed."""
+
+    methods: tuple[str, ...] = ("single-task", "equal", "uncertainty", "gradnorm", "gradnorm-static")
+    weights: tuple[float, ...] | None = None  # for `static`
+
+    def __post_init__(self) -> None:
+        if not self.methods:
+            _fail("methods", "must list at least one method")
+        for i, method in enumerate(self.methods):
+            if method not in METHODS:
+                _fail(f"methods[{i}]", f"unknown method {method!r} (choose from {', '.join(METHODS)})")
+        if len(set(self.methods)) != len(self.methods):
+            _fail("methods", "lists a method twice")
+        if "gradnorm-static" in self.methods and "gradnorm" not in self.methods:
+            _fail("methods", "gradnorm-static retrains with a GradNorm run's weights: list gradnorm too")
+        if "static" in self.methods and self.weights is None:
+            _fail("weights", "method 'static' needs one weight per task")
+        if self.weights is not None:
+            if "static" not in self.methods:
+                _fail("weights", "only applies when 'static' is among the methods")
+            if not all(w > 0 and math.isfinite(w) for w in self.weights):
+                _fail("weights", f"every weight must be positive, got {list(self.weights)}")
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What one trial asks of a Ray worker."""
+
+    cpu: float = 1.0
+    gpu: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not self.cpu > 0:
+            _fail("cpu", f"must be > 0, got {self.cpu}")
+        if not self.gpu >= 0:
+            _fail("gpu", f"must be >= 0, got {self.gpu}")
+        if self.gpu > 1 and self.gpu != int(self.gpu):
+            _fail("gpu", f"a fraction must be <= 1 (or a whole number of GPUs), got {self.gpu}")
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    study: str
+    kind: str
+    workload: str = "toy"
+    workload_options: Mapping[str, Any] = field(default_factory=dict)
+    seeds: tuple[int, ...] = (0,)
+    training: Training = field(default_factory=Training)
+    gradnorm: GradNormOptions = field(default_factory=GradNormOptions)
+    random_static: RandomStatic | None = None
+    alpha_sweep: AlphaSweep | None = None
+    methods: Methods | None = None
+    resources: Resources = field(default_factory=Resources)
+    max_concurrent: int | None = None
+    retries: int = 2
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.study.strip():
+            _fail("study", "must name the study")
+        if self.kind not in KINDS:
+            _fail("kind", _unknown("study kind", self.kind, KINDS))
+        if not self.seeds:
+            _fail("seeds", "must list at least one seed")
+        for i, seed in enumerate(self.seeds):
+            _at_least(f"seeds[{i}]", seed, 0)
+        if len(set(self.seeds)) != len(self.seeds):
+            _fail("seeds", "lists a seed twice")
+        if self.max_concurrent is not None:
+            _at_least("max_concurrent", self.max_concurrent, 1)
+        _at_least("retries", self.retries, 0)
+        own_section = self.kind.replace("-", "_")
+        for section in ("random_static", "alpha_sweep", "methods"):
+            if section != own_section and getattr(self, section) is not None:
+                _fail(section, f"does not apply to a {self.kind} study (its section is {own_section})")
+        if getattr(self, own_section) is None:  # the kind's section with its defaults
+            defaults = {"random_static": RandomStatic, "alpha_sweep": AlphaSweep, "methods": Methods}
+            object.__setattr__(self, own_section, defaults[own_section]())
+
+    @property
+    def section(self) -> RandomStatic | AlphaSweep | Methods:
+        return getattr(self, self.kind.replace("-", "_"))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data with every default filled in (what the database keeps)."""
+        return _plain(dataclasses.asdict(self))
+
+    def identity(self) -> dict[str, Any]:
+        """What decides the plan: everything but how it is executed."""
+        data = self.to_dict()
+        for name in ("resources", "max_concurrent", "retries", "description"):
+            data.pop(name)
+        return data
+
+
+def load_spec(path: str | Path) -> StudySpec:
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError(f"spec: no such file {str(path)!r}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = f" ({error.problem})" if getattr(error, "problem", None) else ""
+        raise SpecError(f"spec: {path.name} is not valid YAML{where}{problem}") from None
+    return parse_spec(data)
+
+
+def parse_spec(data: Any) -> StudySpec:
+    if not isinstance(data, Mapping):
+        raise SpecError("spec: expected a mapping of fields (study: ..., kind: ...)")
+    for required in ("study", "kind"):
+        if required not in data:
+            _fail(required, "missing (every spec names its study and kind)")
+    return _build(StudySpec, data, "")
+
+
+# ---- a small typed loader for the dataclasses above ----------------------------
+
+
+def _build(cls: type, data: Any, path: str) -> Any:
+    if not isinstance(data, Mapping):
+        _fail(path, f"expected a mapping, got {_describe(data)}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    for key in data:
+        if key not in names:
+            suggestion = difflib.get_close_matches(str(key), names, n=1)
+            hint = f" (did you mean {suggestion[0]!r}?)" if suggestion else f" (known: {', '.join(names)})"
+            _fail(_join(path, str(key)), f"unknown field{hint}")
+    values = {key: _convert(hints[key], value, _join(path, key)) for key, value in data.items()}
+    try:
+        return cls(**values)
+    except SpecError as error:
+        raise SpecError(f"{path}.{error}" if path else str(error)) from None
+
+
+def _convert(hint: Any, value: Any, path: str) -> Any:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(hint)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in (o for o in options if o is not type(None)):
+            try:
+                return _convert(option, value, path)
+            except SpecError as error:
+                errors.append(str(error))
+        raise SpecError(errors[-1])
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value if value is not None else {}, path)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            _fail(path, f"expected a list, got {_describe(value)}")
+        item_type = typing.get_args(hint)[0]
+        return tuple(_convert(item_type, item, f"{path}[{i}]") for i, item in enumerate(value))
+    if hint is Mapping[str, Any] or origin in (Mapping, dict, typing.Mapping):
+        if value is None:
+            return {}
+        if not isinstance(value, Mapping):
+            _fail(path, f"expected a mapping, got {_describe(value)}")
+        return dict(value)
+    if hint is bool:
+        if not isinstance(value, bool):
+            _fail(path, f"expected true or false, got {_describe(value)}")
+        return value
+    if hint is int:
+        if not isinstance(value, int) or isinstance(value, bool):
+            _fail(path, f"expected an integer, got {_describe(value)}")
+        return value
+    if hint is float:
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+            _fail(path, f"expected a number, got {_describe(value)}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            _fail(path, f"expected text, got {_describe(value)}")
+        return value
+    raise TypeError(f"spec loader: unsupported type {hint!r} at {path}")  # a bug here, not bad input
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _describe(value: Any) -> str:
+    return "nothing" if value is None else f"{type(value).__name__} {value!r}"
+
+
+def _unknown(what: str, value: Any, choices: tuple[str, ...]) -> str:
+    suggestion = difflib.get_close_matches(str(value), choices, n=1)
+    hint = f" (did you mean {suggestion[0]!r}?)" if suggestion else f" (choose from {', '.join(choices)})"
+    return f"unknown {what} {value!r}{hint}"
+
+
+def _at_least(name: str, value: int, minimum: int) -> None:
+    if value < minimum:
+        _fail(name, f"must be >= {minimum}, got {value}")
+
+
+def _non_negative(name: str, value: float) -> None:
+    if value < 0:
+        _fail(name, f"must be >= 0, got {value}")
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value

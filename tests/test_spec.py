@@ -1,0 +1,236 @@
+"""Study specs: validation (exit 2, field named, nothing written) and planning."""
+
+import hashlib
+import json
+from collections import Counter
+
+import pytest
+import yaml
+
+from db import ResultsDB
+from study.cli import main
+from study.plan import plan_study, random_static_weights
+from study.spec import load_spec, parse_spec
+from tests.fake_results import fake_result
+from workers.config import TrialConfig
+
+GOOD = {
+    "study": "good",
+    "kind": "random-static",
+    "workload": "toy",
+    "workload_options": {"tasks": 2, "train_size": 400, "test_size": 100},
+    "training": {"steps": 40, "log_every": 20},
+    "random_static": {"runs": 3},
+}
+
+
+def changed(**fields):
+    spec = json.loads(json.dumps(GOOD))
+    for path, value in fields.items():
+        *parents, last = path.split("__")
+        node = spec
+        for parent in parents:
+            node = node.setdefault(parent, {})
+        if value is DELETE:
+            node.pop(last)
+        else:
+            node[last] = value
+    return spec
+
+
+DELETE = object()
+
+BAD_SPECS = [
+    (changed(trainning={"steps": 10}), "trainning: unknown field (did you mean 'training'?)"),
+    (changed(training__step=10), "training.step: unknown field (did you mean 'steps'?)"),
+    (changed(training__steps="many"), "training.steps: expected an integer, got str 'many'"),
+    (changed(training__steps=0), "training.steps: must be >= 1"),
+    (changed(training__lr=-0.1), "training.lr: must be > 0"),
+    (changed(gradnorm={"alpha": -0.5}), "gradnorm.alpha: must be >= 0"),
+    (changed(kind="alpha-sweep", random_static=DELETE, alpha_sweep={"alphas": [0.5, -1]}), "alpha_sweep.alphas[1]: must be >= 0"),
+    (
+        changed(kind="methods", random_static=DELETE, methods={"methods": ["static"], "weights": [1, 2, 3]}),
+        "methods.weights: expected 2 values",
+    ),
+    (changed(kind="methods", random_static=DELETE, methods={"methods": ["equal", "sgd"]}), "methods.methods[1]: unknown method 'sgd'"),
+    (
+        changed(kind="methods", random_static=DELETE, methods={"methods": ["gradnorm-static"]}),
+        "methods.methods: gradnorm-static retrains with a GradNorm run's weights",
+    ),
+    (changed(kind="random"), "kind: unknown study kind 'random' (did you mean 'random-static'?)"),
+    (changed(workload="cifar"), "workload: unknown workload 'cifar'"),
+    (changed(workload_options__tasks=0), "workload_options.tasks: must be an integer >= 1"),
+    (changed(workload_options__colour="red"), "workload_options.colour: unknown option for workload 'toy'"),
+    (changed(study=DELETE), "study: missing"),
+    (changed(seeds=[]), "seeds: must list at least one seed"),
+    (changed(seeds=[0, 0]), "seeds: lists a seed twice"),
+    (changed(alpha_sweep={"alphas": [1.0]}), "alpha_sweep: does not apply to a random-static study"),
+    (changed(random_static__runs=0), "random_static.runs: must be >= 1"),
+    (changed(random_static__gradnorm_static="yes"), "random_static.gradnorm_static: expected true or false"),
+    (changed(gradnorm={"initial_loss": "last"}), "gradnorm.initial_loss: unknown mode 'last'"),
+    (changed(resources={"cpu": 0}), "resources.cpu: must be > 0"),
+    (changed(resources={"gpu": 2.5}), "resources.gpu: a fraction must be <= 1"),
+    (changed(training__batch_size=5000), "training.batch_size: 5000 exceeds the 400 training samples"),
+    (changed(max_concurrent=0), "max_concurrent: must be >= 1"),
+    ([1, 2, 3], "spec: expected a mapping of fields"),
+]
+
+
+def file_digest(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else None
+
+
+@pytest.fixture
+def existing_db(tmp_path):
+    """A results database that already holds a study, to show a bad launch leaves it alone."""
+    path = tmp_path / "results.db"
+    with ResultsDB(f"sqlite:///{path}") as results:
+        results.create_study("good", "random-static", {"study": "good"})
+        config = TrialConfig(method="equal")
+        results.record("good", config.key(), config.to_dict(), fake_result())
+    return path
+
+
+@pytest.mark.parametrize("spec, message", BAD_SPECS, ids=[m.split(":")[0] for _, m in BAD_SPECS])
+def test_bad_spec_exits_2_naming_the_field_and_writes_nothing(capsys, tmp_path, existing_db, spec, message):
+    spec_path = tmp_path / "bad.yaml"
+    spec_path.write_text(yaml.safe_dump(spec))
+    before = file_digest(existing_db)
+    fresh = tmp_path / "fresh.db"
+    for url in (f"sqlite:///{existing_db}", f"sqlite:///{fresh}"):
+        code = main(["launch", str(spec_path), "--storage", url])
+        err = capsys.readouterr().err
+        assert code == 2
+        assert message in err, err
+        assert err.count("\n") == 1 and "Traceback" not in err
+    assert file_digest(existing_db) == before
+    assert not fresh.exists()
+
+
+@pytest.mark.ray
+@pytest.mark.parametrize(
+    "resources, message",
+    [({"cpu": 64}, "resources.cpu: each trial asks for 64 CPUs, the Ray cluster has 2"), ({"gpu": 1}, "the Ray cluster has no GPU")],
+)
+def test_resources_the_cluster_cannot_meet_exit_2_and_write_nothing(capsys, tmp_path, resources, message):
+    spec_path = tmp_path / "spec.yaml"
+    spec_path.write_text(yaml.safe_dump(changed(resources=resources)))
+    fresh = tmp_path / "fresh.db"
+    code = main(["launch", str(spec_path), "--storage", f"sqlite:///{fresh}"])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and err.count("\n") == 1
+    assert not fresh.exists()
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [("study: good\nkind: x: y\n", "spec: bad.yaml is not valid YAML at line 2"), (None, "spec: no such file")],
+)
+def test_unreadable_spec_files(capsys, tmp_path, text, message):
+    spec_path = tmp_path / "bad.yaml"
+    if text is not None:
+        spec_path.write_text(text)
+    assert main(["plan", str(spec_path)]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_bad_storage_url_exits_2_before_anything_runs(capsys, tmp_path):
+    spec_path = tmp_path / "good.yaml"
+    spec_path.write_text(yaml.safe_dump(GOOD))
+    assert main(["launch", str(spec_path), "--storage", "mysql://root@localhost/x"]) == 2
+    assert "storage: unsupported database 'mysql'" in capsys.readouterr().err
+
+
+def test_random_static_plan():
+    spec = parse_spec(GOOD)
+    planned = plan_study(spec)
+    methods = [p.config.method for p in planned]
+    assert methods == ["static"] * 3 + ["gradnorm", "gradnorm-static"]
+    reference, retrained = planned[3], planned[4]
+    assert retrained.depends_on == reference.key and retrained.config.weights_from == reference.key
+    assert reference.config.alpha == 0.12
+    for p in planned[:3]:
+        assert sum(p.config.weights) == pytest.approx(2.0)
+        assert p.config.seed == 0 and p.config.steps == 40
+    assert [p.key for p in plan_study(parse_spec(GOOD))] == [p.key for p in planned]  # stable
+
+
+def test_random_static_weights_are_uniform_draws_scaled_to_sum_to_t():
+    weights = random_static_weights(runs=4000, tasks=3, weight_seed=1)
+    assert weights.shape == (4000, 3)
+    assert weights.sum(axis=1) == pytest.approx(3.0)
+    assert (weights > 0).all()
+    # w_i = 3 u_i / (u_1 + u_2 + u_3) with u ~ U(0, 1): by symmetry every task averages 1
+    assert weights.mean(axis=0) == pytest.approx([1.0, 1.0, 1.0], abs=0.03)
+    assert (random_static_weights(5, 3, 1) == weights[:5]).all()
+
+
+def test_alpha_sweep_plan_has_equal_weights_and_each_alpha_per_seed():
+    spec = parse_spec(changed(kind="alpha-sweep", random_static=DELETE, seeds=[0, 1], alpha_sweep={"alphas": [0, 1.5]}))
+    planned = plan_study(spec)
+    assert Counter((p.config.method, p.config.alpha, p.config.seed) for p in planned) == {
+        ("equal", None, 0): 1,
+        ("gradnorm", 0.0, 0): 1,
+        ("gradnorm", 1.5, 0): 1,
+        ("equal", None, 1): 1,
+        ("gradnorm", 0.0, 1): 1,
+        ("gradnorm", 1.5, 1): 1,
+    }
+
+
+def test_methods_plan_runs_single_task_per_task_and_gradnorm_static_after_gradnorm():
+    spec = parse_spec(
+        changed(
+            kind="methods",
+            random_static=DELETE,
+            workload="digits",
+            workload_options={},
+            seeds=[3],
+            methods={"methods": ["gradnorm-static", "single-task", "equal", "uncertainty", "gradnorm"]},
+        )
+    )
+    planned = plan_study(spec)
+    assert [(p.config.method, p.config.task) for p in planned] == [
+        ("single-task", 0),
+        ("single-task", 1),
+        ("single-task", 2),
+        ("single-task", 3),
+        ("equal", None),
+        ("uncertainty", None),
+        ("gradnorm", None),
+        ("gradnorm-static", None),
+    ]
+    assert planned[-1].depends_on == planned[-2].key
+
+
+def test_defaults_are_filled_in_and_execution_settings_stay_out_of_the_identity():
+    spec = parse_spec(GOOD)
+    data = spec.to_dict()
+    assert data["training"]["batch_size"] == 100 and data["retries"] == 2 and data["resources"]["cpu"] == 1.0
+    other = parse_spec(changed(resources={"cpu": 2}, max_concurrent=4, retries=0))
+    assert other.identity() == spec.identity()
+    assert parse_spec(changed(training__steps=41)).identity() != spec.identity()
+
+
+def test_gns_plan_prints_a_table_and_json(capsys, tmp_path):
+    spec_path = tmp_path / "good.yaml"
+    spec_path.write_text(yaml.safe_dump(GOOD))
+    assert main(["plan", str(spec_path)]) == 0
+    out = capsys.readouterr().out
+    assert "study 'good': random-static on toy, 5 trials of 40 steps" in out
+    rows = out.splitlines()[3:]  # title, header, rule
+    assert [row.split()[1] for row in rows] == ["static"] * 3 + ["gradnorm", "gradnorm-static"]
+    assert main(["plan", str(spec_path), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["key"] for r in rows] == [p.key for p in plan_study(load_spec(spec_path))]
+    assert rows[4]["after"] == rows[3]["key"]
+    assert TrialConfig.from_dict(rows[0]["config"]).key() == rows[0]["key"]
+
+
+def test_example_specs_are_valid():
+    from pathlib import Path
+
+    examples = sorted(Path(__file__).parents[1].joinpath("examples").glob("*.yaml"))
+    assert examples
+    for path in examples:
+        assert plan_study(load_spec(path)), path
