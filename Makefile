@@ -15,7 +15,8 @@ setup: $(BIN)/gns
 
 quickstart: setup
 	-bash scripts/ensure-chromium.sh
-	$(BIN)/gns train --workload toy --tasks 2 --method gradnorm --steps 3000
+	$(BIN)/gns launch examples/quickstart.yaml
+	$(BIN)/gns status quickstart
 
 test: setup
 	bash scripts/ensure-chromium.sh

@@ -74,6 +74,7 @@ def runs(session: Session, study_id: int) -> pd.DataFrame:
             TrialRow.steps_completed,
             TrialRow.diverged_step,
             TrialRow.failure_reason,
+            TrialRow.worker,
         )
         .where(TrialRow.study_id == study_id, TrialRow.complete)
         .order_by(TrialRow.optuna_number)
@@ -92,11 +93,12 @@ def runs(session: Session, study_id: int) -> pd.DataFrame:
                 "steps_completed": t.steps_completed,
                 "diverged_step": t.diverged_step,
                 "failure_reason": t.failure_reason,
+                "worker": t.worker,
             }
             for t in trials
         ],
         columns=["trial_id", "key", "number", "state", "status", "value", *CONFIG_COLUMNS,
-                 "wall_time_s", "steps_completed", "diverged_step", "failure_reason"],
+                 "wall_time_s", "steps_completed", "diverged_step", "failure_reason", "worker"],
     )
     if base.empty:
         return base.drop(columns="trial_id")

@@ -61,6 +61,7 @@ class TrialRow(Base):
     steps_completed: Mapped[int | None] = mapped_column(Integer, nullable=True)
     diverged_step: Mapped[int | None] = mapped_column(Integer, nullable=True)
     failure_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    worker: Mapped[str | None] = mapped_column(String(256), nullable=True)  # where it ran, e.g. a Ray node
     recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 

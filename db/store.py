@@ -191,10 +191,12 @@ class ResultsDB:
         config: Mapping[str, Any],
         result: TrialResult | None = None,
         failure: str | None = None,
+        worker: str | None = None,
     ) -> RecordOutcome:
         """Record one finished trial: a result, or the failure of a trial that crashed.
 
-        Recording a key that is already recorded changes nothing.
+        `worker` says where it ran. Recording a key that is already recorded
+        changes nothing.
         """
         if (result is None) == (failure is None):
             raise ValueError("record: give either a result or a failure")
@@ -206,7 +208,7 @@ class ResultsDB:
         # An unfinished claim from an earlier attempt may have left its Optuna trial behind.
         optuna_trial_id = None if fresh else self._find_optuna_trial(study_row.optuna_study_id, key)
         if optuna_trial_id is None:
-            frozen = _optuna_trial(key, config, result, failure)
+            frozen = _optuna_trial(key, config, result, failure, worker)
             optuna_trial_id = self.optuna.create_new_trial(study_row.optuna_study_id, template_trial=frozen)
         number = self.optuna.get_trial_number_from_id(optuna_trial_id)
 
@@ -229,6 +231,7 @@ class ResultsDB:
                     steps_completed=None if result is None else result.steps_completed,
                     diverged_step=None if result is None else result.diverged_step,
                     failure_reason=failure if result is None else result.failure_reason,
+                    worker=worker,
                     recorded_at=_now(),
                 )
             )
@@ -354,7 +357,7 @@ def _add_result_rows(session: Session, trial_id: int, result: TrialResult) -> No
 
 
 def _optuna_trial(
-    key: str, config: Mapping[str, Any], result: TrialResult | None, failure: str | None
+    key: str, config: Mapping[str, Any], result: TrialResult | None, failure: str | None, worker: str | None
 ) -> optuna.trial.FrozenTrial:
     """Params (method, seed, budget, alpha, task, w_i), value and state for Optuna.
 
@@ -382,6 +385,8 @@ def _optuna_trial(
         "workload": config["workload"],
         "config": json.dumps(dict(config), sort_keys=True),
     }
+    if worker is not None:
+        user_attrs["worker"] = worker
     ok = result is not None and result.ok
     if result is not None:
         user_attrs["status"] = result.status

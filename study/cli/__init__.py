@@ -7,11 +7,12 @@ nothing written), 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from study.errors import BadInput
 
-SUBCOMMANDS = ("train", "studies", "query", "delete")
+SUBCOMMANDS = ("train", "plan", "launch", "status", "studies", "query", "delete")
 
 
 class Parser(argparse.ArgumentParser):
@@ -43,3 +44,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"gns {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `gns query ... | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0

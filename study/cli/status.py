@@ -1,0 +1,39 @@
+"""`gns status STUDY`: how far a study is, from the database alone."""
+
+from __future__ import annotations
+
+import argparse
+
+from db.errors import DatabaseInputError
+from study.cli.common import add_storage_argument, open_results
+from study.errors import BadInput
+from study.plan import plan_study
+from study.progress import status_line
+from study.spec import parse_spec
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser("status", help="a study's progress: done, failed, remaining, best value")
+    parser.add_argument("study")
+    add_storage_argument(parser)
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    with open_results(args.storage, create=False) as results:
+        try:
+            info = results.find_study(args.study)
+            if info is None:
+                raise BadInput(f"study: no study named {args.study!r} in {results.display_url}")
+            counts = results.progress(args.study)
+            runs = results.runs(args.study)
+        except DatabaseInputError as error:
+            raise BadInput(str(error)) from None
+    total = len(plan_study(parse_spec(info.spec))) if info.kind != "runs" else len(runs)
+    ok = counts.get("ok", 0)
+    best = runs["value"].min() if ok else None
+    print(status_line(args.study, total, ok, sum(counts.values()) - ok, 0, best, None))
+    for status, count in sorted(counts.items()):
+        print(f"  {status}: {count}")
+    print(f"  created {info.created_at:%Y-%m-%d %H:%M}, last recorded {info.updated_at:%Y-%m-%d %H:%M}")
+    return 0
