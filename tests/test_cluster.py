@@ -1,0 +1,77 @@
+"""A local multi-process Ray cluster (a head and a worker node) mirroring docker-compose.yml:
+`gns launch --address` joins it and records into PostgreSQL."""
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+import yaml
+
+from db import ResultsDB
+from study.cli import main
+from tests.test_dashboard import free_port
+
+pytestmark = pytest.mark.ray
+
+RAY = str(Path(sys.executable).with_name("ray"))
+
+
+@pytest.fixture
+def ray_cluster(monkeypatch):
+    # Every node and the driver must agree on authentication (docker-compose.yml does the same).
+    monkeypatch.setenv("RAY_AUTH_MODE", "token")
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+    temp_dir = tempfile.mkdtemp(prefix="gnsray-", dir="/tmp")  # Ray's socket paths must stay short
+    port = free_port()
+    common = ["--num-cpus=1", "--disable-usage-stats"]
+    try:
+        subprocess.run(
+            [RAY, "start", "--head", f"--port={port}", "--include-dashboard=false", f"--temp-dir={temp_dir}", *common],
+            check=True, capture_output=True, env=os.environ,
+        )
+        subprocess.run([RAY, "start", f"--address=127.0.0.1:{port}", *common], check=True, capture_output=True, env=os.environ)
+        yield f"127.0.0.1:{port}"
+    finally:
+        subprocess.run([RAY, "stop", "--force"], capture_output=True, env=os.environ)
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def test_launch_joins_a_two_node_cluster_and_records_into_postgres(capsys, tmp_path, ray_cluster, postgres_url):
+    spec_path = tmp_path / "spec.yaml"
+    spec_path.write_text(
+        yaml.safe_dump(
+            {
+                "study": "cluster",
+                "kind": "random-static",
+                "workload": "toy",
+                "workload_options": {"tasks": 2, "train_size": 400, "test_size": 100},
+                "training": {"steps": 400, "log_every": 200},
+                "random_static": {"runs": 5, "gradnorm_static": False},
+                "max_concurrent": 2,
+            }
+        )
+    )
+    code = main(["launch", str(spec_path), "--address", ray_cluster, "--storage", postgres_url])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    with ResultsDB(postgres_url, create=False) as results:
+        runs = results.runs("cluster")
+    assert len(runs) == 6 and (runs["state"] == "COMPLETE").all()
+    nodes = {worker.split("/")[1] for worker in runs["worker"]}
+    assert len(nodes) == 2  # both nodes trained trials
+    assert all(worker.endswith("/cpu") for worker in runs["worker"])
+
+
+def test_an_unreachable_address_exits_2(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("RAY_AUTH_MODE", "token")
+    spec_path = tmp_path / "spec.yaml"
+    spec_path.write_text(yaml.safe_dump({"study": "x", "kind": "methods", "methods": {"methods": ["equal"]}}))
+    fresh = tmp_path / "fresh.db"
+    code = main(["launch", str(spec_path), "--address", f"127.0.0.1:{free_port()}", "--storage", f"sqlite:///{fresh}"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--address: cannot join the Ray cluster" in err
+    assert not fresh.exists()

@@ -1,0 +1,88 @@
+"""docker-compose.yml, checked without a Docker engine: the services fit together
+and their commands are ones this product accepts. tests/test_cluster.py runs the
+same topology (head, worker node, driver with --address, PostgreSQL) as local processes."""
+
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+import yaml
+
+from db.urls import parse_url
+from study.cli import build_parser
+from study.spec import load_spec
+
+ROOT = Path(__file__).parents[1]
+
+
+@pytest.fixture(scope="module")
+def compose():
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+def interpolate(text: str) -> str:
+    """Compose's ${VAR:-default} with the defaults, ${VAR:?...} with a placeholder."""
+    text = re.sub(r"\$\{(\w+):-([^}]*)\}", r"\2", text)
+    return re.sub(r"\$\{(\w+):\?[^}]*\}", "placeholder", text)
+
+
+def test_the_five_services(compose):
+    assert set(compose["services"]) == {"postgres", "ray-head", "ray-worker", "optuna-dashboard", "driver"}
+
+
+def test_ray_nodes_join_the_head_and_workers_get_a_gpu(compose):
+    services = compose["services"]
+    head = services["ray-head"]["command"]
+    port = re.search(r"--port=(\d+)", head).group(1)
+    assert "--head" in head and "--block" in head
+    for name in ("ray-worker", "driver"):
+        assert f"--address=ray-head:{port}" in services[name]["command"]
+    devices = services["ray-worker"]["deploy"]["resources"]["reservations"]["devices"]
+    assert devices == [{"driver": "nvidia", "count": 1, "capabilities": ["gpu"]}]
+    assert "--num-gpus=1" in services["ray-worker"]["command"]
+
+
+def test_every_ray_process_shares_one_auth_token(compose):
+    services = compose["services"]
+    tokens = {services[name]["environment"]["RAY_AUTH_TOKEN"] for name in ("ray-head", "ray-worker", "driver")}
+    modes = {services[name]["environment"]["RAY_AUTH_MODE"] for name in ("ray-head", "ray-worker", "driver")}
+    assert len(tokens) == 1 and tokens.pop().startswith("${RAY_AUTH_TOKEN:?") and modes == {"token"}
+
+
+def test_driver_and_dashboard_use_the_compose_postgres(compose):
+    services = compose["services"]
+    postgres = services["postgres"]["environment"]
+    for name in ("driver", "optuna-dashboard"):
+        url = parse_url(interpolate(services[name]["environment"]["GNS_STORAGE"]))
+        assert url.get_backend_name() == "postgresql" and url.host == "postgres"
+        assert url.username == postgres["POSTGRES_USER"] and url.database == postgres["POSTGRES_DB"]
+        assert services[name]["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert "pg_isready" in " ".join(services["postgres"]["healthcheck"]["test"])
+
+
+def test_driver_runs_gns_launch_on_an_example_spec(compose):
+    driver = compose["services"]["driver"]
+    command = driver["command"]
+    launch = re.search(r"gns (launch [^;]*)", command).group(1)
+    argv = [interpolate(arg) for arg in shlex.split(launch.replace("$$", "$"))]
+    spec = interpolate(driver["environment"]["SPEC"])
+    argv = [spec if arg == "$SPEC" else arg for arg in argv]
+    args = build_parser().parse_args(argv)  # the flags exist
+    assert args.command == "launch" and args.address == "auto"
+    assert load_spec(ROOT / args.spec).study  # the spec is valid
+
+
+def test_dashboard_serves_the_storage_url(compose):
+    dashboard = compose["services"]["optuna-dashboard"]
+    assert "optuna-dashboard" in dashboard["command"] and "$$GNS_STORAGE" in dashboard["command"]
+    assert "8080:8080" in dashboard["ports"]
+
+
+def test_the_image_installs_the_pinned_project(compose):
+    assert compose["services"]["ray-head"]["build"] == "."
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "FROM python:3.11" in dockerfile
+    assert re.search(r'pip install .*-c constraints\.txt ".\[postgres,dashboard\]"', dockerfile)
+    images = {service.get("image") for service in compose["services"].values()} - {"postgres:15"}
+    assert images == {"gradnorm-study:latest"}
