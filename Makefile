@@ -16,7 +16,7 @@ setup: $(BIN)/gns
 quickstart: setup
 	-bash scripts/ensure-chromium.sh
 	$(BIN)/gns launch examples/quickstart.yaml
-	$(BIN)/gns status quickstart
+	$(BIN)/gns report quickstart
 
 test: setup
 	bash scripts/ensure-chromium.sh

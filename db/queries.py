@@ -60,6 +60,16 @@ def status_counts(session: Session, study_id: int) -> dict[str, int]:
     return {status: int(count) for status, count in rows}
 
 
+def metric_directions(session: Session, study_id: int) -> dict[str, bool]:
+    rows = session.execute(
+        select(MetricRow.metric, MetricRow.higher_is_better)
+        .join(TrialRow, TrialRow.id == MetricRow.trial_id)
+        .where(TrialRow.study_id == study_id)
+        .distinct()
+    ).all()
+    return {metric: bool(higher) for metric, higher in rows}
+
+
 def runs(session: Session, study_id: int) -> pd.DataFrame:
     """One row per recorded run: identity, state, config, value, then per-task columns."""
     trials = session.execute(

@@ -97,6 +97,7 @@ class ResultsDB:
             self._create_schema()
         elif not inspect(self.engine).has_table(StudyRow.__tablename__):
             raise DatabaseInputError(f"storage: {self.display_url} holds no gradnorm-study results")
+        self._check_schema_version()
         self.optuna = RDBStorage(
             self.url.render_as_string(hide_password=False),
             engine_kwargs=engine_options(self.url),
@@ -118,6 +119,15 @@ class ResultsDB:
         """One transaction: committed on success, rolled back on error."""
         with Session(self.engine, expire_on_commit=False) as session, session.begin():
             yield session
+
+    def _check_schema_version(self) -> None:
+        with self.session() as session:
+            info = session.get(SchemaInfo, 1)
+        if info is not None and info.version != SCHEMA_VERSION:
+            raise DatabaseInputError(
+                f"storage: {self.display_url} has results schema version {info.version}; "
+                f"this gradnorm-study reads version {SCHEMA_VERSION}"
+            )
 
     def _create_schema(self) -> None:
         try:
@@ -299,6 +309,12 @@ class ResultsDB:
         row = self._study_row(study)
         with self.session() as session:
             return queries.traces(session, row.id, keys)
+
+    def metric_directions(self, study: str) -> dict[str, bool]:
+        """Each test metric of the study and whether higher is better."""
+        row = self._study_row(study)
+        with self.session() as session:
+            return queries.metric_directions(session, row.id)
 
     def progress(self, study: str) -> dict[str, int]:
         """How many recorded trials a study has, by status."""

@@ -193,3 +193,15 @@ def test_sqlite_file_is_where_the_url_says(tmp_path):
     with ResultsDB(f"sqlite:///{path}"):
         pass
     assert Path(path).exists()
+
+
+def test_a_database_of_another_schema_version_is_refused(sqlite_url):
+    from sqlalchemy import update
+
+    from db.schema import SchemaInfo
+
+    with ResultsDB(sqlite_url) as store:
+        with store.session() as session:
+            session.execute(update(SchemaInfo).values(version=99))
+    with pytest.raises(DatabaseInputError, match="schema version 99"):
+        ResultsDB(sqlite_url, create=False)

@@ -12,7 +12,7 @@ import sys
 
 from study.errors import BadInput
 
-SUBCOMMANDS = ("train", "plan", "launch", "status", "studies", "query", "delete")
+SUBCOMMANDS = ("train", "plan", "launch", "status", "report", "studies", "query", "delete")
 
 
 class Parser(argparse.ArgumentParser):

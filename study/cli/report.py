@@ -1,0 +1,61 @@
+"""`gns report STUDY`: an offline HTML page with PNG and CSV per figure, and summary.json."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from db.errors import DatabaseInputError
+from study.cli.common import add_storage_argument, open_results
+from study.errors import BadInput
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser("report", help="write the reports that fit a study's kind")
+    parser.add_argument("study")
+    add_storage_argument(parser)
+    parser.add_argument("--out", type=Path, help="output folder (default: reports/STUDY)")
+    parser.add_argument("--no-png", action="store_true", help="skip PNG export (which needs a Chromium)")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from study.report import build_report
+
+    out_dir = args.out or Path("reports") / args.study.replace("/", "_")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise BadInput(f"--out: {str(out_dir)!r} exists and is not a folder")
+    with open_results(args.storage, create=False) as results:
+        try:
+            report = build_report(results, args.study, out_dir, png=not args.no_png)
+        except DatabaseInputError as error:
+            raise BadInput(str(error)) from None
+    for problem in report.summary["problems"]:
+        print(f"note: {problem}")
+    for note in report.written.notes:
+        print(f"note: {note}")
+    for line in headline(report.summary):
+        print(line)
+    print(f"report: {report.written.index.resolve()}")
+    return 0
+
+
+def headline(summary: dict) -> list[str]:
+    """The statistics worth printing on the terminal."""
+    lines = [f"{summary['study']} ({summary['kind']}): {summary['trials_ok']} trials ok, {summary['trials_failed']} failed"]
+    fig4 = summary.get("figure4")
+    if fig4 and "ols_slope" in fig4:
+        lines.append(
+            f"Figure 4: slope {fig4['ols_slope']:.4g} %/unit distance, intercept {fig4['ols_intercept']:.4g} %, "
+            f"Pearson r = {fig4['ols_pearson_r']:.3f} (p = {fig4['ols_p_value']:.3g}), Spearman rho = {fig4['spearman_rho']:.3f}; "
+            f"{fig4['beat_gradnorm']}/{fig4['static_runs']} static runs beat GradNorm"
+        )
+    if fig4 and "gradnorm_static_change_pct" in fig4:
+        lines.append(f"GradNorm-Static vs GradNorm: {fig4['gradnorm_static_change_pct']:+.2f} %")
+    fig7 = summary.get("figure7")
+    if fig7 and "best_alpha" in fig7:
+        lines.append(f"Figure 7: best alpha {fig7['best_alpha']:g} ({fig7['best_mean_gain_pct']:+.2f} % vs equal weights)")
+    table = summary.get("methods_table")
+    if table and "delta_m_pct" in table:
+        lines.append("Delta_m % vs single-task: " + ", ".join(f"{k} {v:+.2f}" for k, v in table["delta_m_pct"].items()))
+    return lines

@@ -1,0 +1,91 @@
+"""Training dynamics (paper Figures 2, 3, 5): w_i(t) and loss curves per method.
+
+Curves are averaged over seeds per run label ("gradnorm α=0.12", "equal", ...).
+The task-normalized test loss is sum_i L_i^test(t) / L_i(0).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.colors import qualitative
+from plotly.subplots import make_subplots
+
+from study.report.frames import run_label, task_names
+
+# Loss axes go logarithmic when the curves span more than this factor.
+LOG_SCALE_SPAN = 100.0
+
+
+@dataclass
+class DynamicsData:
+    weights: pd.DataFrame  # label, step, task, weight (mean over seeds)
+    losses: pd.DataFrame  # label, step, task, train_loss, test_loss
+    normalized: pd.DataFrame  # label, step, normalized_test_loss
+
+
+def dynamics_data(runs: pd.DataFrame, traces: pd.DataFrame) -> DynamicsData:
+    labels = runs.set_index("key").apply(run_label, axis=1).rename("label")
+    tasks = task_names(runs)
+    initial = runs.set_index("key")[[f"initial_loss.{t}" for t in tasks]]
+    initial.columns = list(tasks)
+    frame = traces.join(labels, on="key")
+    frame = frame[frame["label"].notna()]
+    weights = frame.groupby(["label", "step", "task"], sort=False)["weight"].mean().reset_index()
+    losses = frame.groupby(["label", "step", "task"], sort=False)[["train_loss", "test_loss"]].mean().reset_index()
+    long_initial = initial.stack().rename("initial_loss")
+    long_initial.index.names = ["key", "task"]
+    with_initial = frame.join(long_initial, on=["key", "task"])
+    with_initial["ratio"] = with_initial["test_loss"] / with_initial["initial_loss"]
+    per_run = with_initial.groupby(["label", "key", "step"], sort=False)["ratio"].sum().reset_index()
+    normalized = per_run.groupby(["label", "step"], sort=False)["ratio"].mean().rename("normalized_test_loss").reset_index()
+    return DynamicsData(weights, losses, normalized)
+
+
+def colours(names) -> dict[str, str]:
+    """One colour per name, the same in every subplot."""
+    palette = qualitative.Plotly + qualitative.D3
+    return {name: palette[i % len(palette)] for i, name in enumerate(dict.fromkeys(names))}
+
+
+def weights_plot(data: DynamicsData) -> go.Figure:
+    labels = list(dict.fromkeys(data.weights["label"]))
+    task_colour = colours(data.weights["task"])
+    figure = make_subplots(rows=1, cols=len(labels), subplot_titles=labels, shared_yaxes=True)
+    for column, label in enumerate(labels, start=1):
+        subset = data.weights[data.weights["label"] == label]
+        for task, curve in subset.groupby("task", sort=False):
+            figure.add_trace(go.Scatter(x=curve["step"], y=curve["weight"], mode="lines", name=f"w.{task}",
+                                        line={"color": task_colour[task]}, legendgroup=task, showlegend=column == 1),
+                             row=1, col=column)
+    figure.update_yaxes(title_text="w_i(t)", row=1, col=1)
+    figure.update_xaxes(title_text="step")
+    figure.update_layout(title="Loss weights during training", template="plotly_white")
+    return figure
+
+
+def losses_plot(data: DynamicsData) -> go.Figure:
+    tasks = list(dict.fromkeys(data.losses["task"]))
+    label_colour = colours(data.normalized["label"])
+    figure = make_subplots(rows=1, cols=len(tasks) + 1, subplot_titles=["task-normalized test loss"] + [f"{t}" for t in tasks])
+    for label, curve in data.normalized.groupby("label", sort=False):
+        figure.add_trace(go.Scatter(x=curve["step"], y=curve["normalized_test_loss"], mode="lines", name=label,
+                                    line={"color": label_colour[label]}, legendgroup=label), row=1, col=1)
+    for column, task in enumerate(tasks, start=2):
+        subset = data.losses[data.losses["task"] == task]
+        for label, curve in subset.groupby("label", sort=False):
+            colour = label_colour[label]
+            figure.add_trace(go.Scatter(x=curve["step"], y=curve["test_loss"], mode="lines", name=f"{label} test",
+                                        line={"color": colour}, legendgroup=label, showlegend=False), row=1, col=column)
+            figure.add_trace(go.Scatter(x=curve["step"], y=curve["train_loss"], mode="lines",
+                                        line={"color": colour, "dash": "dot"}, name=f"{label} train",
+                                        legendgroup=label, showlegend=False, opacity=0.6), row=1, col=column)
+        values = subset[["train_loss", "test_loss"]].to_numpy().ravel()
+        values = values[values > 0]
+        if len(values) and values.max() / values.min() > LOG_SCALE_SPAN:
+            figure.update_yaxes(type="log", row=1, col=column)
+    figure.update_xaxes(title_text="step")
+    figure.update_layout(title="Loss curves (solid: test, dotted: train; mean over seeds)", template="plotly_white")
+    return figure

@@ -1,0 +1,96 @@
+"""Supplement Figure 7: GradNorm's gain over equal weights as alpha varies.
+
+gain = 100 * mean_i (L_i^equal - L_i^alpha) / L_i^equal, final test losses,
+against the equal-weights run of the same seed (positive: GradNorm is better).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from study.report.frames import task_names, task_values
+from study.report.stats import percent_change
+
+
+@dataclass
+class Figure7Data:
+    gains: pd.DataFrame  # one row per GradNorm run: alpha, seed, status, gain_pct
+    by_alpha: pd.DataFrame  # alpha, mean_gain_pct, std_gain_pct, seeds_ok, seeds_failed
+    stats: dict[str, Any]
+    problems: list[str] = field(default_factory=list)
+
+
+def figure7_data(runs: pd.DataFrame) -> Figure7Data:
+    tasks = task_names(runs)
+    equal = runs[(runs["method"] == "equal") & (runs["status"] == "ok")].drop_duplicates("seed").set_index("seed")
+    sweep = runs[runs["method"] == "gradnorm"]
+    problems = [] if len(equal) else ["Figure 7 needs a finished equal-weights run; none has finished yet."]
+
+    gains = sweep[["key", "alpha", "seed", "status"]].reset_index(drop=True).copy()
+    gains["gain_pct"] = np.nan
+    comparable = (gains["status"] == "ok") & gains["seed"].isin(equal.index)
+    if comparable.any():
+        ok_runs = sweep[comparable.to_numpy()]
+        gains.loc[comparable, "gain_pct"] = percent_change(
+            task_values(equal.loc[ok_runs["seed"]], "test_loss", tasks), task_values(ok_runs, "test_loss", tasks)
+        )
+    by_alpha = (
+        gains.groupby("alpha")
+        .agg(
+            mean_gain_pct=("gain_pct", "mean"),
+            std_gain_pct=("gain_pct", "std"),
+            seeds_ok=("status", lambda s: int((s == "ok").sum())),
+            seeds_failed=("status", lambda s: int((s != "ok").sum())),
+        )
+        .reset_index()
+        .sort_values("alpha")
+    )
+    stats: dict[str, Any] = {"alphas": int(len(by_alpha)), "runs": int(len(gains))}
+    finished = by_alpha.dropna(subset=["mean_gain_pct"])
+    if len(finished):
+        best = finished.loc[finished["mean_gain_pct"].idxmax()]
+        stats.update({"best_alpha": float(best["alpha"]), "best_mean_gain_pct": float(best["mean_gain_pct"])})
+    unstable = by_alpha[by_alpha["seeds_failed"] > 0]
+    stats["first_unstable_alpha"] = float(unstable["alpha"].min()) if len(unstable) else None
+    return Figure7Data(gains, by_alpha, stats, problems)
+
+
+def figure7_plot(data: Figure7Data) -> go.Figure:
+    figure = go.Figure()
+    finished = data.by_alpha.dropna(subset=["mean_gain_pct"])
+    figure.add_trace(
+        go.Scatter(
+            x=finished["alpha"],
+            y=finished["mean_gain_pct"],
+            error_y={"type": "data", "array": finished["std_gain_pct"].fillna(0), "visible": True},
+            mode="lines+markers",
+            name="mean over seeds (± std)",
+            line={"color": "#264653"},
+        )
+    )
+    per_seed = data.gains.dropna(subset=["gain_pct"])
+    figure.add_trace(
+        go.Scatter(x=per_seed["alpha"], y=per_seed["gain_pct"], mode="markers", name="each seed",
+                   marker={"color": "#2a9d8f", "size": 6, "opacity": 0.6}, hovertext=per_seed["key"])
+    )
+    failed = data.by_alpha[data.by_alpha["seeds_failed"] > 0]
+    if len(failed):
+        floor = float(per_seed["gain_pct"].min()) if len(per_seed) else 0.0
+        figure.add_trace(
+            go.Scatter(x=failed["alpha"], y=[floor] * len(failed), mode="markers+text", name="diverged",
+                       marker={"symbol": "x", "size": 14, "color": "#d62828"},
+                       text=[f"{n} diverged" for n in failed["seeds_failed"]], textposition="top center")
+        )
+    figure.add_hline(y=0, line={"color": "black", "dash": "dash", "width": 1})
+    figure.update_layout(
+        title="GradNorm's gain over equal weights vs α",
+        xaxis_title="α",
+        yaxis_title="average % decrease in test loss vs equal weights",
+        template="plotly_white",
+    )
+    return figure

@@ -1,0 +1,26 @@
+"""Reading per-task columns (`<quantity>.<task>`) out of a runs DataFrame."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+
+def task_names(runs: pd.DataFrame) -> tuple[str, ...]:
+    """The study's tasks, in their workload's order."""
+    return tuple(column.split(".", 1)[1] for column in runs.columns if column.startswith("test_loss."))
+
+
+def task_values(frame: pd.DataFrame, quantity: str, tasks: tuple[str, ...]) -> np.ndarray:
+    """An array [runs, tasks] of e.g. `mean_w` or `test_loss`."""
+    return frame[[f"{quantity}.{task}" for task in tasks]].to_numpy(dtype=float)
+
+
+def run_label(row: pd.Series) -> str:
+    """How a run is named in legends and tables."""
+    method = row["method"]
+    if method == "gradnorm" and pd.notna(row.get("alpha")):
+        return f"gradnorm α={row['alpha']:g}"
+    if method == "single-task" and pd.notna(row.get("task")):
+        return f"single-task {int(row['task'])}"
+    return method

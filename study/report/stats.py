@@ -1,0 +1,92 @@
+"""The statistics the reports print: OLS with its confidence band, % changes."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Sequence
+
+import numpy as np
+from scipy import stats
+
+CONFIDENCE = 0.95
+
+
+@dataclass(frozen=True)
+class LinearFit:
+    """y = intercept + slope x by ordinary least squares, with Pearson r and its p-value."""
+
+    n: int
+    slope: float
+    intercept: float
+    pearson_r: float
+    p_value: float  # two-sided, H0: slope = 0 (the same test as for r = 0)
+    slope_ci_low: float
+    slope_ci_high: float
+    residual_std: float
+    x_mean: float
+    x_sum_squares: float  # sum (x - mean x)^2
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return self.intercept + self.slope * np.asarray(x, dtype=float)
+
+    def band(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """95 % confidence band of the fitted mean at x."""
+        x = np.asarray(x, dtype=float)
+        t = stats.t.ppf(0.5 + CONFIDENCE / 2, self.n - 2)
+        half = t * self.residual_std * np.sqrt(1 / self.n + (x - self.x_mean) ** 2 / self.x_sum_squares)
+        centre = self.predict(x)
+        return centre - half, centre + half
+
+    def to_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+def fit_line(x: Sequence[float], y: Sequence[float]) -> LinearFit:
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    n = len(x)
+    if n < 3:
+        raise ValueError(f"a line fit with a p-value needs at least 3 points, got {n}")
+    x_mean, y_mean = x.mean(), y.mean()
+    sxx = float(((x - x_mean) ** 2).sum())
+    if sxx == 0:
+        raise ValueError("a line fit needs at least two different x values")
+    syy = float(((y - y_mean) ** 2).sum())
+    sxy = float(((x - x_mean) * (y - y_mean)).sum())
+    slope = sxy / sxx
+    intercept = y_mean - slope * x_mean
+    residuals = y - (intercept + slope * x)
+    residual_std = math.sqrt(float((residuals**2).sum()) / (n - 2))
+    slope_se = residual_std / math.sqrt(sxx)
+    t_crit = stats.t.ppf(0.5 + CONFIDENCE / 2, n - 2)
+    if slope_se == 0:  # a perfect line
+        p_value = 0.0
+    else:
+        p_value = float(2 * stats.t.sf(abs(slope / slope_se), n - 2))
+    return LinearFit(
+        n=n,
+        slope=slope,
+        intercept=intercept,
+        pearson_r=sxy / math.sqrt(sxx * syy) if syy > 0 else 0.0,
+        p_value=p_value,
+        slope_ci_low=slope - t_crit * slope_se,
+        slope_ci_high=slope + t_crit * slope_se,
+        residual_std=residual_std,
+        x_mean=float(x_mean),
+        x_sum_squares=sxx,
+    )
+
+
+def spearman(x: Sequence[float], y: Sequence[float]) -> tuple[float, float]:
+    """Spearman's rho and its two-sided p-value."""
+    result = stats.spearmanr(x, y)
+    return float(result.statistic), float(result.pvalue)
+
+
+def percent_change(reference: np.ndarray, other: np.ndarray) -> np.ndarray:
+    """100 * mean_i (L_i^ref - L_i^other) / L_i^ref over the last axis.
+
+    Positive: `other` has lower loss than the reference (it does better).
+    """
+    reference, other = np.asarray(reference, dtype=float), np.asarray(other, dtype=float)
+    return 100.0 * ((reference - other) / reference).mean(axis=-1)

@@ -1,0 +1,170 @@
+"""Report data checked against numbers computed by hand, on a real SQLite database."""
+
+import dataclasses
+import math
+
+import pytest
+
+from db import ResultsDB
+from study.report.dynamics import dynamics_data
+from study.report.figure4 import figure4_data
+from study.report.figure7 import figure7_data
+from study.report.tables import method_table
+from tests.fake_results import diverged_result, fake_result
+from workers.config import TrialConfig
+from workers.results import TaskMetric
+
+
+@pytest.fixture
+def results(sqlite_url):
+    with ResultsDB(sqlite_url) as store:
+        yield store
+
+
+def add(store, study, config, result):
+    store.record(study, config.key(), config.to_dict(), result)
+
+
+def static(weights, seed=0):
+    return TrialConfig(method="static", weights=weights, seed=seed)
+
+
+@pytest.fixture
+def figure4_study(results):
+    results.create_study("f4", "random-static", {"study": "f4"})
+    # GradNorm: E_t[w] = (1.2, 0.8), test losses (1, 100)
+    add(results, "f4", TrialConfig(method="gradnorm"), fake_result(final_test_losses=(1.0, 100.0), time_averaged_weights=(1.2, 0.8)))
+    points = {
+        (1.2, 0.8): (0.9, 110.0),  # distance 0;                 100 * mean(0.1, -0.1) = 0
+        (1.5, 0.5): (1.2, 100.0),  # distance sqrt(0.18);        100 * mean(-0.2, 0) = -10
+        (0.2, 1.8): (2.0, 50.0),  # distance sqrt(2);            100 * mean(-1, 0.5) = -25
+        (1.0, 1.0): (0.8, 95.0),  # distance sqrt(0.08);         100 * mean(0.2, 0.05) = +12.5
+    }
+    for weights, losses in points.items():
+        add(results, "f4", static(weights), fake_result(final_test_losses=losses, time_averaged_weights=weights))
+    add(results, "f4", static((0.5, 1.5)), diverged_result())
+    retrained = TrialConfig(method="gradnorm-static", weights=(1.2, 0.8), weights_from="x")
+    add(results, "f4", retrained, fake_result(final_test_losses=(1.1, 100.0), time_averaged_weights=(1.2, 0.8)))  # -5
+    return results
+
+
+def test_figure4_distances_and_changes_by_hand(figure4_study):
+    data = figure4_data(figure4_study.runs("f4"))
+    points = data.points.set_index("method")
+    static = points.loc["static"].sort_values("distance")
+    assert static["distance"].tolist() == pytest.approx([0.0, math.sqrt(0.08), math.sqrt(0.18), math.sqrt(2.0)])
+    assert static["change_pct"].tolist() == pytest.approx([0.0, 12.5, -10.0, -25.0])
+    assert static["beats_gradnorm"].tolist() == [False, True, False, False]
+    assert points.loc["gradnorm-static", "change_pct"] == pytest.approx(-5.0)
+    assert data.stats["beat_gradnorm"] == 1 and data.stats["static_runs"] == 4 and data.stats["static_failed"] == 1
+    assert data.stats["best_static_change_pct"] == pytest.approx(12.5)
+    assert data.stats["gradnorm_static_change_pct"] == pytest.approx(-5.0)
+    assert data.stats["gradnorm_time_averaged_weights"] == {0: {"a": pytest.approx(1.2), "b": pytest.approx(0.8)}}
+
+
+def test_figure4_regression_uses_only_the_static_runs(figure4_study):
+    data = figure4_data(figure4_study.runs("f4"))
+    x = [0.0, math.sqrt(0.08), math.sqrt(0.18), math.sqrt(2.0)]
+    y = [0.0, 12.5, -10.0, -25.0]
+    x_mean, y_mean = sum(x) / 4, sum(y) / 4
+    sxy = sum((a - x_mean) * (b - y_mean) for a, b in zip(x, y))
+    sxx = sum((a - x_mean) ** 2 for a in x)
+    syy = sum((b - y_mean) ** 2 for b in y)
+    assert data.fit.n == 4
+    assert data.fit.slope == pytest.approx(sxy / sxx)
+    assert data.fit.intercept == pytest.approx(y_mean - sxy / sxx * x_mean)
+    assert data.stats["ols_pearson_r"] == pytest.approx(sxy / math.sqrt(sxx * syy))
+    assert -1 <= data.stats["spearman_rho"] <= 1
+
+
+def test_figure4_with_too_few_runs_says_so(results):
+    results.create_study("thin", "random-static", {"study": "thin"})
+    add(results, "thin", static((1.0, 1.0)), fake_result())
+    data = figure4_data(results.runs("thin"))
+    assert data.fit is None and data.points.empty
+    assert data.problems == ["Figure 4 needs a finished GradNorm run; none has finished yet."]
+    add(results, "thin", TrialConfig(method="gradnorm"), fake_result())
+    data = figure4_data(results.runs("thin"))
+    assert data.fit is None and len(data.points) == 1
+    assert "needs at least 3 finished static runs; 1 have finished" in data.problems[0]
+
+
+@pytest.fixture
+def sweep_study(results):
+    results.create_study("sweep", "alpha-sweep", {"study": "sweep"})
+    for seed, equal_losses in ((0, (2.0, 10.0)), (1, (4.0, 20.0))):
+        add(results, "sweep", TrialConfig(method="equal", seed=seed), fake_result(final_test_losses=equal_losses))
+    runs = {
+        (0.5, 0): (1.0, 10.0),  # 100 * mean(0.5, 0) = 25
+        (0.5, 1): (4.0, 10.0),  # 100 * mean(0, 0.5) = 25
+        (1.5, 0): (3.0, 5.0),  # 100 * mean(-0.5, 0.5) = 0
+        (1.5, 1): (2.0, 20.0),  # 100 * mean(0.5, 0) = 25
+    }
+    for (alpha, seed), losses in runs.items():
+        add(results, "sweep", TrialConfig(method="gradnorm", alpha=alpha, seed=seed), fake_result(final_test_losses=losses))
+    add(results, "sweep", TrialConfig(method="gradnorm", alpha=5.0, seed=0), diverged_result())
+    add(results, "sweep", TrialConfig(method="gradnorm", alpha=5.0, seed=1), fake_result(final_test_losses=(4.0, 40.0)))  # -50
+    return results
+
+
+def test_figure7_gains_vs_equal_weights_of_the_same_seed(sweep_study):
+    data = figure7_data(sweep_study.runs("sweep"))
+    gains = data.gains.set_index(["alpha", "seed"])["gain_pct"]
+    assert gains[(0.5, 0)] == pytest.approx(25.0) and gains[(0.5, 1)] == pytest.approx(25.0)
+    assert gains[(1.5, 0)] == pytest.approx(0.0) and gains[(1.5, 1)] == pytest.approx(25.0)
+    assert math.isnan(gains[(5.0, 0)]) and gains[(5.0, 1)] == pytest.approx(-50.0)
+    by_alpha = data.by_alpha.set_index("alpha")
+    assert by_alpha.loc[0.5, "mean_gain_pct"] == pytest.approx(25.0) and by_alpha.loc[0.5, "std_gain_pct"] == pytest.approx(0.0)
+    assert by_alpha.loc[1.5, "mean_gain_pct"] == pytest.approx(12.5)
+    assert by_alpha.loc[1.5, "std_gain_pct"] == pytest.approx(math.sqrt(2 * 12.5**2))  # sample std of (0, 25)
+    assert by_alpha.loc[5.0, ["seeds_ok", "seeds_failed"]].tolist() == [1, 1]
+    assert data.stats["best_alpha"] == 0.5 and data.stats["first_unstable_alpha"] == 5.0
+
+
+def metrics(accuracy, mse):
+    return (TaskMetric("a", "accuracy", accuracy, True), TaskMetric("b", "mse", mse, False))
+
+
+@pytest.fixture
+def methods_study(results):
+    results.create_study("table", "methods", {"study": "table"})
+
+    def result(accuracy, mse):
+        return dataclasses.replace(fake_result(final_test_losses=(1.0, mse)), test_metrics=metrics(accuracy, mse))
+
+    for seed, (acc_eq, mse_eq, acc_gn, mse_gn) in enumerate([(0.8, 4.0, 0.9, 3.0), (0.6, 6.0, 0.9, 5.0)]):
+        add(results, "table", TrialConfig(method="equal", seed=seed), result(acc_eq, mse_eq))
+        add(results, "table", TrialConfig(method="gradnorm", alpha=1.5, seed=seed), result(acc_gn, mse_gn))
+        # single-task runs: task 0 is scored on accuracy.a, task 1 on mse.b
+        add(results, "table", TrialConfig(method="single-task", task=0, seed=seed), result(0.5, 99.0))
+        add(results, "table", TrialConfig(method="single-task", task=1, seed=seed), result(0.1, 2.0))
+    return results
+
+
+def test_method_table_means_stds_best_and_delta_m(methods_study):
+    table = method_table(methods_study.runs("table"), methods_study.metric_directions("table"))
+    assert table.columns == ["accuracy.a", "mse.b"]
+    assert table.mean.loc["equal"].tolist() == pytest.approx([0.7, 5.0])
+    assert table.std.loc["equal"].tolist() == pytest.approx([math.sqrt(0.02), math.sqrt(2.0)])
+    assert table.mean.loc["gradnorm α=1.5"].tolist() == pytest.approx([0.9, 4.0])
+    assert table.mean.loc["single-task"].tolist() == pytest.approx([0.5, 2.0])  # each task from its own run
+    assert table.best.loc["gradnorm α=1.5", "accuracy.a"] and table.best.loc["single-task", "mse.b"]
+    assert table.best.to_numpy().sum() == 2
+    # Delta_m: equal: (-(0.7 - 0.5) / 0.5 + (5 - 2) / 2) / 2 = (-0.4 + 1.5) / 2 = 55 %
+    assert table.delta_m["equal"] == pytest.approx(55.0)
+    # gradnorm: (-(0.9 - 0.5) / 0.5 + (4 - 2) / 2) / 2 = (-0.8 + 1) / 2 = 10 %
+    assert table.delta_m["gradnorm α=1.5"] == pytest.approx(10.0)
+    assert table.delta_m["single-task"] == pytest.approx(0.0)
+
+
+def test_normalized_test_loss_curve_from_traces(results):
+    results.create_study("dyn", "methods", {"study": "dyn"})
+    add(results, "dyn", TrialConfig(method="equal", seed=0), fake_result(initial_losses=(1.0, 100.0)))
+    add(results, "dyn", TrialConfig(method="equal", seed=1), fake_result(initial_losses=(2.0, 100.0)))
+    runs = results.runs("dyn")
+    data = dynamics_data(runs, results.traces("dyn"))
+    # fake traces: test loss = step + i + 2; at step 10: seed 0: 12/1 + 13/100 = 12.13, seed 1: 12/2 + 0.13 = 6.13
+    at_10 = data.normalized[(data.normalized["label"] == "equal") & (data.normalized["step"] == 10)]
+    assert at_10["normalized_test_loss"].item() == pytest.approx((12.13 + 6.13) / 2)
+    weights = data.weights[(data.weights["step"] == 20) & (data.weights["task"] == "a")]
+    assert weights["weight"].item() == pytest.approx(1.5)

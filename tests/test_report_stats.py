@@ -1,0 +1,63 @@
+"""Report statistics against values computed by hand."""
+
+import math
+
+import numpy as np
+import pytest
+
+from study.report.stats import fit_line, percent_change, spearman
+
+
+def test_ols_on_four_points_by_hand():
+    # x = 0..3, y = 1, 3, 2, 5: mean x 1.5, mean y 2.75, Sxx 5, Sxy 5.5, Syy 8.75
+    fit = fit_line([0, 1, 2, 3], [1, 3, 2, 5])
+    assert fit.slope == pytest.approx(1.1)  # 5.5 / 5
+    assert fit.intercept == pytest.approx(1.1)  # 2.75 - 1.1 * 1.5
+    assert fit.pearson_r == pytest.approx(5.5 / math.sqrt(5 * 8.75))
+    # residuals -0.1, 0.8, -1.3, 0.6: SSE 2.7, s^2 = 2.7 / 2
+    assert fit.residual_std == pytest.approx(math.sqrt(1.35))
+    # t = 1.1 / (s / sqrt 5); with 2 degrees of freedom the t CDF is 1/2 + t / (2 sqrt(2 + t^2))
+    t = 1.1 / (math.sqrt(1.35) / math.sqrt(5))
+    assert fit.p_value == pytest.approx(2 * (0.5 - t / (2 * math.sqrt(2 + t * t))))
+    # 95 % t quantile with 2 df is 4.302653
+    half_width = 4.302653 * math.sqrt(1.35) / math.sqrt(5)
+    assert (fit.slope_ci_low, fit.slope_ci_high) == pytest.approx((1.1 - half_width, 1.1 + half_width), rel=1e-6)
+
+
+def test_confidence_band_is_narrowest_at_the_mean_x():
+    fit = fit_line([0, 1, 2, 3], [1, 3, 2, 5])
+    low, high = fit.band(np.array([1.5, 0.0]))
+    # at mean x the half-width is t * s * sqrt(1/n)
+    assert (high[0] - low[0]) / 2 == pytest.approx(4.302653 * math.sqrt(1.35) * 0.5, rel=1e-6)
+    # at x = 0: t * s * sqrt(1/4 + 1.5^2 / 5)
+    assert (high[1] - low[1]) / 2 == pytest.approx(4.302653 * math.sqrt(1.35) * math.sqrt(0.25 + 2.25 / 5), rel=1e-6)
+    assert (low[0] + high[0]) / 2 == pytest.approx(2.75)
+
+
+def test_a_perfect_negative_line():
+    fit = fit_line([0, 1, 2, 3], [3, 1, -1, -3])
+    assert (fit.slope, fit.intercept, fit.pearson_r, fit.p_value) == pytest.approx((-2, 3, -1, 0))
+
+
+def test_fit_needs_three_points_and_spread():
+    with pytest.raises(ValueError, match="at least 3 points"):
+        fit_line([0, 1], [1, 2])
+    with pytest.raises(ValueError, match="two different x"):
+        fit_line([1, 1, 1], [1, 2, 3])
+
+
+def test_spearman_is_rank_correlation():
+    rho, _ = spearman([1, 2, 3, 4, 5], [1, 8, 27, 64, 125])  # monotone, not linear
+    assert rho == pytest.approx(1.0)
+    rho, _ = spearman([1, 2, 3, 4], [4, 3, 1, 2])
+    # ranks d = (-3, -1, 2, 2): rho = 1 - 6 * 18 / (4 * 15) = -0.8
+    assert rho == pytest.approx(-0.8)
+
+
+def test_percent_change_vs_reference_by_hand():
+    # (2 - 3) / 2 = -0.5 and (10 - 5) / 10 = 0.5: mean 0
+    assert percent_change([2.0, 10.0], [3.0, 5.0]) == pytest.approx(0.0)
+    # (1 - 0.5) / 1 = 0.5 and (1 - 2) / 1 = -1: mean -0.25, i.e. -25 % (worse than the reference)
+    assert percent_change([1.0, 1.0], [0.5, 2.0]) == pytest.approx(-25.0)
+    rows = percent_change(np.array([[1.0, 1.0], [4.0, 2.0]]), np.array([[0.5, 2.0], [2.0, 1.0]]))
+    assert rows.tolist() == pytest.approx([-25.0, 50.0])
