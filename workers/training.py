@@ -114,7 +114,7 @@ def train(
     failure: tuple[int, str] | None = None
 
     def log(step: int) -> torch.Tensor:
-        nonlocal train_loss_sum, steps_since_log
+        nonlocal steps_since_log
         test_losses, _ = evaluate(workload)
         train_losses = train_loss_sum / max(steps_since_log, 1) if steps_since_log else initial_losses
         grad_norms = getattr(balancer, "last_grad_norms", None)

@@ -105,6 +105,12 @@ def zero_output_losses(tasks: Sequence[Task], split: Split) -> tuple[float, ...]
     return tuple(losses)
 
 
+def regression_workload(name: str, task_names: Sequence[str], train: Split, test: Split, model: MultiTaskNet) -> Workload:
+    """A workload whose tasks are all MSE regressions (toy, sinusoid)."""
+    tasks = tuple(Task(task, REGRESSION) for task in task_names)
+    return Workload(name, tasks, train, test, model, theoretical_initial_losses=zero_output_losses(tasks, train))
+
+
 OptionsT = TypeVar("OptionsT")
 
 
@@ -125,6 +131,13 @@ def parse_options(options_type: type[OptionsT], workload: str, options: Mapping[
 def check_option(condition: bool, name: str, message: str) -> None:
     if not condition:
         raise ValueError(f"workload_options.{name}: {message}")
+
+
+def check_data_options(options: Any) -> None:
+    """The options every synthetic workload has: problem_seed >= 0, train_size and test_size >= 1."""
+    for name, minimum in (("problem_seed", 0), ("train_size", 1), ("test_size", 1)):
+        value = getattr(options, name)
+        check_option(is_int(value) and value >= minimum, name, f"must be an integer >= {minimum}, got {value!r}")
 
 
 def is_int(value: Any) -> bool:

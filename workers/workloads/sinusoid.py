@@ -16,7 +16,7 @@ from typing import Any, Mapping
 import torch
 
 from workers.model import fully_connected_net
-from workers.workloads.base import REGRESSION, Split, Task, Workload, check_option, is_int, parse_options, zero_output_losses
+from workers.workloads.base import Split, Workload, check_data_options, check_option, parse_options, regression_workload
 
 HIDDEN_UNITS = 64
 TRUNK_DEPTH = 3
@@ -44,10 +44,7 @@ class SinusoidOptions:
             "must be two positive numbers",
         )
         check_option(isinstance(self.noise, (int, float)) and self.noise >= 0, "noise", "must be a number >= 0")
-        for name in ("problem_seed", "train_size", "test_size"):
-            value = getattr(self, name)
-            minimum = 0 if name == "problem_seed" else 1
-            check_option(is_int(value) and value >= minimum, name, f"must be an integer >= {minimum}, got {value!r}")
+        check_data_options(self)
 
     def task_names(self) -> tuple[str, ...]:
         return ("sin_a", "sin_b")
@@ -66,13 +63,5 @@ def build(options: Mapping[str, Any]) -> Workload:
             targets.append(clean + opts.noise * amplitude * torch.randn(size, 1, generator=generator))
         return Split(x, tuple(targets))
 
-    train, test = sample(opts.train_size), sample(opts.test_size)
-    tasks = tuple(Task(name, REGRESSION) for name in opts.task_names())
-    return Workload(
-        name="sinusoid",
-        tasks=tasks,
-        train=train,
-        test=test,
-        model=fully_connected_net(1, HIDDEN_UNITS, TRUNK_DEPTH, [1, 1]),
-        theoretical_initial_losses=zero_output_losses(tasks, train),
-    )
+    model = fully_connected_net(1, HIDDEN_UNITS, TRUNK_DEPTH, [1, 1])
+    return regression_workload("sinusoid", opts.task_names(), sample(opts.train_size), sample(opts.test_size), model)

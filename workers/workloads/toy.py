@@ -20,7 +20,7 @@ from typing import Any, Mapping
 import torch
 
 from workers.model import fully_connected_net
-from workers.workloads.base import REGRESSION, Split, Task, Workload, check_option, is_int, parse_options, zero_output_losses
+from workers.workloads.base import Split, Workload, check_data_options, check_option, is_int, parse_options, regression_workload
 
 INPUT_DIM = 250  # paper, section 5.1
 OUTPUT_DIM = 100  # paper, section 5.1
@@ -54,10 +54,7 @@ class ToyOptions:
                 "sigmas",
                 "every sigma must be a positive number",
             )
-        for name in ("problem_seed", "train_size", "test_size"):
-            value = getattr(self, name)
-            minimum = 0 if name == "problem_seed" else 1
-            check_option(is_int(value) and value >= minimum, name, f"must be an integer >= {minimum}, got {value!r}")
+        check_data_options(self)
 
     def task_names(self) -> tuple[str, ...]:
         return tuple(f"task{i}" for i in range(self.tasks))
@@ -85,13 +82,5 @@ def build(options: Mapping[str, Any]) -> Workload:
         inputs = torch.randn(size, INPUT_DIM, generator=generator)
         return Split(inputs, tuple(sigma * torch.tanh(inputs @ m.T) for sigma, m in zip(sigmas.tolist(), task_maps)))
 
-    train, test = sample(opts.train_size), sample(opts.test_size)
-    tasks = tuple(Task(name, REGRESSION) for name in opts.task_names())
-    return Workload(
-        name="toy",
-        tasks=tasks,
-        train=train,
-        test=test,
-        model=fully_connected_net(INPUT_DIM, HIDDEN_UNITS, TRUNK_DEPTH, [OUTPUT_DIM] * opts.tasks),
-        theoretical_initial_losses=zero_output_losses(tasks, train),
-    )
+    model = fully_connected_net(INPUT_DIM, HIDDEN_UNITS, TRUNK_DEPTH, [OUTPUT_DIM] * opts.tasks)
+    return regression_workload("toy", opts.task_names(), sample(opts.train_size), sample(opts.test_size), model)
