@@ -33,14 +33,15 @@ from db.urls import parse_url
 from study.errors import BadInput
 from study.plan import PlannedTrial, plan_study
 from study.progress import Progress
-from study.spec import SpecError, StudySpec
+from study.spec import SpecError, StudySpec, parse_spec
 from workers.remote import FINAL, run_trial
+from workers.results import TrialResult
+from workers.workloads import build_workload
 
 # Ray and Tune read these at import time.
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")  # relative paths in workload options keep working
-os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", "8")
 
 
 RAY_CONNECT_TIMEOUT_S = 5
@@ -117,8 +118,6 @@ def launch(
 
 def check_workload_builds(spec: StudySpec) -> None:
     """Build the workload once: its options, data and the batch size must fit."""
-    from workers.workloads import build_workload
-
     try:
         workload = build_workload(spec.workload, spec.workload_options, seed=spec.seeds[0])
     except ValueError as error:
@@ -187,8 +186,6 @@ def prepare_study(results: ResultsDB, spec: StudySpec, force_new: bool, stream: 
 
 
 def _identity_of(stored_spec: dict[str, Any]) -> dict[str, Any]:
-    from study.spec import parse_spec
-
     try:
         return parse_spec(stored_spec).identity()
     except BadInput:  # made by another version of the spec format: treat as different
@@ -223,8 +220,6 @@ class Recorder:
         self.failed = 0
 
     def record_result(self, planned: PlannedTrial, result_data: dict[str, Any], worker: str | None = None) -> None:
-        from workers.results import TrialResult
-
         result = TrialResult.from_dict(result_data)
         outcome = self.results.record(self.study, planned.key, planned.config.to_dict(), result, worker=worker)
         if outcome.created:
