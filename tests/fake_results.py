@@ -12,14 +12,19 @@ def fake_result(
     task_names=("a", "b"),
     steps=(0, 10, 20),
     status=STATUS_OK,
+    moving_weights=False,
 ) -> TrialResult:
+    """Trace: train loss step + i + 1, test loss step + i + 2, G_i = 0.1 (i + 1); weights
+    constant at `time_averaged_weights`, or (moving_weights) drifting by +-step/100."""
     count = len(task_names)
     trace = tuple(
         TracePoint(
             step=step,
             train_losses=tuple(float(step + i + 1) for i in range(count)),
             test_losses=tuple(float(step + i + 2) for i in range(count)),
-            weights=tuple(time_averaged_weights),
+            weights=tuple(
+                w + (step / 100 * (-1) ** i if moving_weights else 0.0) for i, w in enumerate(time_averaged_weights)
+            ),
             grad_norms=tuple(0.1 * (i + 1) for i in range(count)) if step else None,
         )
         for step in steps

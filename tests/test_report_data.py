@@ -168,3 +168,13 @@ def test_normalized_test_loss_curve_from_traces(results):
     assert at_10["normalized_test_loss"].item() == pytest.approx((12.13 + 6.13) / 2)
     weights = data.weights[(data.weights["step"] == 20) & (data.weights["task"] == "a")]
     assert weights["weight"].item() == pytest.approx(1.5)
+
+
+def test_only_weights_that_move_are_drawn(results):
+    from study.report.dynamics import changing_weights
+
+    results.create_study("moving", "methods", {"study": "moving"})
+    add(results, "moving", TrialConfig(method="static", weights=(3.0, 1.0)), fake_result(time_averaged_weights=(1.5, 0.5)))
+    add(results, "moving", TrialConfig(method="gradnorm"), fake_result(moving_weights=True))
+    data = dynamics_data(results.runs("moving"), results.traces("moving"))
+    assert changing_weights(data.weights) == ["gradnorm α=0.12"]  # static weights differ by task, not in time

@@ -40,7 +40,8 @@ def png_size(path: Path) -> tuple[int, int]:
 def study_url(sqlite_url):
     with ResultsDB(sqlite_url) as results:
         results.create_study("f4", "random-static", {"study": "f4", "kind": "random-static", "workload": "toy"})
-        add(results, "f4", TrialConfig(method="gradnorm"), fake_result(final_test_losses=(1.0, 100.0), time_averaged_weights=(1.2, 0.8)))
+        reference = fake_result(final_test_losses=(1.0, 100.0), time_averaged_weights=(1.2, 0.8), moving_weights=True)
+        add(results, "f4", TrialConfig(method="gradnorm"), reference)
         for i, (weights, losses) in enumerate([((1.5, 0.5), (1.2, 100.0)), ((0.2, 1.8), (2.0, 50.0)), ((1.0, 1.0), (0.8, 95.0)), ((0.6, 1.4), (1.5, 90.0))]):
             add(results, "f4", static(weights), fake_result(final_test_losses=losses, time_averaged_weights=weights))
     return sqlite_url
@@ -144,8 +145,9 @@ def test_alpha_sweep_page_has_figure7_and_the_per_alpha_table(capsys, tmp_path, 
     with ResultsDB(sqlite_url) as results:
         results.create_study("sweep", "alpha-sweep", {"study": "sweep", "kind": "alpha-sweep"})
         add(results, "sweep", TrialConfig(method="equal"), fake_result(final_test_losses=(2.0, 10.0)))
-        add(results, "sweep", TrialConfig(method="gradnorm", alpha=0.5), fake_result(final_test_losses=(1.0, 10.0)))
-        add(results, "sweep", TrialConfig(method="gradnorm", alpha=3.0), fake_result(final_test_losses=(3.0, 5.0)))
+        for alpha, losses in ((0.5, (1.0, 10.0)), (3.0, (3.0, 5.0))):
+            run = fake_result(final_test_losses=losses, moving_weights=True)
+            add(results, "sweep", TrialConfig(method="gradnorm", alpha=alpha), run)
     out = tmp_path / "sweep"
     assert main(["report", "sweep", "--storage", sqlite_url, "--out", str(out), "--no-png"]) == 0
     assert "Figure 7: best alpha 0.5 (+25.00 % vs equal weights)" in capsys.readouterr().out

@@ -15,11 +15,11 @@ from typing import Any
 import pandas as pd
 
 from db import ResultsDB
-from study.report.dynamics import DynamicsData, dynamics_data, losses_plot, weights_plot
+from study.report.dynamics import DynamicsData, changing_weights, dynamics_data, losses_plot, weights_plot
 from study.report.figure4 import figure4_data, figure4_plot, weights_parallel_plot
 from study.report.figure7 import figure7_data, figure7_plot
 from study.report.page import Section, WrittenReport, write_report
-from study.report.tables import DELTA_M, method_table, table_html, table_stats
+from study.report.tables import DELTA_M, SINGLE_TASK, method_table, table_html, table_stats
 
 
 @dataclass
@@ -118,7 +118,8 @@ def _methods(results: ResultsDB, study: str, runs: pd.DataFrame, summary: dict[s
             "better. Lower is better; 0 matches training each task alone."
         )
     sections = [Section("methods", "Per-task test metrics per method", text, None, table.long(), table_html(table))]
-    return sections + _dynamics_sections(results, study, runs, runs["key"].tolist())
+    multitask = runs.loc[runs["method"] != SINGLE_TASK, "key"].tolist()  # single-task runs are the table's baseline
+    return sections + _dynamics_sections(results, study, runs, multitask)
 
 
 def _dynamics_sections(results: ResultsDB, study: str, runs: pd.DataFrame, keys: list[str]) -> list[Section]:
@@ -129,8 +130,10 @@ def _dynamics_sections(results: ResultsDB, study: str, runs: pd.DataFrame, keys:
     losses = pd.concat(
         [data.losses, data.normalized.rename(columns={"normalized_test_loss": "test_loss"}).assign(task="task-normalized")]
     )
-    return [
-        Section("weights", "Loss weights w_i(t)", ["Mean over seeds per method."], weights_plot(data), data.weights),
+    sections = []
+    if changing_weights(data.weights):
+        sections.append(Section("weights", "Loss weights w_i(t)", ["Mean over seeds per method."], weights_plot(data), data.weights))
+    return sections + [
         Section("losses", "Loss curves", ["Task-normalized test loss Σ_i L_i(t) / L_i(0), and each task's train and "
                                           "test loss (log scale where they span more than 100×)."],
                 losses_plot(data), losses),

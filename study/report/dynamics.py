@@ -50,8 +50,16 @@ def colours(names) -> dict[str, str]:
     return {name: palette[i % len(palette)] for i, name in enumerate(dict.fromkeys(names))}
 
 
+def changing_weights(weights: pd.DataFrame) -> list[str]:
+    """The labels whose weights move during training (GradNorm, uncertainty), in order."""
+    spread = weights.groupby(["label", "task"], sort=False)["weight"].agg(lambda w: w.max() - w.min())
+    moving = spread[spread > 1e-9].index.get_level_values("label")
+    return list(dict.fromkeys(moving))
+
+
 def weights_plot(data: DynamicsData) -> go.Figure:
-    labels = list(dict.fromkeys(data.weights["label"]))
+    """w_i(t) of the methods that learn their weights; fixed weights are in the CSV."""
+    labels = changing_weights(data.weights)
     task_colour = colours(data.weights["task"])
     figure = make_subplots(rows=1, cols=len(labels), subplot_titles=labels, shared_yaxes=True)
     for column, label in enumerate(labels, start=1):
@@ -62,7 +70,7 @@ def weights_plot(data: DynamicsData) -> go.Figure:
                              row=1, col=column)
     figure.update_yaxes(title_text="w_i(t)", row=1, col=1)
     figure.update_xaxes(title_text="step")
-    figure.update_layout(title="Loss weights during training", template="plotly_white")
+    figure.update_layout(title="Loss weights during training (methods that learn them)", template="plotly_white")
     return figure
 
 
