@@ -178,3 +178,10 @@ def test_only_weights_that_move_are_drawn(results):
     add(results, "moving", TrialConfig(method="gradnorm"), fake_result(moving_weights=True))
     data = dynamics_data(results.runs("moving"), results.traces("moving"))
     assert changing_weights(data.weights) == ["gradnorm α=0.12"]  # static weights differ by task, not in time
+
+
+def test_log_axes_only_for_values_spanning_more_than_a_hundredfold():
+    from study.report.dynamics import spans_decades
+
+    assert spans_decades([0.001, 1.5, 2.0]) and not spans_decades([0.5, 1.0, 49.0])
+    assert not spans_decades([]) and not spans_decades([0.0, 0.0])  # nothing positive to scale

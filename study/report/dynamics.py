@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.colors import qualitative
@@ -15,7 +16,7 @@ from plotly.subplots import make_subplots
 
 from study.report.frames import run_label, task_names
 
-# Loss axes go logarithmic when the curves span more than this factor.
+# Loss and weight axes go logarithmic when the curves span more than this factor.
 LOG_SCALE_SPAN = 100.0
 
 
@@ -50,6 +51,13 @@ def colours(names) -> dict[str, str]:
     return {name: palette[i % len(palette)] for i, name in enumerate(dict.fromkeys(names))}
 
 
+def spans_decades(values) -> bool:
+    """True where positive values span more than LOG_SCALE_SPAN: draw them on a log axis."""
+    values = np.asarray(values, dtype=float)
+    values = values[np.isfinite(values) & (values > 0)]
+    return bool(len(values)) and values.max() / values.min() > LOG_SCALE_SPAN
+
+
 def changing_weights(weights: pd.DataFrame) -> list[str]:
     """The labels whose weights move during training (GradNorm, uncertainty), in order."""
     spread = weights.groupby(["label", "task"], sort=False)["weight"].agg(lambda w: w.max() - w.min())
@@ -69,6 +77,8 @@ def weights_plot(data: DynamicsData) -> go.Figure:
                                         line={"color": task_colour[task]}, legendgroup=task, showlegend=column == 1),
                              row=1, col=column)
     figure.update_yaxes(title_text="w_i(t)", row=1, col=1)
+    if spans_decades(data.weights.loc[data.weights["label"].isin(labels), "weight"]):
+        figure.update_yaxes(type="log")
     figure.update_xaxes(title_text="step")
     figure.update_layout(title="Loss weights during training (methods that learn them)", template="plotly_white")
     return figure
@@ -90,9 +100,7 @@ def losses_plot(data: DynamicsData) -> go.Figure:
             figure.add_trace(go.Scatter(x=curve["step"], y=curve["train_loss"], mode="lines",
                                         line={"color": colour, "dash": "dot"}, name=f"{label} train",
                                         legendgroup=label, showlegend=False, opacity=0.6), row=1, col=column)
-        values = subset[["train_loss", "test_loss"]].to_numpy().ravel()
-        values = values[values > 0]
-        if len(values) and values.max() / values.min() > LOG_SCALE_SPAN:
+        if spans_decades(subset[["train_loss", "test_loss"]].to_numpy().ravel()):
             figure.update_yaxes(type="log", row=1, col=column)
     figure.update_xaxes(title_text="step")
     figure.update_layout(title="Loss curves (solid: test, dotted: train; mean over seeds)", template="plotly_white")
