@@ -2,6 +2,7 @@
 `gns launch --address` joins it and records into PostgreSQL."""
 
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -22,8 +23,10 @@ RAY = str(Path(sys.executable).with_name("ray"))
 
 @pytest.fixture
 def ray_cluster(monkeypatch):
-    # Every node and the driver must agree on authentication (docker-compose.yml does the same).
+    # Every node and the driver share one token, as in docker-compose.yml; a fresh
+    # machine has no ~/.ray/auth_token, and `ray start` does not make one.
     monkeypatch.setenv("RAY_AUTH_MODE", "token")
+    monkeypatch.setenv("RAY_AUTH_TOKEN", secrets.token_hex(32))
     monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
     temp_dir = tempfile.mkdtemp(prefix="gnsray-", dir="/tmp")  # Ray's socket paths must stay short
     port = free_port()
