@@ -1,8 +1,10 @@
 """A local multi-process Ray cluster (a head and a worker node) mirroring docker-compose.yml:
 `gns launch --address` joins it and records into PostgreSQL."""
 
+import contextlib
 import os
 import secrets
+import signal
 import shutil
 import subprocess
 import sys
@@ -39,8 +41,32 @@ def ray_cluster(monkeypatch):
         subprocess.run([RAY, "start", f"--address=127.0.0.1:{port}", *common], check=True, capture_output=True, env=os.environ)
         yield f"127.0.0.1:{port}"
     finally:
-        subprocess.run([RAY, "stop", "--force"], capture_output=True, env=os.environ)
+        stop_processes_under(temp_dir)
         shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def stop_processes_under(temp_dir: str) -> None:
+    """Kill this cluster's processes and their children, and nothing else.
+
+    (`ray stop` would also stop any other Ray on the machine, such as a study
+    a developer is running.) Ray's daemons name the temp dir in their command
+    lines; their helpers are their children.
+    """
+    parents, commands = {}, {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                commands[int(entry.name)] = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+    doomed = {pid for pid, command in commands.items() if temp_dir in command}
+    grew = True
+    while grew:
+        children = {pid for pid, parent in parents.items() if parent in doomed} - doomed
+        doomed |= children
+        grew = bool(children)
+    for pid in doomed:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def test_launch_joins_a_two_node_cluster_and_records_into_postgres(capsys, tmp_path, ray_cluster, postgres_url):
