@@ -60,6 +60,12 @@ def status_counts(session: Session, study_id: int) -> dict[str, int]:
     return {status: int(count) for status, count in rows}
 
 
+def best_value(session: Session, study_id: int) -> float | None:
+    return session.scalar(
+        select(func.min(TrialRow.value)).where(TrialRow.study_id == study_id, TrialRow.complete, TrialRow.status == "ok")
+    )
+
+
 def metric_directions(session: Session, study_id: int) -> dict[str, bool]:
     rows = session.execute(
         select(MetricRow.metric, MetricRow.higher_is_better)

@@ -310,6 +310,12 @@ class ResultsDB:
         with self.session() as session:
             return queries.traces(session, row.id, keys)
 
+    def best_value(self, study: str) -> float | None:
+        """The lowest primary metric among the study's successful trials."""
+        row = self._study_row(study)
+        with self.session() as session:
+            return queries.best_value(session, row.id)
+
     def metric_directions(self, study: str) -> dict[str, bool]:
         """Each test metric of the study and whether higher is better."""
         row = self._study_row(study)

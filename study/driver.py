@@ -94,7 +94,10 @@ def launch(
                 file=stream,
                 flush=True,
             )
-            progress = Progress(spec.study, len(planned), counts.get("ok", 0), len(recorded) - counts.get("ok", 0), stream)
+            ok_before = counts.get("ok", 0)
+            progress = Progress(
+                spec.study, len(planned), ok_before, len(recorded) - ok_before, results.best_value(spec.study), stream
+            )
             recorder = Recorder(results, spec.study, progress)
             interrupted = run_trials(spec, [p for p in todo if p.depends_on is None], recorder, max_concurrent)
             if not interrupted:

@@ -39,12 +39,20 @@ def status_line(study: str, total: int, ok: int, failed: int, running: int, best
 class Progress:
     """Counts what a launch has done so far, on top of what was recorded before it."""
 
-    def __init__(self, study: str, total: int, ok_before: int, failed_before: int, stream: TextIO | None = None):
+    def __init__(
+        self,
+        study: str,
+        total: int,
+        ok_before: int,
+        failed_before: int,
+        best_before: float | None = None,
+        stream: TextIO | None = None,
+    ):
         self.study = study
         self.total = total
         self.ok = ok_before
         self.failed = failed_before
-        self.best: float | None = None
+        self.best = best_before
         self.running: set[str] = set()
         self.finished_now = 0
         self.started_at = time.monotonic()

@@ -205,3 +205,12 @@ def test_a_database_of_another_schema_version_is_refused(sqlite_url):
             session.execute(update(SchemaInfo).values(version=99))
     with pytest.raises(DatabaseInputError, match="schema version 99"):
         ResultsDB(sqlite_url, create=False)
+
+
+def test_best_value_is_the_lowest_successful_value(results):
+    assert results.best_value("fig4") is None
+    record(results, GRADNORM, diverged_result())
+    assert results.best_value("fig4") is None
+    record(results, STATIC, fake_result(final_test_losses=(0.5, 20.0)))  # 0.5 + 0.2
+    record(results, TrialConfig(method="equal"), fake_result(final_test_losses=(0.25, 10.0)))  # 0.25 + 0.1
+    assert results.best_value("fig4") == pytest.approx(0.35)

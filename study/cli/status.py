@@ -6,6 +6,7 @@ import argparse
 
 from db.errors import DatabaseInputError
 from study.cli.common import add_storage_argument, open_results
+from study.cli.train import ADHOC_KIND
 from study.errors import BadInput
 from study.plan import plan_study
 from study.progress import status_line
@@ -26,13 +27,13 @@ def run(args: argparse.Namespace) -> int:
             if info is None:
                 raise BadInput(f"study: no study named {args.study!r} in {results.display_url}")
             counts = results.progress(args.study)
-            runs = results.runs(args.study)
+            best = results.best_value(args.study)
         except DatabaseInputError as error:
             raise BadInput(str(error)) from None
-    total = len(plan_study(parse_spec(info.spec))) if info.kind != "runs" else len(runs)
+    recorded = sum(counts.values())
+    total = len(plan_study(parse_spec(info.spec))) if info.kind != ADHOC_KIND else recorded
     ok = counts.get("ok", 0)
-    best = runs["value"].min() if ok else None
-    print(status_line(args.study, total, ok, sum(counts.values()) - ok, 0, best, None))
+    print(status_line(args.study, total, ok, recorded - ok, 0, best, None))
     for status, count in sorted(counts.items()):
         print(f"  {status}: {count}")
     print(f"  created {info.created_at:%Y-%m-%d %H:%M}, last recorded {info.updated_at:%Y-%m-%d %H:%M}")
