@@ -185,3 +185,13 @@ def test_log_axes_only_for_values_spanning_more_than_a_hundredfold():
 
     assert spans_decades([0.001, 1.5, 2.0]) and not spans_decades([0.5, 1.0, 49.0])
     assert not spans_decades([]) and not spans_decades([0.0, 0.0])  # nothing positive to scale
+
+
+def test_loss_panels_fill_rows_of_four():
+    from study.report.dynamics import panel_grid
+
+    # a ten-task study: the normalized-loss panel and ten task panels, 4 + 4 + 3
+    cells = panel_grid(11, 4)
+    assert cells[:5] == [(1, 1), (1, 2), (1, 3), (1, 4), (2, 1)]
+    assert cells[-1] == (3, 3)
+    assert panel_grid(3, 4) == [(1, 1), (1, 2), (1, 3)]

@@ -18,6 +18,9 @@ from study.report.frames import run_label, task_names
 
 # Loss and weight axes go logarithmic when the curves span more than this factor.
 LOG_SCALE_SPAN = 100.0
+# Loss panels per row: wider rows make ten-task studies unreadable.
+LOSS_PANELS_PER_ROW = 4
+LOSS_ROW_HEIGHT = 300
 
 
 @dataclass
@@ -84,24 +87,35 @@ def weights_plot(data: DynamicsData) -> go.Figure:
     return figure
 
 
+def panel_grid(panels: int, per_row: int) -> list[tuple[int, int]]:
+    """(row, column), both from 1, of each panel when filling rows of per_row panels."""
+    return [(index // per_row + 1, index % per_row + 1) for index in range(panels)]
+
+
 def losses_plot(data: DynamicsData) -> go.Figure:
     tasks = list(dict.fromkeys(data.losses["task"]))
     label_colour = colours(data.normalized["label"])
-    figure = make_subplots(rows=1, cols=len(tasks) + 1, subplot_titles=["task-normalized test loss"] + [f"{t}" for t in tasks])
+    cells = panel_grid(len(tasks) + 1, LOSS_PANELS_PER_ROW)
+    rows, columns = cells[-1][0], min(len(cells), LOSS_PANELS_PER_ROW)
+    height = 150 + LOSS_ROW_HEIGHT * rows
+    # About 110 px between rows leaves room for an axis title and the next panel's title.
+    figure = make_subplots(rows=rows, cols=columns, subplot_titles=["task-normalized test loss"] + tasks,
+                           vertical_spacing=min(0.3, 110 / height))
     for label, curve in data.normalized.groupby("label", sort=False):
         figure.add_trace(go.Scatter(x=curve["step"], y=curve["normalized_test_loss"], mode="lines", name=label,
                                     line={"color": label_colour[label]}, legendgroup=label), row=1, col=1)
-    for column, task in enumerate(tasks, start=2):
+    for task, (row, column) in zip(tasks, cells[1:]):
         subset = data.losses[data.losses["task"] == task]
         for label, curve in subset.groupby("label", sort=False):
             colour = label_colour[label]
             figure.add_trace(go.Scatter(x=curve["step"], y=curve["test_loss"], mode="lines", name=f"{label} test",
-                                        line={"color": colour}, legendgroup=label, showlegend=False), row=1, col=column)
+                                        line={"color": colour}, legendgroup=label, showlegend=False), row=row, col=column)
             figure.add_trace(go.Scatter(x=curve["step"], y=curve["train_loss"], mode="lines",
                                         line={"color": colour, "dash": "dot"}, name=f"{label} train",
-                                        legendgroup=label, showlegend=False, opacity=0.6), row=1, col=column)
+                                        legendgroup=label, showlegend=False, opacity=0.6), row=row, col=column)
         if spans_decades(subset[["train_loss", "test_loss"]].to_numpy().ravel()):
-            figure.update_yaxes(type="log", row=1, col=column)
+            figure.update_yaxes(type="log", row=row, col=column)
     figure.update_xaxes(title_text="step")
-    figure.update_layout(title="Loss curves (solid: test, dotted: train; mean over seeds)", template="plotly_white")
+    figure.update_layout(title="Loss curves (solid: test, dotted: train; mean over seeds)", template="plotly_white",
+                         height=height)
     return figure

@@ -83,7 +83,9 @@ def _write_pngs(out_dir: Path, sections: list[Section]) -> list[Path]:
             warnings.simplefilter("ignore", UserWarning)  # "kopts ignored with a server": we pass none
             for section in sections:
                 path = out_dir / f"{section.name}.png"
-                section.figure.write_image(path, **PNG_SIZE)
+                # A figure that sets its own height (a grid of panels) keeps it.
+                size = {**PNG_SIZE, "height": section.figure.layout.height or PNG_SIZE["height"]}
+                section.figure.write_image(path, **size)
                 written.append(path)
     finally:
         kaleido.stop_sync_server()
