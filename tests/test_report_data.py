@@ -3,6 +3,7 @@
 import dataclasses
 import math
 
+import pandas as pd
 import pytest
 
 from db import ResultsDB
@@ -195,3 +196,17 @@ def test_loss_panels_fill_rows_of_four():
     assert cells[:5] == [(1, 1), (1, 2), (1, 3), (1, 4), (2, 1)]
     assert cells[-1] == (3, 3)
     assert panel_grid(3, 4) == [(1, 1), (1, 2), (1, 3)]
+
+
+def test_loss_figure_of_five_tasks_has_two_rows_and_grows_taller():
+    from study.report.dynamics import DynamicsData, losses_plot
+
+    tasks = [f"task{i}" for i in range(5)]
+    losses = pd.DataFrame([("equal", step, task, 1.0, 1.0) for step in (0, 10) for task in tasks],
+                          columns=["label", "step", "task", "train_loss", "test_loss"])
+    normalized = pd.DataFrame({"label": ["equal", "equal"], "step": [0, 10], "normalized_test_loss": [5.0, 4.0]})
+    figure = losses_plot(DynamicsData(weights=pd.DataFrame(), losses=losses, normalized=normalized))
+    # six panels in rows of four, 150 + 2 * 300 px high; the normalized loss is on y, tasks on y2..y6
+    assert figure.layout.height == 750
+    assert [trace.yaxis for trace in figure.data if trace.name == "equal test"] == ["y2", "y3", "y4", "y5", "y6"]
+    assert figure.layout.yaxis5.domain[1] < figure.layout.yaxis4.domain[0]  # task3 opens the second row

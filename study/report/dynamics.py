@@ -97,10 +97,11 @@ def losses_plot(data: DynamicsData) -> go.Figure:
     label_colour = colours(data.normalized["label"])
     cells = panel_grid(len(tasks) + 1, LOSS_PANELS_PER_ROW)
     rows, columns = cells[-1][0], min(len(cells), LOSS_PANELS_PER_ROW)
-    height = 150 + LOSS_ROW_HEIGHT * rows
+    # One row keeps the page's default height; more rows grow the figure.
+    height = 150 + LOSS_ROW_HEIGHT * rows if rows > 1 else None
     # About 110 px between rows leaves room for an axis title and the next panel's title.
     figure = make_subplots(rows=rows, cols=columns, subplot_titles=["task-normalized test loss"] + tasks,
-                           vertical_spacing=min(0.3, 110 / height))
+                           vertical_spacing=110 / height if height else 0.3)
     for label, curve in data.normalized.groupby("label", sort=False):
         figure.add_trace(go.Scatter(x=curve["step"], y=curve["normalized_test_loss"], mode="lines", name=label,
                                     line={"color": label_colour[label]}, legendgroup=label), row=1, col=1)
