@@ -27,7 +27,6 @@ from typing import Any, TextIO
 from ray import tune
 
 from db import ResultsDB
-from db.errors import DatabaseInputError
 from db.store import spec_hash
 from db.urls import parse_url
 from study.errors import BadInput
@@ -71,19 +70,12 @@ def launch(
     started = time.monotonic()
     planned = plan_study(spec)
     check_workload_builds(spec)
-    try:
-        parse_url(storage)
-    except DatabaseInputError as error:
-        raise BadInput(str(error)) from None
+    parse_url(storage)  # a bad URL is refused before Ray starts
 
     ray = start_ray(address)
     try:
         check_resources(spec, ray.cluster_resources())
-        try:
-            results = ResultsDB(storage, create=True)
-        except DatabaseInputError as error:
-            raise BadInput(str(error)) from None
-        with results:
+        with ResultsDB(storage, create=True) as results:
             prepare_study(results, spec, force_new, stream)
             recorded = results.recorded_keys(spec.study)
             counts = results.progress(spec.study)

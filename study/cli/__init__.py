@@ -1,7 +1,8 @@
 """`gns`: one module per subcommand, each with `add_parser` and `run`.
 
 Exit codes: 0 success, 1 runtime failure, 2 bad input (one line on stderr,
-nothing written), 130 interrupted.
+nothing written), 130 interrupted. A database error caused by what the user
+asked for (a bad URL, a missing study) is bad input like any other.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import argparse
 import os
 import sys
 
+from db.errors import DatabaseInputError
 from study.errors import BadInput
 
 SUBCOMMANDS = ("train", "plan", "launch", "status", "report", "studies", "query", "delete")
@@ -38,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(exit_.code or 0)
     try:
         return int(args.run(args) or 0)
-    except BadInput as error:
+    except (BadInput, DatabaseInputError) as error:
         print(f"gns {args.command}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -10,8 +10,7 @@ import re
 
 import pandas as pd
 
-from db import DEFAULT_URL, ResultsDB
-from db.errors import DatabaseInputError
+from db import DEFAULT_URL
 from study.errors import BadInput
 
 STORAGE_ENV = "GNS_STORAGE"  # a cluster sets its PostgreSQL URL once here
@@ -24,14 +23,6 @@ def add_storage_argument(parser: argparse.ArgumentParser) -> None:
         metavar="URL",
         help=f"results database (default ${STORAGE_ENV} or {DEFAULT_URL}; PostgreSQL: postgresql://user@host:port/db)",
     )
-
-
-def open_results(url: str, create: bool) -> ResultsDB:
-    """Open the database; a bad URL or a missing database is bad input."""
-    try:
-        return ResultsDB(url, create=create)
-    except DatabaseInputError as error:
-        raise BadInput(str(error)) from None
 
 
 _CONDITION = re.compile(r"^([^=!<>]+)(==|=|!=|<=|>=|<|>)(.*)$")

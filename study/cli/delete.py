@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from db.errors import DatabaseInputError
-from study.cli.common import add_storage_argument, open_results
+from db import ResultsDB
+from study.cli.common import add_storage_argument
 from study.errors import BadInput
 
 
@@ -20,11 +20,8 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     if not args.yes:
         raise BadInput(f"refusing to delete {args.study!r} without --yes")
-    with open_results(args.storage, create=False) as results:
-        try:
-            counts = results.progress(args.study)
-            results.delete_study(args.study)
-        except DatabaseInputError as error:
-            raise BadInput(str(error)) from None
+    with ResultsDB(args.storage, create=False) as results:
+        counts = results.progress(args.study)
+        results.delete_study(args.study)
     print(f"deleted study {args.study!r} ({sum(counts.values())} trials) from {results.display_url}")
     return 0

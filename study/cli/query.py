@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from db.errors import DatabaseInputError
-from study.cli.common import add_storage_argument, filter_rows, open_results, select_columns
-from study.errors import BadInput
+from db import ResultsDB
+from study.cli.common import add_storage_argument, filter_rows, select_columns
 from study.output import FORMATS, write_frame
 
 # Shown when --columns is not given (a table of every per-task column is too wide).
@@ -29,11 +28,8 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    with open_results(args.storage, create=False) as results:
-        try:
-            frame = results.traces(args.study) if args.traces else results.runs(args.study)
-        except DatabaseInputError as error:
-            raise BadInput(str(error)) from None
+    with ResultsDB(args.storage, create=False) as results:
+        frame = results.traces(args.study) if args.traces else results.runs(args.study)
     frame = filter_rows(frame, args.where)
     if args.columns:
         frame = select_columns(frame, args.columns)

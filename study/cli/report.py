@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from db.errors import DatabaseInputError
-from study.cli.common import add_storage_argument, open_results
+from db import ResultsDB
+from study.cli.common import add_storage_argument
 from study.errors import BadInput
 
 
@@ -25,11 +25,8 @@ def run(args: argparse.Namespace) -> int:
     out_dir = args.out or Path("reports") / args.study.replace("/", "_")
     if out_dir.exists() and not out_dir.is_dir():
         raise BadInput(f"--out: {str(out_dir)!r} exists and is not a folder")
-    with open_results(args.storage, create=False) as results:
-        try:
-            report = build_report(results, args.study, out_dir, png=not args.no_png)
-        except DatabaseInputError as error:
-            raise BadInput(str(error)) from None
+    with ResultsDB(args.storage, create=False) as results:
+        report = build_report(results, args.study, out_dir, png=not args.no_png)
     for problem in report.summary["problems"]:
         print(f"note: {problem}")
     for note in report.written.notes:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from db.errors import DatabaseInputError
-from study.cli.common import add_storage_argument, open_results
+from db import ResultsDB
+from study.cli.common import add_storage_argument
 from study.cli.train import ADHOC_KIND
 from study.errors import BadInput
 from study.plan import plan_study
@@ -21,15 +21,12 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    with open_results(args.storage, create=False) as results:
-        try:
-            info = results.find_study(args.study)
-            if info is None:
-                raise BadInput(f"study: no study named {args.study!r} in {results.display_url}")
-            counts = results.progress(args.study)
-            best = results.best_value(args.study)
-        except DatabaseInputError as error:
-            raise BadInput(str(error)) from None
+    with ResultsDB(args.storage, create=False) as results:
+        info = results.find_study(args.study)
+        if info is None:
+            raise BadInput(f"study: no study named {args.study!r} in {results.display_url}")
+        counts = results.progress(args.study)
+        best = results.best_value(args.study)
     recorded = sum(counts.values())
     total = len(plan_study(parse_spec(info.spec))) if info.kind != ADHOC_KIND else recorded
     ok = counts.get("ok", 0)

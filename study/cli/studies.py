@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from study.cli.common import add_storage_argument, open_results
+from db import ResultsDB
+from study.cli.common import add_storage_argument
 from study.output import FORMATS, write_frame
 
 
@@ -16,6 +17,6 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    with open_results(args.storage, create=False) as results:
+    with ResultsDB(args.storage, create=False) as results:
         write_frame(results.studies(), args.format)
     return 0

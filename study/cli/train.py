@@ -8,7 +8,8 @@ import sys
 
 import yaml
 
-from study.cli.common import add_storage_argument, open_results
+from db import ResultsDB
+from study.cli.common import add_storage_argument
 from study.errors import BadInput
 from study.output import format_value
 from workers.config import METHODS, TrialConfig
@@ -116,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def open_adhoc_study(url: str, name: str):
-    results = open_results(url, create=True)
+    results = ResultsDB(url, create=True)
     study = results.find_study(name)
     if study is None:
         results.create_study(name, ADHOC_KIND, {"study": name, "kind": ADHOC_KIND})
