@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+import ray
 from ray import tune
 
 from db import ResultsDB
@@ -37,7 +38,8 @@ from workers.remote import FINAL, run_trial
 from workers.results import TrialResult
 from workers.workloads import build_workload
 
-# Ray and Tune read these at import time.
+# Read by Ray and Tune when they run, not when imported; set before ray.init so
+# that the workers it starts inherit them.
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")  # relative paths in workload options keep working
@@ -72,7 +74,7 @@ def launch(
     check_workload_builds(spec)
     parse_url(storage)  # a bad URL is refused before Ray starts
 
-    ray = start_ray(address)
+    start_ray(address)
     try:
         check_resources(spec, ray.cluster_resources())
         with ResultsDB(storage, create=True) as results:
@@ -136,9 +138,7 @@ def check_reachable(address: str) -> None:
         raise BadInput(f"--address: cannot join the Ray cluster at {address!r}: {error.strerror or error}") from None
 
 
-def start_ray(address: str | None):
-    import ray
-
+def start_ray(address: str | None) -> None:
     if address is not None:
         check_reachable(address)
     # Our progress line is the output; Ray's own notices (such as its token
@@ -151,7 +151,6 @@ def start_ray(address: str | None):
             ray.init(address=address, **options)
     except (ConnectionError, ValueError, RuntimeError) as error:
         raise BadInput(f"--address: cannot join the Ray cluster at {address!r}: {str(error).splitlines()[0]}") from None
-    return ray
 
 
 def check_resources(spec: StudySpec, cluster: dict[str, float]) -> None:
