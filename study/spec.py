@@ -2,7 +2,7 @@
 
 Every error names the field it is about (`training.steps: ...`), and a
 misspelled field gets a suggestion. See examples/ for ready specs and
-docs/specs.md for every field.
+docs/running.md for every field.
 """
 
 from __future__ import annotations
@@ -45,8 +45,7 @@ class Training:
         _at_least("steps", self.steps, 1)
         _at_least("batch_size", self.batch_size, 1)
         _at_least("log_every", self.log_every, 1)
-        if not self.lr > 0:
-            _fail("lr", f"must be > 0, got {self.lr}")
+        _positive("lr", self.lr)
 
 
 @dataclass(frozen=True)
@@ -59,11 +58,11 @@ class GradNormOptions:
     shared_params: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
-        _non_negative("alpha", self.alpha)
+        _at_least("alpha", self.alpha, 0)
         if isinstance(self.initial_loss, str) and self.initial_loss not in INITIAL_LOSS_MODES:
             _fail("initial_loss", f"unknown mode {self.initial_loss!r} (choose from {', '.join(INITIAL_LOSS_MODES)} or a list)")
-        if self.balancer_lr is not None and not self.balancer_lr > 0:
-            _fail("balancer_lr", f"must be > 0, got {self.balancer_lr}")
+        if self.balancer_lr is not None:
+            _positive("balancer_lr", self.balancer_lr)
         if self.shared_params is not None and not self.shared_params:
             _fail("shared_params", "must name at least one parameter")
 
@@ -91,7 +90,7 @@ class AlphaSweep:
         if not self.alphas:
             _fail("alphas", "must list at least one alpha")
         for i, alpha in enumerate(self.alphas):
-            _non_negative(f"alphas[{i}]", alpha)
+            _at_least(f"alphas[{i}]", alpha, 0)
         if len(set(self.alphas)) != len(self.alphas):
             _fail("alphas", "lists an alpha twice")
 
@@ -130,10 +129,8 @@ class Resources:
     gpu: float = 0.0
 
     def __post_init__(self) -> None:
-        if not self.cpu > 0:
-            _fail("cpu", f"must be > 0, got {self.cpu}")
-        if not self.gpu >= 0:
-            _fail("gpu", f"must be >= 0, got {self.gpu}")
+        _positive("cpu", self.cpu)
+        _at_least("gpu", self.gpu, 0)
         if self.gpu > 1 and self.gpu != int(self.gpu):
             _fail("gpu", f"a fraction must be <= 1 (or a whole number of GPUs), got {self.gpu}")
 
@@ -176,10 +173,6 @@ class StudySpec:
         if getattr(self, own_section) is None:  # the kind's section with its defaults
             defaults = {"random_static": RandomStatic, "alpha_sweep": AlphaSweep, "methods": Methods}
             object.__setattr__(self, own_section, defaults[own_section]())
-
-    @property
-    def section(self) -> RandomStatic | AlphaSweep | Methods:
-        return getattr(self, self.kind.replace("-", "_"))
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data with every default filled in (what the database keeps)."""
@@ -233,7 +226,7 @@ def _build(cls: type, data: Any, path: str) -> Any:
     try:
         return cls(**values)
     except SpecError as error:
-        raise SpecError(f"{path}.{error}" if path else str(error)) from None
+        raise SpecError(_join(path, str(error))) from None
 
 
 def _convert(hint: Any, value: Any, path: str) -> Any:
@@ -295,14 +288,14 @@ def _unknown(what: str, value: Any, choices: tuple[str, ...]) -> str:
     return f"unknown {what} {value!r}{hint}"
 
 
-def _at_least(name: str, value: int, minimum: int) -> None:
-    if value < minimum:
+def _at_least(name: str, value: float, minimum: float) -> None:
+    if not value >= minimum:  # written so that NaN fails too
         _fail(name, f"must be >= {minimum}, got {value}")
 
 
-def _non_negative(name: str, value: float) -> None:
-    if value < 0:
-        _fail(name, f"must be >= 0, got {value}")
+def _positive(name: str, value: float) -> None:
+    if not value > 0:
+        _fail(name, f"must be > 0, got {value}")
 
 
 def _plain(value: Any) -> Any:
