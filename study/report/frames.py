@@ -6,9 +6,19 @@ import numpy as np
 import pandas as pd
 
 
+def quantity_of(column: str) -> str:
+    """`accuracy` of `accuracy.digit`."""
+    return column.split(".", 1)[0]
+
+
+def task_of(column: str) -> str:
+    """`digit` of `accuracy.digit`."""
+    return column.split(".", 1)[1]
+
+
 def task_names(runs: pd.DataFrame) -> tuple[str, ...]:
     """The study's tasks, in their workload's order."""
-    return tuple(column.split(".", 1)[1] for column in runs.columns if column.startswith("test_loss."))
+    return tuple(task_of(column) for column in runs.columns if column.startswith("test_loss."))
 
 
 def task_values(frame: pd.DataFrame, quantity: str, tasks: tuple[str, ...]) -> np.ndarray:

@@ -33,13 +33,17 @@ class LinearFit:
     def band(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """95 % confidence band of the fitted mean at x."""
         x = np.asarray(x, dtype=float)
-        t = stats.t.ppf(0.5 + CONFIDENCE / 2, self.n - 2)
-        half = t * self.residual_std * np.sqrt(1 / self.n + (x - self.x_mean) ** 2 / self.x_sum_squares)
+        half = _t_critical(self.n - 2) * self.residual_std * np.sqrt(1 / self.n + (x - self.x_mean) ** 2 / self.x_sum_squares)
         centre = self.predict(x)
         return centre - half, centre + half
 
     def to_dict(self) -> dict[str, float]:
         return asdict(self)
+
+
+def _t_critical(degrees_of_freedom: int) -> float:
+    """Student's t for a two-sided CONFIDENCE interval."""
+    return float(stats.t.ppf(0.5 + CONFIDENCE / 2, degrees_of_freedom))
 
 
 def fit_line(x: Sequence[float], y: Sequence[float]) -> LinearFit:
@@ -58,7 +62,7 @@ def fit_line(x: Sequence[float], y: Sequence[float]) -> LinearFit:
     residuals = y - (intercept + slope * x)
     residual_std = math.sqrt(float((residuals**2).sum()) / (n - 2))
     slope_se = residual_std / math.sqrt(sxx)
-    t_crit = stats.t.ppf(0.5 + CONFIDENCE / 2, n - 2)
+    t_crit = _t_critical(n - 2)
     if slope_se == 0:  # a perfect line
         p_value = 0.0
     else:

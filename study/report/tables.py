@@ -10,13 +10,14 @@ single-task training.
 
 from __future__ import annotations
 
+import html
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from study.report.frames import run_label, task_names
+from study.report.frames import quantity_of, run_label, task_names, task_of
 
 SINGLE_TASK = "single-task"
 DELTA_M = "Δm %"
@@ -56,7 +57,7 @@ def method_table(runs: pd.DataFrame, higher_is_better: dict[str, bool]) -> Metho
     if len(single):
         single_mean, single_std = {}, {}
         for column in columns:
-            task_index = tasks.index(column.split(".", 1)[1])
+            task_index = tasks.index(task_of(column))
             own = single[single["task"] == task_index][column]
             single_mean[column], single_std[column] = own.mean(), own.std()
         mean.loc[SINGLE_TASK] = pd.Series(single_mean)
@@ -67,13 +68,13 @@ def method_table(runs: pd.DataFrame, higher_is_better: dict[str, bool]) -> Metho
     for column in columns:
         values = mean[column]
         if values.notna().any():
-            winner = values.idxmax() if higher_is_better[column.split(".", 1)[0]] else values.idxmin()
+            winner = values.idxmax() if higher_is_better[quantity_of(column)] else values.idxmin()
             best.loc[winner, column] = True
 
     delta_m = None
     if SINGLE_TASK in mean.index and len(columns):
         baseline = mean.loc[SINGLE_TASK]
-        signs = np.array([-1.0 if higher_is_better[c.split(".", 1)[0]] else 1.0 for c in columns])
+        signs = np.array([-1.0 if higher_is_better[quantity_of(c)] else 1.0 for c in columns])
         relative = (mean[columns] - baseline) / baseline
         delta_m = (relative * signs).mean(axis=1) * 100.0
     problems = [] if len(mean) else ["The methods table needs finished runs; none has finished yet."]
@@ -91,9 +92,7 @@ def table_stats(table: MethodTable) -> dict[str, Any]:
 
 def table_html(table: MethodTable) -> str:
     """mean ± std per cell, the best per column in bold, Delta_m % last."""
-    import html
-
-    arrows = {c: "↑" if table.higher_is_better[c.split(".", 1)[0]] else "↓" for c in table.columns}
+    arrows = {c: "↑" if table.higher_is_better[quantity_of(c)] else "↓" for c in table.columns}
     head = ["method", "seeds"] + [f"{c} {arrows[c]}" for c in table.columns]
     if table.delta_m is not None:
         head.append(f"{DELTA_M} ↓")
