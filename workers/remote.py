@@ -7,9 +7,8 @@ whole TrialResult under "result".
 
 from __future__ import annotations
 
-from typing import Any, Sequence
-
 import socket
+from typing import Any, Sequence
 
 import ray
 import torch
