@@ -87,12 +87,7 @@ class AlphaSweep:
     alphas: tuple[float, ...] = (0.0, 0.12, 0.5, 1.0, 1.5, 2.0, 3.0)
 
     def __post_init__(self) -> None:
-        if not self.alphas:
-            _fail("alphas", "must list at least one alpha")
-        for i, alpha in enumerate(self.alphas):
-            _at_least(f"alphas[{i}]", alpha, 0)
-        if len(set(self.alphas)) != len(self.alphas):
-            _fail("alphas", "lists an alpha twice")
+        _distinct_values("alphas", self.alphas, "alpha", minimum=0)
 
 
 @dataclass(frozen=True)
@@ -157,12 +152,7 @@ class StudySpec:
             _fail("study", "must name the study")
         if self.kind not in KINDS:
             _fail("kind", _unknown("study kind", self.kind, KINDS))
-        if not self.seeds:
-            _fail("seeds", "must list at least one seed")
-        for i, seed in enumerate(self.seeds):
-            _at_least(f"seeds[{i}]", seed, 0)
-        if len(set(self.seeds)) != len(self.seeds):
-            _fail("seeds", "lists a seed twice")
+        _distinct_values("seeds", self.seeds, "seed", minimum=0)
         if self.max_concurrent is not None:
             _at_least("max_concurrent", self.max_concurrent, 1)
         _at_least("retries", self.retries, 0)
@@ -291,6 +281,17 @@ def _unknown(what: str, value: Any, choices: tuple[str, ...]) -> str:
 def _at_least(name: str, value: float, minimum: float) -> None:
     if not value >= minimum:  # written so that NaN fails too
         _fail(name, f"must be >= {minimum}, got {value}")
+
+
+def _distinct_values(name: str, values: tuple[float, ...], noun: str, minimum: float) -> None:
+    """A non-empty list of values, each >= minimum, none twice."""
+    if not values:
+        _fail(name, f"must list at least one {noun}")
+    for i, value in enumerate(values):
+        _at_least(f"{name}[{i}]", value, minimum)
+    if len(set(values)) != len(values):
+        article = "an" if noun[0] in "aeiou" else "a"
+        _fail(name, f"lists {article} {noun} twice")
 
 
 def _positive(name: str, value: float) -> None:
