@@ -1,7 +1,8 @@
 """Reads that return DataFrames: one row per study, per run, or per (run, step, task).
 
 Column names for per-task values are `<quantity>.<task>`, e.g. `test_loss.task0`,
-`mean_w.digit` (time-averaged weight), `accuracy.digit`.
+`time_averaged_weight.digit`, `accuracy.digit`. Runs and traces hold recorded
+trials only (a final outcome); `status_counts` also counts running ones.
 """
 
 from __future__ import annotations
@@ -11,14 +12,17 @@ from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from db.schema import MetricRow, StudyRow, TraceRow, TrialRow, TrialTaskRow
+from records import Status
+
+OK = str(Status.OK)
 
 # Config fields shown as run columns, in this order.
 CONFIG_COLUMNS = ("method", "workload", "seed", "alpha", "task", "steps", "batch_size", "lr", "weights_from")
 TASK_QUANTITIES = {
     "initial_loss": "initial_loss",
     "final_test_loss": "test_loss",
-    "final_weight": "final_w",
-    "time_averaged_weight": "mean_w",
+    "final_weight": "final_weight",
+    "time_averaged_weight": "time_averaged_weight",
 }
 
 
@@ -27,8 +31,8 @@ def studies(session: Session) -> pd.DataFrame:
         select(
             TrialRow.study_id,
             func.count().label("trials"),
-            func.sum(case((TrialRow.status == "ok", 1), else_=0)).label("ok"),
-            func.sum(case((TrialRow.status != "ok", 1), else_=0)).label("failed"),
+            func.sum(case((TrialRow.status == OK, 1), else_=0)).label("ok"),
+            func.sum(case((TrialRow.status != OK, 1), else_=0)).label("failed"),
         )
         .where(TrialRow.complete)
         .group_by(TrialRow.study_id)
@@ -52,17 +56,16 @@ def studies(session: Session) -> pd.DataFrame:
 
 
 def status_counts(session: Session, study_id: int) -> dict[str, int]:
+    """Trial keys by status: recorded ones (ok, diverged, crashed) and those running or pending."""
     rows = session.execute(
-        select(TrialRow.status, func.count())
-        .where(TrialRow.study_id == study_id, TrialRow.complete)
-        .group_by(TrialRow.status)
+        select(TrialRow.status, func.count()).where(TrialRow.study_id == study_id).group_by(TrialRow.status)
     ).all()
     return {status: int(count) for status, count in rows}
 
 
 def best_value(session: Session, study_id: int) -> float | None:
     return session.scalar(
-        select(func.min(TrialRow.value)).where(TrialRow.study_id == study_id, TrialRow.complete, TrialRow.status == "ok")
+        select(func.min(TrialRow.value)).where(TrialRow.study_id == study_id, TrialRow.complete, TrialRow.status == OK)
     )
 
 
@@ -101,7 +104,7 @@ def runs(session: Session, study_id: int) -> pd.DataFrame:
                 "trial_id": t.id,
                 "key": t.key,
                 "number": t.optuna_number,
-                "state": "COMPLETE" if t.status == "ok" else "FAIL",
+                "state": "COMPLETE" if t.status == OK else "FAIL",
                 "status": t.status,
                 "value": t.value,
                 **{name: t.config.get(name) for name in CONFIG_COLUMNS},

@@ -14,7 +14,7 @@ from datetime import datetime
 from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-SCHEMA_VERSION = 1  # raise when the tables change; older databases are refused with a clear message
+SCHEMA_VERSION = 2  # raise when the tables change; older databases are refused with a clear message
 
 
 class Base(DeclarativeBase):
@@ -39,8 +39,14 @@ class StudyRow(Base):
     spec_hash: Mapped[str] = mapped_column(String(64))
     optuna_study_id: Mapped[int] = mapped_column(Integer)
     product_version: Mapped[str] = mapped_column(String(64))
+    planned_trials: Mapped[int | None] = mapped_column(Integer, nullable=True)  # as of the last launch
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # The study lease: one driver at a time. Taken by an atomic conditional UPDATE.
+    lease_holder: Mapped[str | None] = mapped_column(String(256), nullable=True)  # "host pid N"
+    lease_token: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    lease_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class TrialRow(Base):
@@ -53,8 +59,13 @@ class TrialRow(Base):
     # Null between claiming the key and Optuna's trial existing (a crash there is repaired on retry).
     optuna_trial_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     optuna_number: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    complete: Mapped[bool] = mapped_column(Boolean, default=False)
-    status: Mapped[str] = mapped_column(String(16))  # ok | diverged | crashed
+    complete: Mapped[bool] = mapped_column(Boolean, default=False)  # a final outcome is recorded
+    status: Mapped[str] = mapped_column(String(16))  # a records.Status value
+    # The writer that owns the key until it is complete; a second writer waits for it.
+    claim_token: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    # Raised each time the key is re-queued; its Optuna trials of earlier attempts stay as history.
+    attempt: Mapped[int] = mapped_column(Integer, default=0)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)  # while running
     value: Mapped[float | None] = mapped_column(Float, nullable=True)  # the primary metric; null unless ok
     config: Mapped[dict] = mapped_column(JSON)
     wall_time_s: Mapped[float | None] = mapped_column(Float, nullable=True)

@@ -1,21 +1,30 @@
-"""The results database: one object over a URL, Optuna's storage and our tables.
+"""The results database: Optuna's RDB storage plus our tables, behind db.interface.
 
-The driver is the only writer. Recording is idempotent by trial key: a key is
-claimed in `gns_trials` (unique per study) before its Optuna trial exists, so
-a retry, a relaunch or a crash between the two steps still ends with exactly
-one Optuna trial and one set of our rows per key.
+Exactly once by key. A trial key is claimed in `gns_trials` (unique per study)
+by one writer, named by its `claim_token`, before its Optuna trial exists; only
+the owner creates or finishes the Optuna trial. A second writer that meets an
+unfinished claim waits for it to complete, and takes it over only when the
+owner has been silent for CLAIM_STALE_S. Every step is idempotent, so a retry
+after an outage or a crash between steps still ends with one Optuna trial and
+one set of our rows per key.
+
+One driver per study: a lease on the study row, taken and renewed by atomic
+conditional UPDATEs, refuses a second driver; it expires when its holder stops
+renewing it, at once when the holder is a dead process on this host.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
+import os
+import socket
+import time
+import uuid
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from importlib import metadata
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import optuna
 import pandas as pd
@@ -23,43 +32,32 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from optuna.storages import RDBStorage
 from optuna.study import StudyDirection
 from optuna.trial import TrialState
-from sqlalchemy import create_engine, delete, event, inspect, select, text, update
+from sqlalchemy import create_engine, delete, event, inspect, or_, select, update
+from sqlalchemy.engine import URL
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.orm import Session
 
 from db import queries
-from db.errors import DatabaseInputError, DatabaseUnreachable, NoSuchStudy
+from db.errors import DatabaseInputError, DatabaseUnreachable, NoSuchStudy, NotOurDatabase, StudyBusy
+from db.files import check_sqlite_file, read_only_url
+from db.interface import LeaseHolder, RecordOutcome, ResultsWriter, StudyInfo
+from db.retry import retrying
 from db.schema import SCHEMA_VERSION, Base, MetricRow, SchemaInfo, StudyRow, TraceRow, TrialRow, TrialTaskRow
 from db.urls import DEFAULT_URL, display, engine_options, parse_url, sqlite_file
-from workers.config import METHODS
-from workers.results import TrialResult
+from records import METHODS, Status, TrialResult, canonical_hash
 
 KEY_ATTR = "key"  # Optuna user attribute holding our trial key
-STATUS_CRASHED = "crashed"
+ATTEMPT_ATTR = "attempt"  # Optuna user attribute: which attempt at the key (history is kept when it reruns)
+KIND_ATTR = "gns_kind"  # Optuna study user attribute: made by gradnorm-study
+LEASE_TTL_S = 60.0  # a driver renews its lease every LEASE_TTL_S / 4
+CLAIM_STALE_S = 120.0  # a claim silent this long belongs to a dead writer
+CLAIM_POLL_S = 0.05
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
-@dataclass(frozen=True)
-class StudyInfo:
-    name: str
-    kind: str
-    spec: dict
-    spec_hash: str
-    created_at: datetime
-    updated_at: datetime
-    product_version: str
-
-
-@dataclass(frozen=True)
-class RecordOutcome:
-    trial_id: int  # gns_trials.id
-    optuna_trial_id: int
-    created: bool  # False when the key was already recorded
-
-
 def spec_hash(spec: Mapping[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(spec, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    return canonical_hash(spec)
 
 
 def product_version() -> str:
@@ -69,50 +67,66 @@ def product_version() -> str:
         return "unknown"
 
 
-class ResultsDB:
-    """Open (and with create=True, set up) the results database at `url`.
+def this_process() -> str:
+    return f"{socket.gethostname()} pid {os.getpid()}"
 
-    create=False is for readers: a missing SQLite file or a database without
-    our tables is an error, and nothing is written.
+
+class ResultsDB(ResultsWriter):
+    """Open the results database at `url`.
+
+    create=True (writers) sets up our tables and Optuna's in an empty database
+    or file; create=False (readers) opens an existing SQLite file read-only and
+    writes nothing anywhere. Either way a file or database that is not ours is
+    refused, unchanged.
     """
 
-    def __init__(self, url: str = DEFAULT_URL, create: bool = True) -> None:
-        self.url = parse_url(url)
+    def __init__(self, url: str | URL = DEFAULT_URL, create: bool = True) -> None:
+        self.url = url if isinstance(url, URL) else parse_url(url)
         self.display_url = display(self.url)
+        self.writable = create
+        self.token = uuid.uuid4().hex  # names this writer's claims and lease
         path = sqlite_file(self.url)
+        engine_url = self.url
         if path is not None:
-            if create and not path.parent.exists():
-                raise DatabaseUnreachable(f"storage: directory {str(path.parent)!r} for {self.display_url} does not exist")
-            if not create and not path.exists():
-                raise DatabaseUnreachable(f"storage: no database at {self.display_url} (run a study first, or pass --storage)")
-        self.engine = create_engine(self.url, **engine_options(self.url))
-        if path is not None:
+            check_sqlite_file(path, self.display_url, must_exist=not create)
+            if not create:
+                engine_url = read_only_url(path)
+        self.engine = create_engine(engine_url, **engine_options(self.url))
+        if path is not None and create:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         try:
-            with self.engine.connect() as connection:
-                connection.execute(text("select 1"))
+            tables = set(inspect(self.engine).get_table_names())
         except OperationalError as error:
+            self.engine.dispose()
             raise DatabaseUnreachable(f"storage: cannot connect to {self.display_url}: {_first_line(error)}") from None
+        except Exception as error:  # e.g. sqlite3.DatabaseError: file is not a database
+            self.engine.dispose()
+            raise NotOurDatabase(f"storage: {self.display_url} cannot be read ({_first_line(error)}); left unchanged") from None
+        if tables and StudyRow.__tablename__ not in tables:
+            self.engine.dispose()
+            shown = ", ".join(sorted(tables)[:3]) + (", ..." if len(tables) > 3 else "")
+            raise NotOurDatabase(f"storage: {self.display_url} is another application's database (tables {shown}); left unchanged")
+        if not tables and not create:
+            self.engine.dispose()
+            raise NotOurDatabase(f"storage: {self.display_url} holds no gradnorm-study results")
+        self._check_schema_version()
+        self._optuna: RDBStorage | None = None
         if create:
             self._create_schema()
-        elif not inspect(self.engine).has_table(StudyRow.__tablename__):
-            raise DatabaseInputError(f"storage: {self.display_url} holds no gradnorm-study results")
-        self._check_schema_version()
-        self.optuna = RDBStorage(
-            self.url.render_as_string(hide_password=False),
-            engine_kwargs=engine_options(self.url),
-            skip_table_creation=not create,
-        )
+
+    @property
+    def optuna(self) -> RDBStorage:
+        """Optuna's storage on the same database; writers only."""
+        if self._optuna is None:
+            if not self.writable:
+                raise RuntimeError("a read-only ResultsDB has no Optuna storage")
+            self._optuna = RDBStorage(self.url.render_as_string(hide_password=False), engine_kwargs=engine_options(self.url))
+        return self._optuna
 
     def close(self) -> None:
-        self.optuna.engine.dispose()
+        if self._optuna is not None:
+            self._optuna.engine.dispose()
         self.engine.dispose()
-
-    def __enter__(self) -> "ResultsDB":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -120,7 +134,12 @@ class ResultsDB:
         with Session(self.engine, expire_on_commit=False) as session, session.begin():
             yield session
 
+    def _write(self, what: str, action: Callable[[], Any]) -> Any:
+        return retrying(what, action)
+
     def _check_schema_version(self) -> None:
+        if not inspect(self.engine).has_table(SchemaInfo.__tablename__):
+            return
         with self.session() as session:
             info = session.get(SchemaInfo, 1)
         if info is not None and info.version != SCHEMA_VERSION:
@@ -130,55 +149,87 @@ class ResultsDB:
             )
 
     def _create_schema(self) -> None:
-        try:
+        def create() -> None:
             Base.metadata.create_all(self.engine)
-            with self.session() as session:  # also proves that we can write
+            with self.session() as session:
                 info = session.get(SchemaInfo, 1)
                 if info is None:
                     session.add(SchemaInfo(id=1, version=SCHEMA_VERSION, last_opened_at=_now()))
                 else:
                     info.last_opened_at = _now()
+            self.optuna  # noqa: B018 (creates Optuna's tables)
+
+        try:
+            self._write(f"setting up {self.display_url}", create)
         except (OperationalError, ProgrammingError) as error:
             raise DatabaseUnreachable(f"storage: cannot write to {self.display_url}: {_first_line(error)}") from None
 
     # ---- studies -------------------------------------------------------------
 
-    def create_study(self, name: str, kind: str, spec: Mapping[str, Any]) -> StudyInfo:
+    def create_study(self, name: str, kind: str, spec: Mapping[str, Any], planned_trials: int | None = None) -> StudyInfo:
         if self.find_study(name) is not None:
             raise DatabaseInputError(f"study: {name!r} already exists in {self.display_url}")
-        try:
+
+        def create() -> StudyRow:
+            self._remove_leftover_optuna_study(name)
             optuna_id = self.optuna.create_new_study([StudyDirection.MINIMIZE], name)
-        except optuna.exceptions.DuplicatedStudyError:
-            raise DatabaseInputError(f"study: an Optuna study named {name!r} already exists in {self.display_url}") from None
-        self.optuna.set_study_user_attr(optuna_id, "gns_kind", kind)
-        now = _now()
-        row = StudyRow(
-            name=name,
-            kind=kind,
-            spec=dict(spec),
-            spec_hash=spec_hash(spec),
-            optuna_study_id=optuna_id,
-            product_version=product_version(),
-            created_at=now,
-            updated_at=now,
-        )
-        with self.session() as session:
-            session.add(row)
-        return _study_info(row)
+            self.optuna.set_study_user_attr(optuna_id, KIND_ATTR, kind)
+            now = _now()
+            row = StudyRow(
+                name=name, kind=kind, spec=dict(spec), spec_hash=spec_hash(spec), optuna_study_id=optuna_id,
+                product_version=product_version(), planned_trials=planned_trials, created_at=now, updated_at=now,
+            )
+            with self.session() as session:
+                session.add(row)
+            return row
+
+        return _study_info(self._write(f"creating study {name!r}", create))
+
+    def _remove_leftover_optuna_study(self, name: str) -> bool:
+        """An Optuna study of this name without our row: left by a create that died half-way.
+
+        Ours (it carries KIND_ATTR) or empty: removed. Anything else: refused.
+        """
+        try:
+            optuna_id = self.optuna.get_study_id_from_name(name)
+        except KeyError:
+            return False
+        made_by_us = KIND_ATTR in self.optuna.get_study_user_attrs(optuna_id)
+        if not made_by_us and self.optuna.get_n_trials(optuna_id) > 0:
+            raise DatabaseInputError(
+                f"study: an Optuna study named {name!r}, not made by gradnorm-study, already exists in {self.display_url}"
+            )
+        self.optuna.delete_study(optuna_id)
+        return True
 
     def find_study(self, name: str) -> StudyInfo | None:
         row = self._study_row(name, required=False)
         return None if row is None else _study_info(row)
 
-    def delete_study(self, name: str) -> None:
+    def set_planned_trials(self, name: str, count: int) -> None:
         row = self._study_row(name)
-        with self.session() as session:
-            trial_ids = select(TrialRow.id).where(TrialRow.study_id == row.id)
-            for table in (TraceRow, MetricRow, TrialTaskRow):
-                session.execute(delete(table).where(table.trial_id.in_(trial_ids)))
-            session.execute(delete(TrialRow).where(TrialRow.study_id == row.id))
-            session.execute(delete(StudyRow).where(StudyRow.id == row.id))
-        self.optuna.delete_study(row.optuna_study_id)
+        self._write("saving the plan size", lambda: self._update_study(row.id, planned_trials=count))
+
+    def delete_study(self, name: str) -> None:
+        row = self._study_row(name, required=False)
+        if row is None:
+            if self._write(f"deleting study {name!r}", lambda: self._remove_leftover_optuna_study(name)):
+                return
+            raise NoSuchStudy(f"study: no study named {name!r} in {self.display_url}")
+        holder = self._live_holder(row)
+        if holder is not None and row.lease_token != self.token:
+            raise StudyBusy(f"study {name!r} is being run by {holder.describe()}; stop that driver first")
+
+        def remove() -> None:
+            with self.session() as session:
+                trial_ids = select(TrialRow.id).where(TrialRow.study_id == row.id)
+                for table in (TraceRow, MetricRow, TrialTaskRow):
+                    session.execute(delete(table).where(table.trial_id.in_(trial_ids)))
+                session.execute(delete(TrialRow).where(TrialRow.study_id == row.id))
+                session.execute(delete(StudyRow).where(StudyRow.id == row.id))
+            self._remove_leftover_optuna_study(name)
+
+        self._write(f"deleting study {name!r}", remove)
 
     def _study_row(self, name: str, required: bool = True) -> StudyRow | None:
         with self.session() as session:
@@ -187,12 +238,131 @@ class ResultsDB:
             raise NoSuchStudy(f"study: no study named {name!r} in {self.display_url}")
         return row
 
-    # ---- recording ---------------------------------------------------------------
+    def _update_study(self, study_id: int, **values: Any) -> int:
+        with self.session() as session:
+            return session.execute(update(StudyRow).where(StudyRow.id == study_id).values(**values)).rowcount
+
+    # ---- the lease: one driver per study --------------------------------------------
+
+    def lease_holder(self, study: str) -> LeaseHolder | None:
+        return self._live_holder(self._study_row(study))
+
+    def _live_holder(self, row: StudyRow) -> LeaseHolder | None:
+        if row.lease_token is None or _utc(row.lease_expires_at) < _now():
+            return None
+        return LeaseHolder(row.lease_holder or "?", _utc(row.lease_since), _utc(row.lease_expires_at))
+
+    def acquire_lease(self, study: str) -> None:
+        row = self._study_row(study)
+        now = _now()
+        free = or_(StudyRow.lease_token.is_(None), StudyRow.lease_token == self.token, StudyRow.lease_expires_at < now)
+        if self._write("taking the study lease", lambda: self._take_lease(row.id, free, now)):
+            return
+        row = self._study_row(study)
+        if row.lease_token is not None and _dead_here(row.lease_holder):
+            dead_holder = StudyRow.lease_token == row.lease_token  # only if nobody took it meanwhile
+            if self._write("taking the study lease", lambda: self._take_lease(row.id, dead_holder, now)):
+                return
+            row = self._study_row(study)
+        holder = self._live_holder(row)
+        described = holder.describe() if holder is not None else "another driver"
+        raise StudyBusy(f"study {study!r} is already being run by {described}; wait for it to finish or stop it")
+
+    def _take_lease(self, study_id: int, condition: Any, now: datetime) -> bool:
+        with self.session() as session:
+            taken = session.execute(
+                update(StudyRow)
+                .where(StudyRow.id == study_id, condition)
+                .values(lease_holder=this_process(), lease_token=self.token, lease_since=now,
+                        lease_expires_at=now + timedelta(seconds=LEASE_TTL_S))
+            ).rowcount
+        return taken == 1
+
+    def renew_lease(self, study: str) -> None:
+        row = self._study_row(study)
+
+        def renew() -> None:
+            now = _now()
+            with self.session() as session:
+                renewed = session.execute(
+                    update(StudyRow)
+                    .where(StudyRow.id == row.id, StudyRow.lease_token == self.token)
+                    .values(lease_expires_at=now + timedelta(seconds=LEASE_TTL_S))
+                ).rowcount
+                session.execute(
+                    update(TrialRow)
+                    .where(TrialRow.study_id == row.id, TrialRow.claim_token == self.token, ~TrialRow.complete)
+                    .values(heartbeat_at=now)
+                )
+            if renewed != 1:
+                raise StudyBusy(f"study {study!r}: this driver lost its lease (it expired and another driver took it)")
+
+        self._write("renewing the study lease", renew)
+
+    def release_lease(self, study: str) -> None:
+        row = self._study_row(study, required=False)
+        if row is None:
+            return
+        self._write("releasing the study lease", lambda: self._release(row.id))
+
+    def _release(self, study_id: int) -> None:
+        with self.session() as session:
+            session.execute(
+                update(StudyRow)
+                .where(StudyRow.id == study_id, StudyRow.lease_token == self.token)
+                .values(lease_holder=None, lease_token=None, lease_since=None, lease_expires_at=None)
+            )
+
+    # ---- running and recording trials ---------------------------------------------------
 
     def recorded_keys(self, study: str) -> set[str]:
         row = self._study_row(study)
         with self.session() as session:
             return set(session.scalars(select(TrialRow.key).where(TrialRow.study_id == row.id, TrialRow.complete)))
+
+    def requeue(self, study: str, failed: bool = False) -> int:
+        row = self._study_row(study)
+        statuses = [Status.RUNNING] + ([Status.DIVERGED, Status.CRASHED] if failed else [])
+
+        def requeue() -> int:
+            with self.session() as session:
+                trials = session.scalars(
+                    select(TrialRow).where(TrialRow.study_id == row.id, TrialRow.status.in_([str(s) for s in statuses]))
+                ).all()
+            for trial in trials:
+                if trial.optuna_trial_id is not None:
+                    self._end_stale_optuna_trial(trial.optuna_trial_id)
+                with self.session() as session:
+                    for table in (TraceRow, MetricRow, TrialTaskRow):
+                        session.execute(delete(table).where(table.trial_id == trial.id))
+                    session.execute(
+                        update(TrialRow).where(TrialRow.id == trial.id).values(
+                            status=str(Status.PENDING), complete=False, optuna_trial_id=None, optuna_number=None,
+                            claim_token=None, heartbeat_at=None, value=None, attempt=trial.attempt + 1,
+                        )
+                    )
+            return len(trials)
+
+        return self._write("re-queueing trials", requeue)
+
+    def _end_stale_optuna_trial(self, optuna_trial_id: int) -> None:
+        """A RUNNING Optuna trial whose driver died becomes FAIL (status 'stale'); finished ones stay as they are."""
+        if not self.optuna.get_trial(optuna_trial_id).state.is_finished():
+            self.optuna.set_trial_user_attr(optuna_trial_id, "status", "stale")
+            self.optuna.set_trial_state_values(optuna_trial_id, TrialState.FAIL)
+
+    def start_trial(self, study: str, key: str, config: Mapping[str, Any]) -> None:
+        row = self._study_row(study)
+
+        def start() -> None:
+            claim = self._claim(row.id, key, config, Status.RUNNING, wait=False)
+            if claim is None or claim.complete or claim.optuna_trial_id is not None:
+                return
+            frozen = _optuna_trial(key, claim.attempt, config, None, None, None, running=True)
+            optuna_trial_id = self.optuna.create_new_trial(row.optuna_study_id, template_trial=frozen)
+            self._set_optuna_ids(claim.id, optuna_trial_id)
+
+        self._write(f"starting trial {key}", start)
 
     def record(
         self,
@@ -211,18 +381,31 @@ class ResultsDB:
         if (result is None) == (failure is None):
             raise ValueError("record: give either a result or a failure")
         study_row = self._study_row(study)
-        claim, fresh = self._claim(study_row.id, key, config)
+        return self._write(
+            f"recording trial {key}", lambda: self._record_once(study_row, key, config, result, failure, worker)
+        )
+
+    def _record_once(
+        self, study_row: StudyRow, key: str, config: Mapping[str, Any], result: TrialResult | None,
+        failure: str | None, worker: str | None,
+    ) -> RecordOutcome:
+        claim = self._claim(study_row.id, key, config, Status.RECORDING, wait=True)
         if claim.complete:
             return RecordOutcome(claim.id, claim.optuna_trial_id, created=False)
-
-        # An unfinished claim from an earlier attempt may have left its Optuna trial behind.
-        optuna_trial_id = None if fresh else self._find_optuna_trial(study_row.optuna_study_id, key)
+        ok = result is not None and result.ok
+        optuna_trial_id = claim.optuna_trial_id or self._find_optuna_trial(study_row.optuna_study_id, key, claim.attempt)
         if optuna_trial_id is None:
-            frozen = _optuna_trial(key, config, result, failure, worker)
+            frozen = _optuna_trial(key, claim.attempt, config, result, failure, worker)
             optuna_trial_id = self.optuna.create_new_trial(study_row.optuna_study_id, template_trial=frozen)
+            self._set_optuna_ids(claim.id, optuna_trial_id)
+        elif not self.optuna.get_trial(optuna_trial_id).state.is_finished():  # started RUNNING: finish it
+            for name, value in _outcome_attrs(result, failure, worker).items():
+                self.optuna.set_trial_user_attr(optuna_trial_id, name, value)
+            state = TrialState.COMPLETE if ok else TrialState.FAIL
+            self.optuna.set_trial_state_values(optuna_trial_id, state, [result.primary_metric] if ok else None)
         number = self.optuna.get_trial_number_from_id(optuna_trial_id)
 
-        status = result.status if result is not None else STATUS_CRASHED
+        status = result.status if result is not None else Status.CRASHED
         with self.session() as session:
             for table in (TraceRow, MetricRow, TrialTaskRow):  # a half-written earlier attempt
                 session.execute(delete(table).where(table.trial_id == claim.id))
@@ -235,8 +418,10 @@ class ResultsDB:
                     optuna_trial_id=optuna_trial_id,
                     optuna_number=number,
                     complete=True,
-                    status=status,
-                    value=_finite(result.primary_metric) if result is not None and result.ok else None,
+                    status=str(status),
+                    claim_token=None,
+                    heartbeat_at=None,
+                    value=_finite(result.primary_metric) if ok else None,
                     wall_time_s=None if result is None else result.wall_time_s,
                     steps_completed=None if result is None else result.steps_completed,
                     diverged_step=None if result is None else result.diverged_step,
@@ -248,33 +433,64 @@ class ResultsDB:
             session.execute(update(StudyRow).where(StudyRow.id == study_row.id).values(updated_at=_now()))
         return RecordOutcome(claim.id, optuna_trial_id, created=True)
 
-    def _claim(self, study_id: int, key: str, config: Mapping[str, Any]) -> tuple[TrialRow, bool]:
-        """The key's row and whether this call inserted it (not yet complete)."""
+    def _claim(self, study_id: int, key: str, config: Mapping[str, Any], status: Status, wait: bool) -> TrialRow | None:
+        """The key's row, owned by this writer (or already complete).
+
+        A fresh key is inserted with our token; a pending one, or one left by a
+        writer silent for CLAIM_STALE_S, is taken over by a compare-and-set on
+        its token. Another writer's live claim: with wait=True we wait for it
+        to complete; with wait=False (start_trial) None.
+        """
         lookup = select(TrialRow).where(TrialRow.study_id == study_id, TrialRow.key == key)
-        with self.session() as session:
-            existing = session.scalars(lookup).one_or_none()
-        if existing is not None:
-            return existing, False
+        now = _now()
         try:
             with self.session() as session:
-                row = TrialRow(
-                    study_id=study_id,
-                    key=key,
-                    complete=False,
-                    status="recording",
-                    config=dict(config),
-                    recorded_at=_now(),
-                )
+                row = TrialRow(study_id=study_id, key=key, complete=False, status=str(status), claim_token=self.token,
+                               attempt=0, heartbeat_at=now, config=dict(config), recorded_at=now)
                 session.add(row)
-            return row, True
-        except IntegrityError:  # claimed meanwhile by another writer
+            return row
+        except IntegrityError:  # the key has a row already
+            pass
+        waited_since = time.monotonic()
+        while True:
             with self.session() as session:
-                return session.scalars(lookup).one(), False
+                row = session.scalars(lookup).one()
+            if row.complete:
+                return row
+            silent_for = (now - _utc(row.heartbeat_at or row.recorded_at)).total_seconds()
+            owner_gone = row.status == Status.PENDING or row.claim_token is None or silent_for > CLAIM_STALE_S
+            if row.claim_token == self.token or owner_gone or time.monotonic() - waited_since > CLAIM_STALE_S:
+                return self._take_claim(row, status)
+            if not wait:
+                return None
+            time.sleep(CLAIM_POLL_S)
+            now = _now()
 
-    def _find_optuna_trial(self, optuna_study_id: int, key: str) -> int | None:
-        """An Optuna trial already carrying `key` (left by a crash before our rows were written)."""
+    def _take_claim(self, row: TrialRow, status: Status) -> TrialRow:
+        """Compare-and-set the claim token; if another writer won, wait for it as usual."""
+        token_then = TrialRow.claim_token.is_(None) if row.claim_token is None else TrialRow.claim_token == row.claim_token
+        with self.session() as session:
+            taken = session.execute(
+                update(TrialRow)
+                .where(TrialRow.id == row.id, token_then, ~TrialRow.complete)
+                .values(claim_token=self.token, status=str(status), heartbeat_at=_now())
+            ).rowcount
+            fresh = session.get(TrialRow, row.id)
+        if taken != 1 and not fresh.complete and fresh.claim_token != self.token:
+            return self._claim(row.study_id, row.key, row.config, status, wait=True)
+        return fresh
+
+    def _set_optuna_ids(self, trial_id: int, optuna_trial_id: int) -> None:
+        number = self.optuna.get_trial_number_from_id(optuna_trial_id)
+        with self.session() as session:
+            session.execute(
+                update(TrialRow).where(TrialRow.id == trial_id).values(optuna_trial_id=optuna_trial_id, optuna_number=number)
+            )
+
+    def _find_optuna_trial(self, optuna_study_id: int, key: str, attempt: int) -> int | None:
+        """This attempt's Optuna trial for `key`, left by a crash before our rows pointed at it."""
         for trial in self.optuna.get_all_trials(optuna_study_id, deepcopy=False):
-            if trial.user_attrs.get(KEY_ATTR) == key:
+            if trial.user_attrs.get(KEY_ATTR) == key and trial.user_attrs.get(ATTEMPT_ATTR, 0) == attempt:
                 return self.optuna.get_trial_id_from_study_id_trial_number(optuna_study_id, trial.number)
         return None
 
@@ -285,7 +501,7 @@ class ResultsDB:
             trial = session.scalars(
                 select(TrialRow).where(TrialRow.study_id == row.id, TrialRow.key == key, TrialRow.complete)
             ).one_or_none()
-            if trial is None or trial.status != "ok":
+            if trial is None or trial.status != Status.OK:
                 return None
             weights = session.scalars(
                 select(TrialTaskRow.time_averaged_weight)
@@ -323,7 +539,6 @@ class ResultsDB:
             return queries.metric_directions(session, row.id)
 
     def progress(self, study: str) -> dict[str, int]:
-        """How many recorded trials a study has, by status."""
         row = self._study_row(study)
         with self.session() as session:
             return queries.status_counts(session, row.id)
@@ -378,8 +593,25 @@ def _add_result_rows(session: Session, trial_id: int, result: TrialResult) -> No
         session.execute(TraceRow.__table__.insert(), trace_rows)
 
 
+def _outcome_attrs(result: TrialResult | None, failure: str | None, worker: str | None) -> dict[str, Any]:
+    """Optuna user attributes that describe how a trial ended."""
+    attrs: dict[str, Any] = {}
+    if worker is not None:
+        attrs["worker"] = worker
+    if result is not None:
+        attrs["status"] = str(result.status)
+        attrs["wall_time_s"] = result.wall_time_s
+        if not result.ok:
+            attrs["failure_reason"] = result.failure_reason
+    else:
+        attrs["status"] = str(Status.CRASHED)
+        attrs["failure_reason"] = failure
+    return attrs
+
+
 def _optuna_trial(
-    key: str, config: Mapping[str, Any], result: TrialResult | None, failure: str | None, worker: str | None
+    key: str, attempt: int, config: Mapping[str, Any], result: TrialResult | None, failure: str | None, worker: str | None,
+    running: bool = False,
 ) -> optuna.trial.FrozenTrial:
     """Params (method, seed, budget, alpha, task, w_i), value and state for Optuna.
 
@@ -404,39 +636,51 @@ def _optuna_trial(
             distributions[f"w_{i}"] = FloatDistribution(params[f"w_{i}"], params[f"w_{i}"])
     user_attrs: dict[str, Any] = {
         KEY_ATTR: key,
+        ATTEMPT_ATTR: attempt,
         "workload": config["workload"],
         "config": json.dumps(dict(config), sort_keys=True),
     }
-    if worker is not None:
-        user_attrs["worker"] = worker
+    if running:
+        return optuna.trial.create_trial(
+            state=TrialState.RUNNING, params=params, distributions=distributions,
+            user_attrs={**user_attrs, "status": str(Status.RUNNING)},
+        )
     ok = result is not None and result.ok
-    if result is not None:
-        user_attrs["status"] = result.status
-        user_attrs["wall_time_s"] = result.wall_time_s
-        if not result.ok:
-            user_attrs["failure_reason"] = result.failure_reason
-    else:
-        user_attrs["status"] = STATUS_CRASHED
-        user_attrs["failure_reason"] = failure
     return optuna.trial.create_trial(
         state=TrialState.COMPLETE if ok else TrialState.FAIL,
         value=result.primary_metric if ok else None,
         params=params,
         distributions=distributions,
-        user_attrs=user_attrs,
+        user_attrs={**user_attrs, **_outcome_attrs(result, failure, worker)},
     )
 
 
 def _study_info(row: StudyRow) -> StudyInfo:
-    return StudyInfo(row.name, row.kind, row.spec, row.spec_hash, row.created_at, row.updated_at, row.product_version)
+    return StudyInfo(row.name, row.kind, row.spec, row.spec_hash, row.planned_trials, row.created_at, row.updated_at,
+                     row.product_version)
 
 
 def _sqlite_pragmas(connection, _record) -> None:
-    # WAL lets readers work while the driver writes; the busy timeout covers the rest.
+    # Writers only (readers open the file read-only and change nothing). WAL lets
+    # readers work while the driver writes; the busy timeout covers the rest.
     cursor = connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+def _dead_here(holder: str | None) -> bool:
+    """Whether a lease holder ("host pid N") is a process of this host that no longer exists."""
+    host, _, pid = (holder or "").rpartition(" pid ")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
 
 
 def _at(values: tuple[float, ...], index: int) -> float | None:
@@ -451,5 +695,13 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def _utc(moment: datetime | None) -> datetime:
+    """SQLite hands back naive datetimes (we always store UTC); PostgreSQL aware ones."""
+    if moment is None:
+        return datetime.min.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
+
+
 def _first_line(error: Exception) -> str:
-    return str(getattr(error, "orig", error)).strip().splitlines()[0]
+    text_ = str(getattr(error, "orig", None) or error).strip()
+    return text_.splitlines()[0] if text_ else type(error).__name__

@@ -1,12 +1,13 @@
 """`gns launch`: run a study's missing trials on Ray Tune and record them.
 
-The order matters for "bad input writes nothing": the spec is planned and the
-workload built once, the storage URL parsed, and Ray's resources checked,
-all before the database is opened for writing.
+The order matters for "bad input writes nothing": the spec is planned (which
+builds the workload once), the storage URL parsed, and Ray's resources
+checked, all before the database is opened for writing. A relaunch with
+nothing left to run answers from the database alone, without starting Ray.
 
-The driver is the only writer. Trials run through `ray.tune.Tuner` (one Tune
-trial per planned key, workers reused so torch is imported once per worker);
-a Tune callback records each trial the moment its final report arrives, so a
+While it runs, the driver is the study's one writer: it holds the study lease
+(renewed in the background), shows each trial RUNNING while it trains, and a
+Tune callback records each trial the moment its final report arrives, so a
 killed driver loses only the trials in flight, and a relaunch runs only the
 keys the database does not hold. GradNorm-Static trials run in a second
 phase, once their GradNorm reference is recorded.
@@ -19,24 +20,23 @@ import os
 import socket
 import sys
 import tempfile
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
 import ray
 from ray import tune
+from sqlalchemy.engine import URL
 
-from db import ResultsDB
-from db.store import spec_hash
-from db.urls import parse_url
+from db import LEASE_TTL_S, DatabaseInputError, ResultsReader, ResultsWriter, open_reader, open_writer, parse_url, spec_hash
+from records import Status, TrialResult
 from study.errors import BadInput
 from study.plan import PlannedTrial, plan_study
-from study.progress import Progress
+from study.progress import Progress, plural
 from study.spec import SpecError, StudySpec, parse_spec
 from workers.remote import FINAL, run_trial
-from workers.results import TrialResult
-from workers.workloads import build_workload
 
 # Read by Ray and Tune when they run, not when imported; set before ray.init so
 # that the workers it starts inherit them.
@@ -58,6 +58,11 @@ class LaunchSummary:
     missing: int  # keys still not recorded (interrupted, or a reference that never finished)
     wall_time_s: float
     interrupted: bool
+    ray_started: bool = True
+    requeued: int = 0  # stale or (--retry-failed) failed keys run again
+    # planned keys whose recorded outcome is a failure, by status, and a reason of each status
+    failures: dict[str, int] = field(default_factory=dict)
+    failure_reasons: dict[str, str] = field(default_factory=dict)
 
 
 def launch(
@@ -66,39 +71,54 @@ def launch(
     address: str | None = None,
     max_concurrent: int | None = None,
     force_new: bool = False,
+    retry_failed: bool = False,
     stream: TextIO | None = None,
 ) -> LaunchSummary:
     stream = stream or sys.stderr
     started = time.monotonic()
     planned = plan_study(spec)
-    check_workload_builds(spec)
-    parse_url(storage)  # a bad URL is refused before Ray starts
+    url = parse_url(storage)  # a bad URL is refused before Ray starts
+    keys = {p.key for p in planned}
+
+    done = _already_done(url, spec, keys, force_new, retry_failed)
+    if done is not None:
+        print(f"study {spec.study!r}: all {plural(len(planned), 'planned trial')} are recorded; nothing to run", file=stream)
+        return LaunchSummary(spec.study, len(planned), len(planned), 0, 0, 0, time.monotonic() - started, False,
+                             ray_started=False, failures=done[0], failure_reasons=done[1])
 
     start_ray(address)
     try:
         check_resources(spec, ray.cluster_resources())
-        with ResultsDB(storage, create=True) as results:
-            prepare_study(results, spec, force_new, stream)
-            recorded = results.recorded_keys(spec.study)
-            counts = results.progress(spec.study)
-            todo = [p for p in planned if p.key not in recorded]
-            print(
-                f"study {spec.study!r} ({spec.kind}, {spec.workload}): {len(planned)} planned, "
-                f"{len(recorded)} already recorded, {len(todo)} to run, results in {results.display_url}",
-                file=stream,
-                flush=True,
-            )
-            ok_before = counts.get("ok", 0)
-            progress = Progress(
-                spec.study, len(planned), ok_before, len(recorded) - ok_before, results.best_value(spec.study), stream
-            )
-            recorder = Recorder(results, spec.study, progress)
-            interrupted = run_trials(spec, [p for p in todo if p.depends_on is None], recorder, max_concurrent)
-            if not interrupted:
-                runnable = resolve_dependents(results, spec.study, [p for p in todo if p.depends_on is not None], recorder)
-                interrupted = run_trials(spec, runnable, recorder, max_concurrent)
-            progress.close()
-            missing = len(planned) - len(results.recorded_keys(spec.study))
+        with open_writer(url) as results:
+            prepare_study(results, spec, len(planned), force_new, stream)
+            results.acquire_lease(spec.study)
+            try:
+                with LeaseKeeper(results, spec.study) as keeper:
+                    requeued = results.requeue(spec.study, failed=retry_failed)
+                    recorded = results.recorded_keys(spec.study) & keys
+                    todo = [p for p in planned if p.key not in recorded]
+                    print(
+                        f"study {spec.study!r} ({spec.kind}, {spec.workload}): {plural(len(planned), 'trial')} planned, "
+                        f"{len(recorded)} already recorded, {len(todo)} to run"
+                        + (f" ({requeued} re-queued)" if requeued else "")
+                        + f", results in {results.display_url}",
+                        file=stream,
+                        flush=True,
+                    )
+                    failures_before = sum(failure_counts(results, spec.study, keys)[0].values())
+                    progress = Progress(spec.study, len(planned), len(recorded) - failures_before, failures_before,
+                                        results.best_value(spec.study), stream)
+                    recorder = Recorder(results, spec.study, progress, keeper)
+                    interrupted = run_trials(spec, [p for p in todo if p.depends_on is None], recorder, max_concurrent)
+                    if not interrupted:
+                        dependents = [p for p in todo if p.depends_on is not None]
+                        runnable = resolve_dependents(results, spec.study, dependents, recorded | recorder.keys, recorder)
+                        interrupted = run_trials(spec, runnable, recorder, max_concurrent)
+                    progress.close()
+                    missing = len(keys - results.recorded_keys(spec.study))
+                    failures, reasons = failure_counts(results, spec.study, keys)
+            finally:
+                results.release_lease(spec.study)
     finally:
         ray.shutdown()
     return LaunchSummary(
@@ -110,19 +130,75 @@ def launch(
         missing=missing,
         wall_time_s=time.monotonic() - started,
         interrupted=interrupted,
+        requeued=requeued,
+        failures=failures,
+        failure_reasons=reasons,
     )
 
 
-def check_workload_builds(spec: StudySpec) -> None:
-    """Build the workload once: its options, data and the batch size must fit."""
+def _already_done(
+    url: URL, spec: StudySpec, keys: set[str], force_new: bool, retry_failed: bool
+) -> tuple[dict[str, int], dict[str, str]] | None:
+    """The failure counts of a study already complete under the same plan (nothing to run), else None.
+
+    Read-only: a relaunch of a finished study starts neither Ray nor a write.
+    """
+    if force_new:
+        return None
     try:
-        workload = build_workload(spec.workload, spec.workload_options, seed=spec.seeds[0])
-    except ValueError as error:
-        raise SpecError(str(error)) from None
-    if spec.training.batch_size > len(workload.train):
-        raise SpecError(
-            f"training.batch_size: {spec.training.batch_size} exceeds the {len(workload.train)} training samples of {spec.workload}"
-        )
+        with open_reader(url) as results:
+            existing = results.find_study(spec.study)
+            if existing is None or spec_hash(_identity_of(existing.spec)) != spec_hash(spec.identity()):
+                return None
+            if not keys <= results.recorded_keys(spec.study):
+                return None
+            failures = failure_counts(results, spec.study, keys)
+    except DatabaseInputError:  # no database yet, or one the writer will judge: take the full path
+        return None
+    if retry_failed and failures[0]:
+        return None
+    return failures
+
+
+def failure_counts(results: ResultsReader, study: str, keys: set[str]) -> tuple[dict[str, int], dict[str, str]]:
+    """Recorded planned keys whose outcome is a failure: how many by status, and one reason each."""
+    runs = results.runs(study)
+    failed = runs[runs["key"].isin(keys) & (runs["status"] != str(Status.OK))]
+    counts = {str(status): int(count) for status, count in failed["status"].value_counts().items()}
+    reasons = {str(status): str(group["failure_reason"].iloc[0]) for status, group in failed.groupby("status")}
+    return counts, reasons
+
+
+class LeaseKeeper:
+    """Renews the driver's study lease (and its running trials' heartbeat) in the background."""
+
+    def __init__(self, results: ResultsWriter, study: str, interval_s: float = LEASE_TTL_S / 4) -> None:
+        self.results = results
+        self.study = study
+        self.interval_s = interval_s
+        self.error: Exception | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="gns-lease", daemon=True)
+
+    def __enter__(self) -> "LeaseKeeper":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                self.results.renew_lease(self.study)
+            except Exception as error:  # raised in the driver's thread at its next write
+                self.error = error
+                return
+
+    def check(self) -> None:
+        if self.error is not None:
+            raise self.error
 
 
 def check_reachable(address: str) -> None:
@@ -162,7 +238,7 @@ def check_resources(spec: StudySpec, cluster: dict[str, float]) -> None:
         raise SpecError(f"resources.gpu: each trial asks for {spec.resources.gpu:g} GPUs, the Ray cluster has {have}")
 
 
-def prepare_study(results: ResultsDB, spec: StudySpec, force_new: bool, stream: TextIO) -> None:
+def prepare_study(results: ResultsWriter, spec: StudySpec, planned: int, force_new: bool, stream: TextIO) -> None:
     """Create the study, or resume it if it was made from the same plan."""
     identity_hash = spec_hash(spec.identity())
     existing = results.find_study(spec.study)
@@ -176,7 +252,9 @@ def prepare_study(results: ResultsDB, spec: StudySpec, force_new: bool, stream: 
         results.delete_study(spec.study)
         existing = None
     if existing is None:
-        results.create_study(spec.study, spec.kind, spec.to_dict())
+        results.create_study(spec.study, spec.kind, spec.to_dict(), planned_trials=planned)
+    else:
+        results.set_planned_trials(spec.study, planned)
 
 
 def _identity_of(stored_spec: dict[str, Any]) -> dict[str, Any]:
@@ -186,10 +264,11 @@ def _identity_of(stored_spec: dict[str, Any]) -> dict[str, Any]:
         return {"unreadable": stored_spec}
 
 
-def resolve_dependents(results: ResultsDB, study: str, dependents: list[PlannedTrial], recorder: "Recorder") -> list[PlannedTrial]:
+def resolve_dependents(
+    results: ResultsWriter, study: str, dependents: list[PlannedTrial], recorded: set[str], recorder: "Recorder"
+) -> list[PlannedTrial]:
     """GradNorm-Static trials get their reference's E_t[w]; a failed reference fails them."""
     runnable = []
-    recorded = results.recorded_keys(study)
     for planned in dependents:
         if planned.depends_on not in recorded:
             continue  # the reference has not run yet (an interrupted launch): stays missing
@@ -206,21 +285,32 @@ def resolve_dependents(results: ResultsDB, study: str, dependents: list[PlannedT
 class Recorder:
     """Writes finished trials to the database from Tune's callbacks (the driver's thread)."""
 
-    def __init__(self, results: ResultsDB, study: str, progress: Progress) -> None:
+    def __init__(self, results: ResultsWriter, study: str, progress: Progress, keeper: LeaseKeeper) -> None:
         self.results = results
         self.study = study
         self.progress = progress
+        self.keeper = keeper
         self.recorded = 0
         self.failed = 0
+        self.keys: set[str] = set()  # recorded during this launch, now or by an earlier attempt
+
+    def start(self, planned: PlannedTrial) -> None:
+        """Show the trial RUNNING in the database (and optuna-dashboard) while it trains."""
+        self.keeper.check()
+        self.results.start_trial(self.study, planned.key, planned.config.to_dict())
+        self.progress.started(planned.key)
 
     def record_result(self, planned: PlannedTrial, result_data: dict[str, Any], worker: str | None = None) -> None:
+        self.keeper.check()
         result = TrialResult.from_dict(result_data)
         outcome = self.results.record(self.study, planned.key, planned.config.to_dict(), result, worker=worker)
+        self.keys.add(planned.key)
         if outcome.created:
             self._count(planned.key, result.primary_metric if result.ok else None)
 
     def record_failure(self, key: str, config: dict[str, Any], reason: str) -> None:
         outcome = self.results.record(self.study, key, config, failure=reason)
+        self.keys.add(key)
         if outcome.created:
             self._count(key, None)
 
@@ -266,8 +356,7 @@ def run_trials(spec: StudySpec, trials: list[PlannedTrial], recorder: Recorder, 
             ),
         )
         tuner.fit()
-    recorded = recorder.results.recorded_keys(recorder.study)
-    return any(p.key not in recorded for p in trials)
+    return any(p.key not in recorder.keys for p in trials)
 
 
 def _error_line(trial: Any) -> str:
@@ -296,7 +385,7 @@ class _TuneCallback(tune.Callback):
         return self.trials[trial.config["index"]]
 
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
-        self.recorder.progress.started(self._planned(trial).key)
+        self.recorder.start(self._planned(trial))
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
         if result.get(FINAL):

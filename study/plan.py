@@ -14,19 +14,7 @@ import numpy as np
 
 from study.spec import SpecError, StudySpec
 from workers.config import TrialConfig
-
-# Where a TrialConfig field comes from in the spec, to name it in errors.
-SPEC_FIELDS = {
-    "steps": "training.steps",
-    "batch_size": "training.batch_size",
-    "lr": "training.lr",
-    "log_every": "training.log_every",
-    "alpha": "gradnorm.alpha",
-    "initial_loss": "gradnorm.initial_loss",
-    "balancer_lr": "gradnorm.balancer_lr",
-    "shared_params": "gradnorm.shared_params",
-    "weights": "methods.weights",
-}
+from workers.workloads import WorkloadError, check_task_count, inspect_workload
 
 
 @dataclass(frozen=True)
@@ -43,21 +31,30 @@ def random_static_weights(runs: int, tasks: int, weight_seed: int) -> np.ndarray
     return draws * (tasks / draws.sum(axis=1, keepdims=True))
 
 
-def task_names(spec: StudySpec) -> tuple[str, ...]:
-    from workers.workloads import task_names as workload_task_names
-
+def check_workload(spec: StudySpec) -> tuple[str, ...]:
+    """Build the spec's workload once: its options, data and the batch size must fit. The task names."""
     try:
-        return workload_task_names(spec.workload, spec.workload_options)
-    except ValueError as error:
+        shape = inspect_workload(spec.workload, spec.workload_options, seed=spec.seeds[0])
+    except WorkloadError as error:
         raise SpecError(str(error)) from None
+    if spec.training.batch_size > shape.train_size:
+        raise SpecError(
+            f"training.batch_size: {spec.training.batch_size} exceeds the {shape.train_size} training samples of {spec.workload}"
+        )
+    if spec.methods is not None and spec.methods.weights is not None:
+        try:
+            check_task_count("weights", spec.methods.weights, shape.task_names, spec.workload)
+        except ValueError as error:
+            raise SpecError(f"methods.{error}") from None
+    return shape.task_names
 
 
 def plan_study(spec: StudySpec) -> list[PlannedTrial]:
-    tasks = task_names(spec)
-    if spec.methods is not None and spec.methods.weights is not None and len(spec.methods.weights) != len(tasks):
-        raise SpecError(
-            f"methods.weights: expected {len(tasks)} values (one per task of {spec.workload}), got {len(spec.methods.weights)}"
-        )
+    """Every trial of the study, GradNorm references before the runs that are compared with them.
+
+    Raises SpecError for anything a launch would refuse (the workload is built once to check).
+    """
+    tasks = check_workload(spec)
     planned: list[PlannedTrial] = []
     for seed in spec.seeds:
         if spec.kind == "random-static":
@@ -66,6 +63,8 @@ def plan_study(spec: StudySpec) -> list[PlannedTrial]:
             planned += _alpha_sweep(spec, seed)
         else:
             planned += _methods(spec, seed, len(tasks))
+    # GradNorm references first, whatever their seed (a stable sort keeps the rest in order).
+    planned.sort(key=lambda p: p.config.method != "gradnorm")
     keys = [p.key for p in planned]
     if len(set(keys)) != len(keys):
         raise SpecError("spec: two planned runs are identical (the same config twice)")
@@ -74,12 +73,13 @@ def plan_study(spec: StudySpec) -> list[PlannedTrial]:
 
 def _random_static(spec: StudySpec, seed: int, tasks: int) -> list[PlannedTrial]:
     section = spec.random_static
-    planned = [
+    # The reference first: an interrupted study can already draw Figure 4 from the runs it has.
+    reference = _planned(spec, seed, method="gradnorm", **_gradnorm(spec, spec.gradnorm.alpha))
+    planned = [reference]
+    planned += [
         _planned(spec, seed, method="static", weights=tuple(float(w) for w in weights))
         for weights in random_static_weights(section.runs, tasks, section.weight_seed)
     ]
-    reference = _planned(spec, seed, method="gradnorm", **_gradnorm(spec, spec.gradnorm.alpha))
-    planned.append(reference)
     if section.gradnorm_static:
         planned.append(_planned(spec, seed, depends_on=reference.key, method="gradnorm-static", weights_from=reference.key))
     return planned
@@ -133,9 +133,8 @@ def _planned(spec: StudySpec, seed: int, depends_on: str | None = None, **fields
             seed=seed,
             **fields,
         )
-    except ValueError as error:
-        name, _, message = str(error).partition(": ")
-        raise SpecError(f"{SPEC_FIELDS.get(name, name)}: {message}") from None
+    except ValueError as error:  # the spec's own checks ran first: a field combination it cannot see
+        raise SpecError(f"spec: a planned trial is invalid: {error}") from None
     return PlannedTrial(config.key(), config, depends_on)
 
 

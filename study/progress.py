@@ -12,6 +12,11 @@ import time
 from typing import TextIO
 
 
+def plural(count: int, noun: str) -> str:
+    """`1 trial`, `2 trials`."""
+    return f"{count} {noun}" + ("" if count == 1 else "s")
+
+
 def format_duration(seconds: float) -> str:
     if not math.isfinite(seconds):
         return "?"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -19,9 +20,11 @@ from typing import Any, Mapping
 import yaml
 
 from study.errors import BadInput
-from workers.config import DEFAULT_ALPHA, INITIAL_LOSS_MODES, METHODS
+from workers.config import DEFAULT_ALPHA, check_field, check_training, default
 
 KINDS = ("random-static", "alpha-sweep", "methods")
+# Study names become database keys, report folders and Optuna study names: bounded and plain.
+STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
 class SpecError(BadInput):
@@ -36,16 +39,13 @@ def _fail(path: str, message: str) -> typing.NoReturn:
 class Training:
     """What every run of the study trains with."""
 
-    steps: int = 3000
-    batch_size: int = 100
-    lr: float = 1e-3
-    log_every: int = 100
+    steps: int = default("steps")
+    batch_size: int = default("batch_size")
+    lr: float = default("lr")
+    log_every: int | None = default("log_every")  # None: every 100 steps, or only at the end of a shorter run
 
     def __post_init__(self) -> None:
-        _at_least("steps", self.steps, 1)
-        _at_least("batch_size", self.batch_size, 1)
-        _at_least("log_every", self.log_every, 1)
-        _positive("lr", self.lr)
+        _trial_check(check_training, self.steps, self.batch_size, self.lr, self.log_every)
 
 
 @dataclass(frozen=True)
@@ -53,18 +53,14 @@ class GradNormOptions:
     """Applies to every GradNorm run (alpha-sweep takes its alphas from its own list)."""
 
     alpha: float = DEFAULT_ALPHA
-    initial_loss: str | tuple[float, ...] = "first"
+    initial_loss: str | tuple[float, ...] = default("initial_loss")
     balancer_lr: float | None = None
     shared_params: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
-        _at_least("alpha", self.alpha, 0)
-        if isinstance(self.initial_loss, str) and self.initial_loss not in INITIAL_LOSS_MODES:
-            _fail("initial_loss", f"unknown mode {self.initial_loss!r} (choose from {', '.join(INITIAL_LOSS_MODES)} or a list)")
-        if self.balancer_lr is not None:
-            _positive("balancer_lr", self.balancer_lr)
-        if self.shared_params is not None and not self.shared_params:
-            _fail("shared_params", "must name at least one parameter")
+        for name in ("alpha", "initial_loss", "balancer_lr", "shared_params"):
+            if getattr(self, name) is not None:
+                _trial_check(check_field, name, getattr(self, name))
 
 
 @dataclass(frozen=True)
@@ -87,7 +83,9 @@ class AlphaSweep:
     alphas: tuple[float, ...] = (0.0, 0.12, 0.5, 1.0, 1.5, 2.0, 3.0)
 
     def __post_init__(self) -> None:
-        _distinct_values("alphas", self.alphas, "alpha", minimum=0)
+        _distinct_values("alphas", self.alphas, "alpha")
+        for i, alpha in enumerate(self.alphas):
+            _trial_check(check_field, "alpha", alpha, path=f"alphas[{i}]")
 
 
 @dataclass(frozen=True)
@@ -101,8 +99,7 @@ class Methods:
         if not self.methods:
             _fail("methods", "must list at least one method")
         for i, method in enumerate(self.methods):
-            if method not in METHODS:
-                _fail(f"methods[{i}]", f"unknown method {method!r} (choose from {', '.join(METHODS)})")
+            _trial_check(check_field, "method", method, path=f"methods[{i}]")
         if len(set(self.methods)) != len(self.methods):
             _fail("methods", "lists a method twice")
         if "gradnorm-static" in self.methods and "gradnorm" not in self.methods:
@@ -112,8 +109,7 @@ class Methods:
         if self.weights is not None:
             if "static" not in self.methods:
                 _fail("weights", "only applies when 'static' is among the methods")
-            if not all(w > 0 and math.isfinite(w) for w in self.weights):
-                _fail("weights", f"every weight must be positive, got {list(self.weights)}")
+            _trial_check(check_field, "weights", self.weights)
 
 
 @dataclass(frozen=True)
@@ -148,11 +144,12 @@ class StudySpec:
     description: str = ""
 
     def __post_init__(self) -> None:
-        if not self.study.strip():
-            _fail("study", "must name the study")
+        check_study_name(self.study, "study")
         if self.kind not in KINDS:
             _fail("kind", _unknown("study kind", self.kind, KINDS))
-        _distinct_values("seeds", self.seeds, "seed", minimum=0)
+        _distinct_values("seeds", self.seeds, "seed")
+        for i, seed in enumerate(self.seeds):
+            _trial_check(check_field, "seed", seed, path=f"seeds[{i}]")
         if self.max_concurrent is not None:
             _at_least("max_concurrent", self.max_concurrent, 1)
         _at_least("retries", self.retries, 0)
@@ -174,6 +171,13 @@ class StudySpec:
         for name in ("resources", "max_concurrent", "retries", "description"):
             data.pop(name)
         return data
+
+
+def check_study_name(name: str, field_name: str) -> None:
+    """1-128 letters, digits, '.', '_' or '-', starting with a letter or digit."""
+    if not STUDY_NAME.fullmatch(name):
+        shown = name if len(name) <= 40 else name[:37] + "..."
+        _fail(field_name, f"{shown!r} is not a study name (1-128 letters, digits, '.', '_' or '-', starting with a letter or digit)")
 
 
 def load_spec(path: str | Path) -> StudySpec:
@@ -283,15 +287,22 @@ def _at_least(name: str, value: float, minimum: float) -> None:
         _fail(name, f"must be >= {minimum}, got {value}")
 
 
-def _distinct_values(name: str, values: tuple[float, ...], noun: str, minimum: float) -> None:
-    """A non-empty list of values, each >= minimum, none twice."""
+def _distinct_values(name: str, values: tuple[float, ...], noun: str) -> None:
+    """A non-empty list of values, none twice."""
     if not values:
         _fail(name, f"must list at least one {noun}")
-    for i, value in enumerate(values):
-        _at_least(f"{name}[{i}]", value, minimum)
     if len(set(values)) != len(values):
         article = "an" if noun[0] in "aeiou" else "a"
         _fail(name, f"lists {article} {noun} twice")
+
+
+def _trial_check(check: Any, *args: Any, path: str | None = None) -> None:
+    """Run one of workers.config's field checks; its message becomes a spec error at `path`."""
+    try:
+        check(*args)
+    except ValueError as error:
+        name, _, message = str(error).partition(": ")
+        _fail(path or name, message)
 
 
 def _positive(name: str, value: float) -> None:

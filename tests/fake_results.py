@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from workers.results import STATUS_DIVERGED, STATUS_OK, TaskMetric, TracePoint, TrialResult
+from records import Status, TaskMetric, TracePoint, TrialResult
 
 
 def fake_result(
@@ -11,7 +11,7 @@ def fake_result(
     time_averaged_weights=(1.5, 0.5),
     task_names=("a", "b"),
     steps=(0, 10, 20),
-    status=STATUS_OK,
+    status=Status.OK,
     moving_weights=False,
 ) -> TrialResult:
     """Trace: train loss step + i + 1, test loss step + i + 2, G_i = 0.1 (i + 1); weights
@@ -29,7 +29,7 @@ def fake_result(
         )
         for step in steps
     )
-    ok = status == STATUS_OK
+    ok = status == Status.OK
     return TrialResult(
         status=status,
         task_names=tuple(task_names),
@@ -50,4 +50,4 @@ def fake_result(
 
 
 def diverged_result() -> TrialResult:
-    return fake_result(status=STATUS_DIVERGED)
+    return fake_result(status=Status.DIVERGED)

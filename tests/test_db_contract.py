@@ -10,8 +10,13 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from db import DatabaseInputError, DatabaseUnreachable, NoSuchStudy, ResultsDB
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import create_engine, insert, select
+
+from db import DatabaseInputError, DatabaseUnreachable, NoSuchStudy, NotOurDatabase, ResultsDB
 from db.errors import BadDatabaseURL
+from db.schema import StudyRow, TrialRow
 from tests.fake_results import diverged_result, fake_result
 from workers.config import TrialConfig
 
@@ -40,7 +45,7 @@ def test_a_recorded_run_reads_back_with_its_numbers(results):
     assert run["value"] == pytest.approx(0.5 / 1.0 + 20.0 / 100.0)
     assert run["test_loss.a"] == 0.5 and run["test_loss.b"] == 20.0
     assert run["initial_loss.b"] == 100.0
-    assert (run["mean_w.a"], run["mean_w.b"]) == (1.5, 0.5)
+    assert (run["time_averaged_weight.a"], run["time_averaged_weight.b"]) == (1.5, 0.5)
     assert run["mse.b"] == 20.0
     assert run["wall_time_s"] == 1.25
 
@@ -67,9 +72,23 @@ def test_recording_the_same_key_twice_leaves_one_trial(results, database_url):
     assert len(results.traces("fig4")) == 3 * 2
 
 
+def claim_left_by_a_dead_writer(url, key, config):
+    """The state a writer killed between claiming a key and creating its Optuna trial leaves:
+    an unfinished gns_trials row owned by a token nobody holds, silent for long."""
+    long_ago = datetime.now(timezone.utc) - timedelta(hours=1)
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        study_id = connection.execute(select(StudyRow.id).where(StudyRow.name == "fig4")).scalar_one()
+        connection.execute(
+            insert(TrialRow).values(study_id=study_id, key=key, complete=False, status="recording", claim_token="dead",
+                                    attempt=0, heartbeat_at=long_ago, config=config, recorded_at=long_ago)
+        )
+    engine.dispose()
+    return study_id
+
+
 def test_a_crash_between_claim_and_optuna_trial_is_repaired_on_retry(results, database_url):
-    study_row = results._study_row("fig4")
-    results._claim(study_row.id, STATIC.key(), STATIC.to_dict())  # the driver died here
+    claim_left_by_a_dead_writer(database_url, STATIC.key(), STATIC.to_dict())
     assert results.recorded_keys("fig4") == set()
     record(results, STATIC, fake_result())
     assert results.recorded_keys("fig4") == {STATIC.key()}
@@ -77,13 +96,42 @@ def test_a_crash_between_claim_and_optuna_trial_is_repaired_on_retry(results, da
 
 
 def test_a_crash_after_the_optuna_trial_reuses_it(results, database_url):
-    study_row = results._study_row("fig4")
-    results._claim(study_row.id, STATIC.key(), STATIC.to_dict())
-    frozen = optuna.trial.create_trial(value=1.0, user_attrs={"key": STATIC.key()})
-    results.optuna.create_new_trial(study_row.optuna_study_id, template_trial=frozen)  # ...and died here
+    claim_left_by_a_dead_writer(database_url, STATIC.key(), STATIC.to_dict())
+    frozen = optuna.trial.create_trial(value=1.0, user_attrs={"key": STATIC.key(), "attempt": 0})
+    optuna.load_study(study_name="fig4", storage=database_url).add_trial(frozen)  # ...and died here
     record(results, STATIC, fake_result())
     trials = optuna.load_study(study_name="fig4", storage=database_url).trials
     assert len(trials) == 1 and len(results.runs("fig4")) == 1
+
+
+def test_a_trial_shows_running_until_it_is_recorded(results, database_url):
+    results.start_trial("fig4", STATIC.key(), STATIC.to_dict())
+    assert results.progress("fig4") == {"running": 1}
+    assert results.recorded_keys("fig4") == set() and results.runs("fig4").empty
+    (trial,) = optuna.load_study(study_name="fig4", storage=database_url).trials
+    assert trial.state == TrialState.RUNNING and trial.params["method"] == "static"
+    record(results, STATIC, fake_result())
+    (trial,) = optuna.load_study(study_name="fig4", storage=database_url).trials  # the same trial, finished
+    assert trial.state == TrialState.COMPLETE and trial.value == pytest.approx(0.7)
+    assert results.progress("fig4") == {"ok": 1}
+
+
+def test_requeue_keeps_history_and_the_key_is_recorded_once_more(results, database_url):
+    results.start_trial("fig4", STATIC.key(), STATIC.to_dict())  # its driver dies here
+    record(results, GRADNORM, diverged_result())
+    with ResultsDB(database_url) as next_driver:
+        assert next_driver.requeue("fig4") == 1  # the stale RUNNING trial
+        assert next_driver.requeue("fig4", failed=True) == 1  # the diverged one
+        assert next_driver.progress("fig4") == {"pending": 2}
+        record(next_driver, STATIC, fake_result())
+        record(next_driver, GRADNORM, fake_result())
+        assert next_driver.progress("fig4") == {"ok": 2}
+    trials = optuna.load_study(study_name="fig4", storage=database_url).trials
+    history = sorted((t.user_attrs["key"] == STATIC.key(), t.user_attrs["attempt"], t.state.name) for t in trials)
+    assert history == [(False, 0, "FAIL"), (False, 1, "COMPLETE"), (True, 0, "FAIL"), (True, 1, "COMPLETE")]
+    stale = [t for t in trials if t.user_attrs["key"] == STATIC.key() and t.user_attrs["attempt"] == 0]
+    assert stale[0].user_attrs["status"] == "stale"
+    assert len(results.runs("fig4")) == 2
 
 
 def test_optuna_sees_params_values_and_states(results, database_url):
@@ -161,7 +209,7 @@ def test_a_database_without_our_tables_is_refused_for_reading(tmp_path):
 
     path = tmp_path / "foreign.db"
     sqlite3.connect(path).execute("create table x (y int)").connection.commit()
-    with pytest.raises(DatabaseInputError, match="holds no gradnorm-study results"):
+    with pytest.raises(NotOurDatabase, match="another application's database"):
         ResultsDB(f"sqlite:///{path}", create=False)
 
 
@@ -202,7 +250,7 @@ def test_a_database_of_another_schema_version_is_refused(sqlite_url):
 
     with ResultsDB(sqlite_url) as store:
         with store.session() as session:
-            session.execute(update(SchemaInfo).values(version=99))
+            session.execute(update(SchemaInfo).values(version=99))  # as a later release would leave it
     with pytest.raises(DatabaseInputError, match="schema version 99"):
         ResultsDB(sqlite_url, create=False)
 

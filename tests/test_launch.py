@@ -5,7 +5,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -13,10 +12,11 @@ import optuna
 import pytest
 import yaml
 
-from db import ResultsDB
+from db import DatabaseInputError, ResultsDB
 from study.cli import main
 from study.plan import plan_study
 from study.spec import parse_spec
+from tests.helpers import GENEROUS_S, file_digest, wait_until
 
 pytestmark = pytest.mark.ray
 
@@ -65,20 +65,27 @@ def test_random_static_study_end_to_end(capsys, tmp_path, database_url):
         reference = runs[runs.method == "gradnorm"].iloc[0]
         retrained = runs[runs.method == "gradnorm-static"].iloc[0]
         assert retrained["weights_from"] == reference.name
-        assert retrained["mean_w.task0"] == pytest.approx(reference["mean_w.task0"], rel=1e-6)
+        assert retrained["time_averaged_weight.task0"] == pytest.approx(reference["time_averaged_weight.task0"], rel=1e-6)
         assert len(results.traces("tiny")) == 5 * 3 * 2  # runs x log points (0, 20, 40) x tasks
         info = results.find_study("tiny")
         assert info.kind == "random-static" and info.spec["random_static"]["runs"] == 3
     assert set(optuna_keys(database_url, "tiny").values()) == {1}
 
 
-def test_relaunching_a_finished_study_runs_nothing(capsys, tmp_path, sqlite_url):
+def test_relaunching_a_finished_study_runs_nothing_and_starts_no_ray(capsys, tmp_path, sqlite_url, monkeypatch):
     spec_path = write_spec(tmp_path, random_static={"runs": 2, "gradnorm_static": False})
     assert launch(capsys, spec_path, sqlite_url)[0] == 0
+    before = file_digest(Path(sqlite_url.removeprefix("sqlite:///")))
+
+    def no_ray(address):
+        raise AssertionError("a finished study started Ray")
+
+    monkeypatch.setattr("study.driver.start_ray", no_ray)
     code, err = launch(capsys, spec_path, sqlite_url)
-    assert code == 0
-    assert "3 planned, 3 already recorded, 0 to run" in err and "(0 now, 0 failed)" in err
+    assert code == 0, err
+    assert "all 3 planned trials are recorded; nothing to run" in err and "(0 now, 0 failed)" in err
     assert sum(optuna_keys(sqlite_url, "tiny").values()) == 3
+    assert file_digest(Path(sqlite_url.removeprefix("sqlite:///"))) == before  # answered read-only
 
 
 def test_a_trial_that_crashes_once_is_retried_and_recorded_once(capsys, tmp_path, sqlite_url):
@@ -87,7 +94,7 @@ def test_a_trial_that_crashes_once_is_retried_and_recorded_once(capsys, tmp_path
         tmp_path,
         kind="methods",
         workload="tests.flaky_workload:crash_once",
-        workload_options={"marker": str(marker), "driver_pid": os.getpid()},
+        workload_options={"marker": str(marker)},
         methods={"methods": ["equal"]},
         random_static=None,
         retries=2,
@@ -106,21 +113,32 @@ def test_a_trial_that_always_crashes_is_recorded_once_as_failed(capsys, tmp_path
         tmp_path,
         kind="methods",
         workload="tests.flaky_workload:always_crash",
-        workload_options={"driver_pid": os.getpid()},
+        workload_options={},
         methods={"methods": ["equal", "uncertainty"]},
         random_static=None,
         retries=1,
     )
     code, err = launch(capsys, spec_path, sqlite_url)
-    assert code == 0, err
+    assert code == 3, err  # every trial recorded, some failed
     assert "(2 now, 2 failed)" in err
+    assert "2 trials failed (2 crashed), e.g. crashed: " in err and "this workload always crashes" in err.splitlines()[-1]
+    assert "--retry-failed" in err
     with ResultsDB(sqlite_url, create=False) as results:
         runs = results.runs("tiny")
     assert set(runs["status"]) == {"crashed"}
     assert all("always crashes" in reason for reason in runs["failure_reason"])
-    # a relaunch does not retry what is recorded as failed
+    # a relaunch does not retry what is recorded as failed, and still says so
     code, err = launch(capsys, spec_path, sqlite_url)
-    assert "0 to run" in err and sum(optuna_keys(sqlite_url, "tiny").values()) == 2
+    assert code == 3 and "nothing to run" in err and sum(optuna_keys(sqlite_url, "tiny").values()) == 2
+    # --retry-failed runs them again, keeping the failed attempts as Optuna history
+    code, err = launch(capsys, spec_path, sqlite_url, "--retry-failed")
+    assert code == 3 and "(2 re-queued)" in err
+    attempts = Counter(
+        (t.user_attrs["key"], t.user_attrs["attempt"]) for t in optuna.load_study(study_name="tiny", storage=sqlite_url).trials
+    )
+    assert len(attempts) == 4 and set(attempts.values()) == {1}
+    with ResultsDB(sqlite_url, create=False) as results:
+        assert len(results.runs("tiny")) == 2
 
 
 def test_diverged_trials_are_recorded_as_failed_and_the_study_goes_on(capsys, tmp_path, sqlite_url):
@@ -132,7 +150,7 @@ def test_diverged_trials_are_recorded_as_failed_and_the_study_goes_on(capsys, tm
         training={"steps": 40, "log_every": 20, "lr": 1e8},
     )
     code, err = launch(capsys, spec_path, sqlite_url)
-    assert code == 0, err
+    assert code == 3, err
     with ResultsDB(sqlite_url, create=False) as results:
         runs = results.runs("tiny")
     assert len(runs) == 2 and set(runs["status"]) == {"diverged"}
@@ -147,7 +165,7 @@ def test_gradnorm_static_fails_when_its_reference_diverged(capsys, tmp_path, sql
         methods={"methods": ["gradnorm", "gradnorm-static"]},
         training={"steps": 40, "log_every": 20, "lr": 1e8},
     )
-    assert launch(capsys, spec_path, sqlite_url)[0] == 0
+    assert launch(capsys, spec_path, sqlite_url)[0] == 3
     with ResultsDB(sqlite_url, create=False) as results:
         runs = results.runs("tiny").set_index("method")
     assert runs.loc["gradnorm", "status"] == "diverged"
@@ -184,41 +202,52 @@ def test_status_reports_progress_from_the_database(capsys, tmp_path, sqlite_url)
 
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "killed"])
 def test_an_interrupted_study_relaunched_ends_with_every_key_exactly_once(capsys, tmp_path, sqlite_url, stop):
+    # The first 3 trials train; the rest wait at a gate that opens only after the driver is stopped,
+    # so the driver is stopped with exactly 3 recorded and others in flight, however fast the machine.
+    tickets, gate = tmp_path / "tickets", tmp_path / "gate"
+    tickets.mkdir()
     spec_path = write_spec(
         tmp_path,
+        workload="tests.flaky_workload:gated",
+        workload_options={"tickets": str(tickets), "gate": str(gate), "free": 3},
         random_static={"runs": 10, "gradnorm_static": True},
-        training={"steps": 300, "log_every": 100},
+        training={"steps": 30, "log_every": 10},
         max_concurrent=2,
     )
     command = [sys.executable, "-m", "study", "launch", str(spec_path), "--storage", sqlite_url]
     driver = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+
+    def recorded_count() -> int:
+        try:
+            with ResultsDB(sqlite_url, create=False) as results:
+                return len(results.recorded_keys("tiny"))
+        except DatabaseInputError:  # the driver has not created the database yet
+            return 0
+
     try:
-        deadline = time.monotonic() + 180
-        recorded = 0
-        while recorded < 3 and time.monotonic() < deadline and driver.poll() is None:
-            time.sleep(0.2)
-            try:
-                with ResultsDB(sqlite_url, create=False) as results:
-                    recorded = len(results.recorded_keys("tiny"))
-            except Exception:  # the driver has not created the database yet
-                recorded = 0
+        wait_until(lambda: recorded_count() >= 3 or driver.poll() is not None, "3 trials recorded")
         assert driver.poll() is None, driver.stderr.read().decode()
+        wait_until(lambda: len(list(tickets.iterdir())) >= 4, "a trial waiting at the gate")
         driver.send_signal(stop)
-        driver.wait(timeout=120)
+        driver.wait(timeout=GENEROUS_S)
     finally:
         # Ray's helper processes left by a killed driver share its process group.
         with contextlib.suppress(ProcessLookupError):
             os.killpg(driver.pid, signal.SIGKILL)
         driver.wait()
-    with ResultsDB(sqlite_url, create=False) as results:
-        part_way = len(results.recorded_keys("tiny"))
-    assert 3 <= part_way < 12
+    assert recorded_count() == 3
 
+    gate.touch()
     code, err = launch(capsys, spec_path, sqlite_url)
     assert code == 0, err
     planned = {p.key for p in plan_study(parse_spec(yaml.safe_load(spec_path.read_text())))}
-    counts = optuna_keys(sqlite_url, "tiny")
-    assert set(counts) == planned and set(counts.values()) == {1}
     with ResultsDB(sqlite_url, create=False) as results:
-        assert len(results.runs("tiny")) == 12
-        assert (results.runs("tiny")["state"] == "COMPLETE").all()
+        runs = results.runs("tiny")
+        assert set(runs["key"]) == planned and len(runs) == 12
+        assert (runs["state"] == "COMPLETE").all()
+        assert results.progress("tiny") == {"ok": 12}  # nothing left running
+    # one COMPLETE Optuna trial per key; a trial that was RUNNING when the driver died stays as FAIL history
+    trials = optuna.load_study(study_name="tiny", storage=sqlite_url).trials
+    complete = Counter(t.user_attrs["key"] for t in trials if t.state.name == "COMPLETE")
+    assert set(complete) == planned and set(complete.values()) == {1}
+    assert all(t.user_attrs["status"] == "stale" for t in trials if t.state.name != "COMPLETE")

@@ -41,7 +41,7 @@ def test_real_gns_train_runs_recorded_and_queried(capsys, sqlite_url):
     rows = json.loads(out)
     assert code == 0 and [r["method"] for r in rows] == ["equal", "gradnorm"]
     assert rows[0]["initial_loss.task0"] == rows[1]["initial_loss.task0"]  # same seed, same start
-    assert rows[0]["mean_w.task0"] == 1.0 and rows[1]["mean_w.task0"] > 1.0
+    assert rows[0]["time_averaged_weight.task0"] == 1.0 and rows[1]["time_averaged_weight.task0"] > 1.0
     code, out, _ = run_cli(capsys, "query", "adhoc", "--storage", sqlite_url, "--traces", "--format", "csv")
     assert len(list(csv.DictReader(io.StringIO(out)))) == 2 * 4 * 2  # runs x log points x tasks
 
@@ -57,7 +57,7 @@ def test_query_table_is_aligned_and_has_default_columns(capsys, recorded):
     code, out, _ = run_cli(capsys, "query", "fig4", "--storage", recorded)
     lines = out.strip().splitlines()
     assert code == 0 and len(lines) == 2 + 3
-    assert lines[0].split() == ["number", "key", "state", "method", "alpha", "seed", "value", "mean_w.a", "mean_w.b"]
+    assert lines[0].split() == ["number", "key", "state", "method", "alpha", "seed", "value", "time_averaged_weight.a", "time_averaged_weight.b"]
     assert len({len(line) for line in lines[:2]}) == 1  # header and rule the same width
 
 

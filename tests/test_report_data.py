@@ -13,7 +13,7 @@ from study.report.figure7 import figure7_data
 from study.report.tables import method_table
 from tests.fake_results import diverged_result, fake_result
 from workers.config import TrialConfig
-from workers.results import TaskMetric
+from records import TaskMetric
 
 
 @pytest.fixture

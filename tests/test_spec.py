@@ -44,10 +44,10 @@ BAD_SPECS = [
     (changed(trainning={"steps": 10}), "trainning: unknown field (did you mean 'training'?)"),
     (changed(training__step=10), "training.step: unknown field (did you mean 'steps'?)"),
     (changed(training__steps="many"), "training.steps: expected an integer, got str 'many'"),
-    (changed(training__steps=0), "training.steps: must be >= 1"),
-    (changed(training__lr=-0.1), "training.lr: must be > 0"),
-    (changed(gradnorm={"alpha": -0.5}), "gradnorm.alpha: must be >= 0"),
-    (changed(kind="alpha-sweep", random_static=DELETE, alpha_sweep={"alphas": [0.5, -1]}), "alpha_sweep.alphas[1]: must be >= 0"),
+    (changed(training__steps=0), "training.steps: must be an integer >= 1"),
+    (changed(training__lr=-0.1), "training.lr: must be a number > 0"),
+    (changed(gradnorm={"alpha": -0.5}), "gradnorm.alpha: must be a number >= 0"),
+    (changed(kind="alpha-sweep", random_static=DELETE, alpha_sweep={"alphas": [0.5, -1]}), "alpha_sweep.alphas[1]: must be a number >= 0"),
     (
         changed(kind="methods", random_static=DELETE, methods={"methods": ["static"], "weights": [1, 2, 3]}),
         "methods.weights: expected 2 values",
@@ -73,6 +73,14 @@ BAD_SPECS = [
     (changed(training__batch_size=5000), "training.batch_size: 5000 exceeds the 400 training samples"),
     (changed(max_concurrent=0), "max_concurrent: must be >= 1"),
     ([1, 2, 3], "spec: expected a mapping of fields"),
+    (changed(training__log_every=50), "training.log_every: 50 is more than the 40 steps"),
+    (changed(study="a" * 129), "study: 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa...' is not a study name"),
+    (changed(study="../escape"), "study: '../escape' is not a study name"),
+    (changed(seeds=[-1]), "seeds[0]: must be an integer >= 0"),
+    (changed(workload="os:getcwd"), "workload: factory 'os:getcwd' failed: TypeError"),
+    (changed(workload="tests.user_workload:not_a_workload"), "returned dict, not a workers.workloads.base.Workload"),
+    (changed(workload="no_such_module_here:f"), "workload: cannot import 'no_such_module_here'"),
+    (changed(gradnorm={"shared_params": []}), "gradnorm.shared_params: must name at least one shared parameter"),
 ]
 
 
@@ -105,12 +113,15 @@ def test_bad_spec_exits_2_naming_the_field_and_writes_nothing(capsys, tmp_path, 
         assert err.count("\n") == 1 and "Traceback" not in err
     assert file_digest(existing_db) == before
     assert not fresh.exists()
+    # gns plan checks everything gns launch checks (before Ray or a database)
+    assert main(["plan", str(spec_path)]) == 2
+    assert message in capsys.readouterr().err
 
 
 @pytest.mark.ray
 @pytest.mark.parametrize(
     "resources, message",
-    [({"cpu": 64}, "resources.cpu: each trial asks for 64 CPUs, the Ray cluster has 2"), ({"gpu": 1}, "the Ray cluster has no GPU")],
+    [({"cpu": 100000}, "resources.cpu: each trial asks for 100000 CPUs, the Ray cluster has "), ({"gpu": 1}, "the Ray cluster has no GPU")],
 )
 def test_resources_the_cluster_cannot_meet_exit_2_and_write_nothing(capsys, tmp_path, resources, message):
     spec_path = tmp_path / "spec.yaml"
@@ -145,11 +156,11 @@ def test_random_static_plan():
     spec = parse_spec(GOOD)
     planned = plan_study(spec)
     methods = [p.config.method for p in planned]
-    assert methods == ["static"] * 3 + ["gradnorm", "gradnorm-static"]
-    reference, retrained = planned[3], planned[4]
+    assert methods == ["gradnorm"] + ["static"] * 3 + ["gradnorm-static"]  # the reference first
+    reference, retrained = planned[0], planned[4]
     assert retrained.depends_on == reference.key and retrained.config.weights_from == reference.key
     assert reference.config.alpha == 0.12
-    for p in planned[:3]:
+    for p in planned[1:4]:
         assert sum(p.config.weights) == pytest.approx(2.0)
         assert p.config.seed == 0 and p.config.steps == 40
     assert [p.key for p in plan_study(parse_spec(GOOD))] == [p.key for p in planned]  # stable
@@ -191,16 +202,16 @@ def test_methods_plan_runs_single_task_per_task_and_gradnorm_static_after_gradno
     )
     planned = plan_study(spec)
     assert [(p.config.method, p.config.task) for p in planned] == [
+        ("gradnorm", None),
         ("single-task", 0),
         ("single-task", 1),
         ("single-task", 2),
         ("single-task", 3),
         ("equal", None),
         ("uncertainty", None),
-        ("gradnorm", None),
         ("gradnorm-static", None),
     ]
-    assert planned[-1].depends_on == planned[-2].key
+    assert planned[-1].depends_on == planned[0].key
 
 
 def test_defaults_are_filled_in_and_execution_settings_stay_out_of_the_identity():
@@ -219,11 +230,11 @@ def test_gns_plan_prints_a_table_and_json(capsys, tmp_path):
     out = capsys.readouterr().out
     assert "study 'good': random-static on toy, 5 trials of 40 steps" in out
     rows = out.splitlines()[3:]  # title, header, rule
-    assert [row.split()[1] for row in rows] == ["static"] * 3 + ["gradnorm", "gradnorm-static"]
+    assert [row.split()[1] for row in rows] == ["gradnorm"] + ["static"] * 3 + ["gradnorm-static"]
     assert main(["plan", str(spec_path), "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert [r["key"] for r in rows] == [p.key for p in plan_study(load_spec(spec_path))]
-    assert rows[4]["after"] == rows[3]["key"]
+    assert rows[4]["after"] == rows[0]["key"]
     assert TrialConfig.from_dict(rows[0]["config"]).key() == rows[0]["key"]
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from study.cli import main
 from workers.config import TrialConfig
-from workers.results import TrialResult
+from records import TrialResult
 from workers.training import train
 
 SMALL_TOY = {"tasks": 2, "train_size": 1000, "test_size": 200}

@@ -18,3 +18,8 @@ def build(options):
         test=split,
         model=fully_connected_net(2, width, 2, [1, 1]),
     )
+
+
+def not_a_workload(options):
+    """A factory that returns the wrong type (refused with one line)."""
+    return {"tasks": 2}

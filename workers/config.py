@@ -1,26 +1,38 @@
 """What one training run is asked to do: a frozen, validated, hashable config.
 
-Torch-free on purpose: the driver plans and hashes configs, and the database
-stores them, without importing torch.
+This module is the one source of the trial defaults and of the checks on each
+field: the study spec, `gns train`'s arguments and the balancers' callers all
+take them from here. Torch-free on purpose: the driver plans and hashes
+configs without importing torch.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-# Chen et al. 2018, section 5.1: alpha = 0.12 on the synthetic regression task.
+from records import METHODS, canonical_hash
+
+# Chen et al. 2018, section 4 (the synthetic regression): alpha = 0.12.
 DEFAULT_ALPHA = 0.12
-# Chen et al. 2018, section 4: the loss weights are trained with lr 0.025.
+# Chen et al. 2018, section 5.1 (NYUv2): the loss weights are trained with lr 0.025.
+# The paper gives no optimizer settings for the toy; we use the same value everywhere.
 BALANCER_LR = 0.025
 DEFAULT_SHARED_PARAMS = ("shared_layer.weight",)
-
-METHODS = ("equal", "static", "uncertainty", "gradnorm", "gradnorm-static", "single-task")
 INITIAL_LOSS_MODES = ("first", "theoretical")
+DEFAULT_LOG_EVERY = 100  # a trace point every 100 steps, or only at the end of a shorter run
+
+# Which method each method-specific field applies to.
+APPLIES_TO = {
+    "alpha": ("gradnorm",),
+    "weights": ("static", "gradnorm-static"),
+    "weights_from": ("gradnorm-static",),
+    "task": ("single-task",),
+    "balancer_lr": ("gradnorm", "uncertainty"),
+    "shared_params": ("gradnorm",),
+}
 
 
 @dataclass(frozen=True)
@@ -45,75 +57,54 @@ class TrialConfig:
     batch_size: int = 100
     lr: float = 1e-3
     seed: int = 0
-    log_every: int = 100
+    log_every: int | None = None  # None: DEFAULT_LOG_EVERY, or `steps` if that is fewer
 
     def __post_init__(self) -> None:
         set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 (frozen)
         set_("workload_options", dict(self.workload_options))
-        if self.weights is not None:
-            set_("weights", tuple(float(w) for w in self.weights))
+        if isinstance(self.weights, (list, tuple)):
+            set_("weights", tuple(self.weights))
         if isinstance(self.initial_loss, (list, tuple)):
-            set_("initial_loss", tuple(float(v) for v in self.initial_loss))
-        if self.shared_params is not None:
+            set_("initial_loss", tuple(self.initial_loss))
+        if isinstance(self.shared_params, (list, tuple)):
             set_("shared_params", tuple(self.shared_params))
         if self.method == "gradnorm":
             if self.alpha is None:
                 set_("alpha", DEFAULT_ALPHA)
             if self.shared_params is None:
                 set_("shared_params", DEFAULT_SHARED_PARAMS)
-        if self.method in ("gradnorm", "uncertainty") and self.balancer_lr is None:
+        if self.log_every is None and isinstance(self.steps, int):
+            set_("log_every", min(DEFAULT_LOG_EVERY, self.steps))
+        if self.method in APPLIES_TO["balancer_lr"] and self.balancer_lr is None:
             set_("balancer_lr", BALANCER_LR)
         self.validate()
+        if self.weights is not None:
+            set_("weights", tuple(float(w) for w in self.weights))
+        if isinstance(self.initial_loss, tuple):
+            set_("initial_loss", tuple(float(v) for v in self.initial_loss))
 
     def validate(self) -> None:
         """Raise ValueError naming the first field that is wrong."""
         if not isinstance(self.workload, str) or not self.workload:
             raise ValueError(f"workload: expected a name, got {self.workload!r}")
-        if self.method not in METHODS:
-            raise ValueError(f"method: unknown method {self.method!r} (choose from {', '.join(METHODS)})")
-        _check_int("steps", self.steps, minimum=1)
-        _check_int("batch_size", self.batch_size, minimum=1)
-        _check_int("seed", self.seed, minimum=0)
-        _check_int("log_every", self.log_every, minimum=1)
-        _check_positive("lr", self.lr)
-
-        uses = {
-            "alpha": self.method == "gradnorm",
-            "weights": self.method in ("static", "gradnorm-static"),
-            "weights_from": self.method == "gradnorm-static",
-            "task": self.method == "single-task",
-            "balancer_lr": self.method in ("gradnorm", "uncertainty"),
-            "shared_params": self.method == "gradnorm",
-        }
-        for name, applies in uses.items():
-            if not applies and getattr(self, name) is not None:
+        check_field("method", self.method)
+        check_training(self.steps, self.batch_size, self.lr, self.log_every)
+        check_field("seed", self.seed)
+        for name, methods in APPLIES_TO.items():
+            value = getattr(self, name)
+            if self.method not in methods and value is not None:
                 raise ValueError(f"{name}: does not apply to method {self.method!r}")
+            if value is not None and name != "weights_from":
+                check_field(name, value)
         if self.method != "gradnorm" and self.initial_loss != "first":
             raise ValueError(f"initial_loss: does not apply to method {self.method!r}")
-
-        if self.method == "gradnorm":
-            if not _is_number(self.alpha) or self.alpha < 0:
-                raise ValueError(f"alpha: must be a number >= 0, got {self.alpha!r}")
-            if not self.shared_params:
-                raise ValueError("shared_params: must name at least one shared parameter")
-            if isinstance(self.initial_loss, str):
-                if self.initial_loss not in INITIAL_LOSS_MODES:
-                    raise ValueError(
-                        f"initial_loss: unknown mode {self.initial_loss!r} "
-                        f"(choose from {', '.join(INITIAL_LOSS_MODES)} or give one value per task)"
-                    )
-            elif not all(v > 0 and math.isfinite(v) for v in self.initial_loss):
-                raise ValueError("initial_loss: explicit initial losses must be positive and finite")
-        if self.balancer_lr is not None:
-            _check_positive("balancer_lr", self.balancer_lr)
+        check_field("initial_loss", self.initial_loss)
         if self.method == "static" and self.weights is None:
             raise ValueError("weights: method 'static' needs one weight per task")
         if self.method == "gradnorm-static" and self.weights is None and self.weights_from is None:
             raise ValueError("weights: method 'gradnorm-static' needs weights, or weights_from naming a GradNorm run")
-        if self.weights is not None and not all(w > 0 and math.isfinite(w) for w in self.weights):
-            raise ValueError(f"weights: every weight must be positive and finite, got {list(self.weights)}")
-        if self.method == "single-task":
-            _check_int("task", self.task, minimum=0)
+        if self.method == "single-task" and self.task is None:
+            raise ValueError("task: method 'single-task' needs the index of its task")
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -132,22 +123,95 @@ class TrialConfig:
 
     def key(self) -> str:
         """A stable 16-hex-digit hash of everything that decides how the run trains."""
-        canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+        return canonical_hash(self.to_dict())[:16]
+
+    def __hash__(self) -> int:  # workload_options is a dict: hash by the canonical key instead
+        return hash(self.key())
 
     def replace(self, **changes: Any) -> "TrialConfig":
         return dataclasses.replace(self, **changes)
 
 
-def _is_number(value: Any) -> bool:
+def default(name: str) -> Any:
+    """TrialConfig's default for `name`: what the spec and `gns train` fall back to."""
+    return TrialConfig.__dataclass_fields__[name].default
+
+
+# ---- one check per field: the spec, the CLI and TrialConfig all call these --------------
+
+
+def check_field(name: str, value: Any) -> None:
+    """Raise ValueError(f"{name}: ...") when `value` is not valid for trial field `name`."""
+    _CHECKS[name](name, value)
+
+
+def check_training(steps: Any, batch_size: Any, lr: Any, log_every: Any) -> None:
+    """The training budget fields, and that a log point falls inside the run (log_every None: the default)."""
+    for name, value in (("steps", steps), ("batch_size", batch_size), ("lr", lr), ("log_every", log_every)):
+        if value is not None or name != "log_every":
+            check_field(name, value)
+    if log_every is not None and log_every > steps:
+        raise ValueError(f"log_every: {log_every} is more than the {steps} steps (nothing would be logged between)")
+
+
+def is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _check_int(name: str, value: Any, minimum: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"{name}: must be an integer >= {minimum}, got {value!r}")
+def _integer(minimum: int):
+    def check(name: str, value: Any) -> None:
+        if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+            raise ValueError(f"{name}: must be an integer >= {minimum}, got {value!r}")
+
+    return check
 
 
-def _check_positive(name: str, value: Any) -> None:
-    if not _is_number(value) or value <= 0:
-        raise ValueError(f"{name}: must be a number > 0, got {value!r}")
+def _number(minimum: float, strict: bool):
+    def check(name: str, value: Any) -> None:
+        if not is_number(value) or value < minimum or (strict and value == minimum):
+            raise ValueError(f"{name}: must be a number {'>' if strict else '>='} {minimum:g}, got {value!r}")
+
+    return check
+
+
+def _positive_values(name: str, values: Any) -> None:
+    if not isinstance(values, (list, tuple)) or not values:
+        raise ValueError(f"{name}: expected a list of numbers, got {values!r}")
+    if not all(is_number(v) and v > 0 for v in values):
+        raise ValueError(f"{name}: every value must be positive and finite, got {list(values)}")
+
+
+def _initial_loss(name: str, value: Any) -> None:
+    if isinstance(value, str):
+        if value not in INITIAL_LOSS_MODES:
+            raise ValueError(
+                f"{name}: unknown mode {value!r} (choose from {', '.join(INITIAL_LOSS_MODES)} or give one value per task)"
+            )
+        return
+    _positive_values(name, value)
+
+
+def _method(name: str, value: Any) -> None:
+    if value not in METHODS:
+        raise ValueError(f"{name}: unknown method {value!r} (choose from {', '.join(METHODS)})")
+
+
+def _shared_params(name: str, value: Any) -> None:
+    if not isinstance(value, (list, tuple)) or not value or not all(isinstance(p, str) and p for p in value):
+        raise ValueError(f"{name}: must name at least one shared parameter, got {value!r}")
+
+
+_CHECKS = {
+    "method": _method,
+    "steps": _integer(1),
+    "batch_size": _integer(1),
+    "log_every": _integer(1),
+    "seed": _integer(0),
+    "task": _integer(0),
+    "lr": _number(0, strict=True),
+    "balancer_lr": _number(0, strict=True),
+    "alpha": _number(0, strict=False),
+    "weights": _positive_values,
+    "initial_loss": _initial_loss,
+    "shared_params": _shared_params,
+}

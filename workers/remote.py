@@ -14,8 +14,9 @@ import ray
 import torch
 from ray import tune
 
+from records import TracePoint
 from workers.config import TrialConfig
-from workers.results import TracePoint
+from workers.threads import set_threads
 from workers.training import train
 
 FINAL = "final"
@@ -24,7 +25,7 @@ FINAL = "final"
 def run_trial(param: dict[str, Any], trials: Sequence[dict[str, Any]], threads: int = 1, use_gpu: bool = False) -> None:
     """Tune calls this with `param["index"]` picking one of `trials` ({"key", "config"})."""
     trial = trials[param["index"]]
-    torch.set_num_threads(threads)
+    set_threads(threads)
     device = "cuda" if use_gpu and torch.cuda.is_available() else "cpu"
 
     def progress(point: TracePoint) -> None:

@@ -16,7 +16,7 @@ import torch
 from workers.balancers import Balancer, EqualWeights, GradNorm, SingleTask, StaticWeights, UncertaintyWeighting
 from workers.config import TrialConfig
 from workers.probe import LinearLayerProbe
-from workers.results import STATUS_DIVERGED, STATUS_OK, TracePoint, TrialResult
+from records import Status, TracePoint, TrialResult
 from workers.workloads import build_workload
 from workers.workloads.base import Workload
 
@@ -86,6 +86,40 @@ def evaluate(workload: Workload) -> tuple[torch.Tensor, list]:
     return losses, metrics
 
 
+class TraceRecorder:
+    """Averages training losses between log points and keeps one TracePoint per log."""
+
+    def __init__(self, num_tasks: int, on_log: Callable[[TracePoint], None] | None) -> None:
+        self.points: list[TracePoint] = []
+        self.on_log = on_log
+        self._train_loss_sum = torch.zeros(num_tasks, dtype=torch.float64)
+        self._steps_since_log = 0
+
+    def add_step(self, task_losses: torch.Tensor) -> None:
+        self._train_loss_sum += task_losses.detach().to("cpu", torch.float64)
+        self._steps_since_log += 1
+
+    def log(self, step: int, first_losses: torch.Tensor, test_losses: torch.Tensor, balancer: Balancer) -> None:
+        """A point at `step`; at step 0 the train loss is the first batch's."""
+        if self._steps_since_log:
+            train_losses = self._train_loss_sum / self._steps_since_log
+        else:
+            train_losses = first_losses
+        grad_norms = balancer.last_grad_norms
+        point = TracePoint(
+            step=step,
+            train_losses=_floats(train_losses),
+            test_losses=_floats(test_losses),
+            weights=_floats(balancer.weights),
+            grad_norms=None if grad_norms is None else _floats(grad_norms),
+        )
+        self.points.append(point)
+        if self.on_log is not None:
+            self.on_log(point)
+        self._train_loss_sum.zero_()
+        self._steps_since_log = 0
+
+
 def train(
     config: TrialConfig,
     on_log: Callable[[TracePoint], None] | None = None,
@@ -107,31 +141,9 @@ def train(
     generator = torch.Generator().manual_seed(config.seed)
     batch_indices = (i.to(device) for i in batches(len(workload.train), config.batch_size, generator))
 
-    trace: list[TracePoint] = []
+    trace = TraceRecorder(len(workload.tasks), on_log)
     initial_losses: torch.Tensor | None = None
-    train_loss_sum = torch.zeros(len(workload.tasks), dtype=torch.float64)
-    steps_since_log = 0
     failure: tuple[int, str] | None = None
-
-    def log(step: int) -> torch.Tensor:
-        nonlocal steps_since_log
-        test_losses, _ = evaluate(workload)
-        train_losses = train_loss_sum / max(steps_since_log, 1) if steps_since_log else initial_losses
-        grad_norms = getattr(balancer, "last_grad_norms", None)
-        point = TracePoint(
-            step=step,
-            train_losses=_floats(train_losses),
-            test_losses=_floats(test_losses),
-            weights=_floats(balancer.weights),
-            grad_norms=None if grad_norms is None else _floats(grad_norms),
-        )
-        trace.append(point)
-        if on_log is not None:
-            on_log(point)
-        train_loss_sum.zero_()
-        steps_since_log = 0
-        return test_losses
-
     for step in range(config.steps):
         batch = workload.train.take(next(batch_indices))
         task_losses = workload.task_losses(workload.model(batch.inputs), batch.targets)
@@ -140,7 +152,7 @@ def train(
             break
         if initial_losses is None:
             initial_losses = task_losses.detach().clone()
-            log(0)
+            trace.log(0, initial_losses, evaluate(workload)[0], balancer)
         loss = balancer.combine(task_losses)
         optimizer.zero_grad(set_to_none=True)
         loss.backward(retain_graph=keep_graph)
@@ -150,46 +162,49 @@ def train(
             failure = (step, f"loss weights became non-finite: {_describe(workload, balancer.weights)}")
             break
         optimizer.step()
-        train_loss_sum += task_losses.detach().to("cpu", torch.float64)
-        steps_since_log += 1
+        trace.add_step(task_losses)
         done = step + 1
         if done % config.log_every == 0 or done == config.steps:
-            test_losses = log(done)
+            test_losses = evaluate(workload)[0]
+            trace.log(done, initial_losses, test_losses, balancer)
             if not bool(torch.isfinite(test_losses).all()):
                 failure = (done, f"test losses became non-finite: {_describe(workload, test_losses)}")
                 break
 
-    if failure is not None:
-        return TrialResult(
-            status=STATUS_DIVERGED,
-            task_names=workload.task_names,
-            primary_metric=math.nan,
-            initial_losses=_floats(initial_losses) if initial_losses is not None else (),
-            final_test_losses=(),
-            test_metrics=(),
-            final_weights=_floats(balancer.weights),
-            time_averaged_weights=_floats(balancer.time_averaged_weights),
-            steps_completed=failure[0],
-            wall_time_s=time.perf_counter() - started,
-            trace=tuple(trace),
-            diverged_step=failure[0],
-            failure_reason=failure[1],
-        )
+    final_test_losses, metrics = evaluate(workload) if failure is None else (None, [])
+    return trial_result(workload, balancer, initial_losses, final_test_losses, metrics, trace.points,
+                        steps_completed=config.steps if failure is None else failure[0],
+                        wall_time_s=time.perf_counter() - started, failure=failure)
 
-    final_test_losses, metrics = evaluate(workload)
+
+def trial_result(
+    workload: Workload,
+    balancer: Balancer,
+    initial_losses: torch.Tensor | None,
+    final_test_losses: torch.Tensor | None,
+    metrics: list,
+    trace: list[TracePoint],
+    steps_completed: int,
+    wall_time_s: float,
+    failure: tuple[int, str] | None,
+) -> TrialResult:
+    """The one place a TrialResult is built: OK with its metrics, or DIVERGED at a step with a reason."""
+    ok = failure is None
     return TrialResult(
-        status=STATUS_OK,
+        status=Status.OK if ok else Status.DIVERGED,
         task_names=workload.task_names,
         # Task-normalized test loss: sum_i L_i^test / L_i(0), L_i(0) the first batch's loss.
-        primary_metric=float((final_test_losses / initial_losses).sum()),
-        initial_losses=_floats(initial_losses),
-        final_test_losses=_floats(final_test_losses),
+        primary_metric=float((final_test_losses / initial_losses).sum()) if ok else math.nan,
+        initial_losses=_floats(initial_losses) if initial_losses is not None else (),
+        final_test_losses=_floats(final_test_losses) if ok else (),
         test_metrics=tuple(metrics),
         final_weights=_floats(balancer.weights),
         time_averaged_weights=_floats(balancer.time_averaged_weights),
-        steps_completed=config.steps,
-        wall_time_s=time.perf_counter() - started,
+        steps_completed=steps_completed,
+        wall_time_s=wall_time_s,
         trace=tuple(trace),
+        diverged_step=None if ok else failure[0],
+        failure_reason=None if ok else failure[1],
     )
 
 

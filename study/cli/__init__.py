@@ -1,8 +1,10 @@
 """`gns`: one module per subcommand, each with `add_parser` and `run`.
 
 Exit codes: 0 success, 1 runtime failure, 2 bad input (one line on stderr,
-nothing written), 130 interrupted. A database error caused by what the user
-asked for (a bad URL, a missing study) is bad input like any other.
+nothing written), 3 `gns launch` finished with failed trials, 4 the database
+stayed unavailable for the whole retry window, 130 interrupted. A database
+error caused by what the user asked for (a bad URL, a missing study, a file
+that is not a results database) is bad input like any other.
 """
 
 from __future__ import annotations
@@ -11,14 +13,34 @@ import argparse
 import os
 import sys
 
-from db.errors import DatabaseInputError
+from db import DatabaseInputError, DatabaseUnavailable
+from db.store import product_version
+from study.cli import delete, launch, plan, query, report, status, studies, train
+from study.cli.common import EXIT_DATABASE_UNAVAILABLE
 from study.errors import BadInput
 
-SUBCOMMANDS = ("train", "plan", "launch", "status", "report", "studies", "query", "delete")
+# In the order `gns --help` lists them.
+SUBCOMMANDS = (train, plan, launch, status, report, studies, query, delete)
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Shows each option's default, where it has one worth showing."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        shown = action.option_strings and not (default is None or default is False or default == [] or default == argparse.SUPPRESS)
+        if shown and "%(default)" not in text:
+            text += " (default: %(default)s)"
+        return text
 
 
 class Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line (exit 2), like every other bad input."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
@@ -26,10 +48,13 @@ class Parser(argparse.ArgumentParser):
 
 def build_parser() -> Parser:
     parser = Parser(prog="gns", description="Run and report GradNorm loss-weighting studies.")
+    parser.add_argument("--version", action="version", version=f"gns (gradnorm-study) {product_version()}")
     subparsers = parser.add_subparsers(dest="command", required=True, parser_class=Parser, metavar="COMMAND")
-    for name in SUBCOMMANDS:
-        module = __import__(f"study.cli.{name.replace('-', '_')}", fromlist=["add_parser"])
+    for module in SUBCOMMANDS:
         module.add_parser(subparsers)
+    for choice in subparsers._choices_actions:  # each subcommand's --help starts with its one-line summary
+        subparser = subparsers.choices[choice.dest]
+        subparser.description = subparser.description or choice.help[0].upper() + choice.help[1:] + "."
     return parser
 
 
@@ -43,6 +68,10 @@ def main(argv: list[str] | None = None) -> int:
     except (BadInput, DatabaseInputError) as error:
         print(f"gns {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except DatabaseUnavailable as error:
+        print(f"gns {args.command}: error: {error}; finished trials are recorded, run the same command again",
+              file=sys.stderr)
+        return EXIT_DATABASE_UNAVAILABLE
     except KeyboardInterrupt:
         print(f"gns {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -15,14 +15,31 @@ from study.errors import BadInput
 
 STORAGE_ENV = "GNS_STORAGE"  # a cluster sets its PostgreSQL URL once here
 
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S"  # every timestamp the CLI prints (UTC)
+
+# Exit codes beyond 0 (success), 1 (runtime failure), 2 (bad input) and 130 (interrupted).
+EXIT_TRIALS_FAILED = 3  # gns launch: every trial recorded, some of them failed
+EXIT_DATABASE_UNAVAILABLE = 4  # the database stayed unreachable for the whole retry window
+
 
 def add_storage_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--storage",
         default=os.environ.get(STORAGE_ENV, DEFAULT_URL),
         metavar="URL",
-        help=f"results database (default ${STORAGE_ENV} or {DEFAULT_URL}; PostgreSQL: postgresql://user@host:port/db)",
+        help=f"results database, e.g. postgresql://user@host:port/db; ${STORAGE_ENV} sets the default",
     )
+
+
+def next_steps(study: str, storage: str) -> list[str]:
+    """What to run after a launch, with this study and database filled in."""
+    store = "" if storage == DEFAULT_URL else f" --storage {storage}"
+    return [
+        "next:",
+        f"  gns report {study}{store}        # Figure-4/7 and tables: reports/{study}/index.html",
+        f"  gns status {study}{store}        # progress from the database",
+        f"  optuna-dashboard {storage}   # the trials in Optuna's dashboard",
+    ]
 
 
 _CONDITION = re.compile(r"^([^=!<>]+)(==|=|!=|<=|>=|<|>)(.*)$")
@@ -59,7 +76,7 @@ def filter_rows(frame: pd.DataFrame, conditions: list[str]) -> pd.DataFrame:
 
 
 def select_columns(frame: pd.DataFrame, patterns: list[str], strict: bool = True) -> pd.DataFrame:
-    """Columns by name or glob (`mean_w.*`), in the order asked; strict: each must match."""
+    """Columns by name or glob (`time_averaged_weight.*`), in the order asked; strict: each must match."""
     chosen: list[str] = []
     for pattern in (p.strip() for item in patterns for p in item.split(",") if p.strip()):
         matches = [c for c in frame.columns if fnmatch.fnmatchcase(c, pattern)]

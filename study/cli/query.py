@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import argparse
 
-from db import ResultsDB
+from db import open_reader
 from study.cli.common import add_storage_argument, filter_rows, select_columns
 from study.output import FORMATS, write_frame
 
 # Shown when --columns is not given (a table of every per-task column is too wide).
-DEFAULT_COLUMNS = ["number", "key", "state", "method", "alpha", "seed", "value", "mean_w.*"]
+DEFAULT_COLUMNS = ["number", "key", "state", "method", "alpha", "seed", "value", "time_averaged_weight.*"]
 
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("query", help="print a study's runs (or --traces) as a table, CSV or JSON")
-    parser.add_argument("study")
+    parser.add_argument("study", help="the study's name (see gns studies)")
     add_storage_argument(parser)
-    parser.add_argument("--format", choices=FORMATS, default="table")
+    parser.add_argument("--format", choices=FORMATS, default="table", help="output format")
     parser.add_argument(
         "--where", action="append", default=[], metavar="COLUMN=VALUE", help="keep matching rows (repeatable; also != < <= > >=)"
     )
@@ -28,7 +28,7 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    with ResultsDB(args.storage, create=False) as results:
+    with open_reader(args.storage) as results:
         frame = results.traces(args.study) if args.traces else results.runs(args.study)
     frame = filter_rows(frame, args.where)
     if args.columns:

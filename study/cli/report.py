@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 
-from db import ResultsDB
+from db import open_reader
 from study.cli.common import add_storage_argument
 from study.errors import BadInput
 
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("report", help="write the reports that fit a study's kind")
-    parser.add_argument("study")
+    parser.add_argument("study", help="the study's name (see gns studies)")
     add_storage_argument(parser)
     parser.add_argument("--out", type=Path, help="output folder (default: reports/STUDY)")
     parser.add_argument("--no-png", action="store_true", help="skip PNG export (which needs a Chromium)")
@@ -22,10 +23,10 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from study.report import build_report
 
-    out_dir = args.out or Path("reports") / args.study.replace("/", "_")
+    out_dir = args.out or Path("reports") / folder_name(args.study)
     if out_dir.exists() and not out_dir.is_dir():
         raise BadInput(f"--out: {str(out_dir)!r} exists and is not a folder")
-    with ResultsDB(args.storage, create=False) as results:
+    with open_reader(args.storage) as results:
         report = build_report(results, args.study, out_dir, png=not args.no_png)
     for problem in report.summary["problems"]:
         print(f"note: {problem}")
@@ -33,8 +34,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"note: {note}")
     for line in headline(report.summary):
         print(line)
-    print(f"report: {report.written.index.resolve()}")
+    print(f"report: {report.written.index.resolve().as_uri()}")
     return 0
+
+
+def folder_name(study: str) -> str:
+    """A study name as one folder under reports/: never '.', '..' or a path."""
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", study).strip(".")
+    return name or "_"
 
 
 def headline(summary: dict) -> list[str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from db import ResultsDB
+from db import open_reader
 from study.cli.common import add_storage_argument
 from study.output import FORMATS, write_frame
 
@@ -12,11 +12,11 @@ from study.output import FORMATS, write_frame
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("studies", help="list the studies in a results database")
     add_storage_argument(parser)
-    parser.add_argument("--format", choices=FORMATS, default="table")
+    parser.add_argument("--format", choices=FORMATS, default="table", help="output format")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    with ResultsDB(args.storage, create=False) as results:
+    with open_reader(args.storage) as results:
         write_frame(results.studies(), args.format)
     return 0

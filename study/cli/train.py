@@ -8,33 +8,45 @@ import sys
 
 import yaml
 
-from db import ResultsDB
+from db import open_writer
+from records import METHODS, TracePoint, TrialResult
 from study.cli.common import add_storage_argument
 from study.errors import BadInput
 from study.output import format_value
-from workers.config import METHODS, TrialConfig
-from workers.results import TracePoint, TrialResult
+from study.spec import check_study_name
+from workers.config import DEFAULT_ALPHA, DEFAULT_LOG_EVERY, INITIAL_LOSS_MODES, TrialConfig, default
+from workers.threads import DEFAULT_THREADS, set_threads
 
 ADHOC_KIND = "runs"  # a study of single `gns train` runs, not planned from a spec
 
 
 def add_parser(subparsers) -> None:
-    parser = subparsers.add_parser("train", help="train one run and print its results")
-    parser.add_argument("--workload", default="toy", help="toy, sinusoid, digits or package.module:factory")
+    parser = subparsers.add_parser("train", help="train one run in this process and print its results")
+    parser.add_argument("--workload", default=default("workload"), help="toy, sinusoid, digits or package.module:factory")
     parser.add_argument("--tasks", type=int, help="number of tasks (toy)")
     parser.add_argument(
         "--option", action="append", default=[], metavar="KEY=VALUE", help="a workload option (repeatable)"
     )
-    parser.add_argument("--method", default="gradnorm", choices=METHODS)
-    parser.add_argument("--alpha", type=float, help="GradNorm's alpha (default 0.12)")
+    parser.add_argument("--method", default="gradnorm", choices=METHODS, help="the loss-weighting method")
+    parser.add_argument("--alpha", type=float, help=f"GradNorm's alpha (default {DEFAULT_ALPHA})")
     parser.add_argument("--weights", type=_floats, help="static weights, comma-separated")
     parser.add_argument("--task", type=int, help="the task index for single-task")
-    parser.add_argument("--initial-loss", default="first", help="first, theoretical, or comma-separated values")
-    parser.add_argument("--steps", type=int, default=3000)
-    parser.add_argument("--batch-size", type=int, default=100)
-    parser.add_argument("--lr", type=float, default=1e-3, help="the network's Adam learning rate")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--log-every", type=int, default=100)
+    parser.add_argument(
+        "--initial-loss", default=default("initial_loss"),
+        help=f"GradNorm's L_i(0): {' or '.join(INITIAL_LOSS_MODES)}, or comma-separated values",
+    )
+    parser.add_argument("--steps", type=int, default=default("steps"), help="training steps")
+    parser.add_argument("--batch-size", type=int, default=default("batch_size"), help="minibatch size")
+    parser.add_argument("--lr", type=float, default=default("lr"), help="the network's Adam learning rate")
+    parser.add_argument("--seed", type=int, default=default("seed"), help="network init and minibatch order")
+    parser.add_argument(
+        "--log-every", type=int, help=f"steps between trace points (default {DEFAULT_LOG_EVERY}, or --steps if fewer)"
+    )
+    parser.add_argument(
+        "--threads", type=int, default=DEFAULT_THREADS,
+        help="torch intra-op threads (more rarely helps these small networks, and hurts on a busy machine)",
+    )
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument("--json", action="store_true", help="print the full result as JSON")
     parser.add_argument("--study", help=f"also record the run in this study (kind {ADHOC_KIND!r}) of --storage")
     add_storage_argument(parser)
@@ -60,7 +72,7 @@ def config_from_args(args: argparse.Namespace) -> TrialConfig:
     if args.tasks is not None:
         options["tasks"] = args.tasks
     initial_loss = args.initial_loss
-    if initial_loss not in ("first", "theoretical"):
+    if initial_loss not in INITIAL_LOSS_MODES:
         try:
             initial_loss = _floats(initial_loss)
         except argparse.ArgumentTypeError:
@@ -90,6 +102,13 @@ def run(args: argparse.Namespace) -> int:
     from workers.training import train
 
     config = config_from_args(args)
+    if args.study is not None:
+        check_study_name(args.study, "--study")
+    try:
+        set_threads(args.threads)
+    except ValueError as error:
+        raise BadInput(f"--{error}") from None
+    device = check_device(args.device)
     results = open_adhoc_study(args.storage, args.study) if args.study else None
 
     def progress(point: TracePoint) -> None:
@@ -100,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
         )
 
     try:
-        result = train(config, on_log=None if args.json else progress)
+        result = train(config, on_log=None if args.json else progress, device=device)
     except ValueError as error:  # raised before the first step: the config does not fit the workload
         raise BadInput(str(error)) from None
     if results is not None:
@@ -116,8 +135,21 @@ def run(args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
+def check_device(name: str) -> str:
+    import torch
+
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise BadInput(f"--device: unknown device {name!r} (cpu, cuda or cuda:N)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise BadInput(f"--device: {name!r} asked for, but torch sees no CUDA GPU here")
+    return name
+
+
 def open_adhoc_study(url: str, name: str):
-    results = ResultsDB(url, create=True)
+    """`gns train --study` is one of the documented writers: it records one run, no lease needed."""
+    results = open_writer(url)
     study = results.find_study(name)
     if study is None:
         results.create_study(name, ADHOC_KIND, {"study": name, "kind": ADHOC_KIND})

@@ -16,6 +16,9 @@ import plotly.graph_objects as go
 
 from study.report.frames import task_names, task_values
 from study.report.stats import LinearFit, fit_line, percent_change, spearman
+from records import Status
+
+OK = str(Status.OK)
 
 MIN_POINTS = 3
 
@@ -32,18 +35,18 @@ class Figure4Data:
 
 def figure4_data(runs: pd.DataFrame) -> Figure4Data:
     tasks = task_names(runs)
-    ok = runs[runs["status"] == "ok"]
+    ok = runs[runs["status"] == OK]
     references = ok[ok["method"] == "gradnorm"].drop_duplicates("seed").set_index("seed")
     compared = ok[ok["method"].isin(["static", "gradnorm-static"]) & ok["seed"].isin(references.index)]
-    failed_static = int(((runs["method"] == "static") & (runs["status"] != "ok")).sum())
+    failed_static = int(((runs["method"] == "static") & (runs["status"] != OK)).sum())
     problems = []
     if references.empty:
         problems.append("Figure 4 needs a finished GradNorm run; none has finished yet.")
 
     reference_of_each = references.loc[compared["seed"]]  # the GradNorm run each point is compared with
-    reference_weights = task_values(reference_of_each, "mean_w", tasks)
+    reference_weights = task_values(reference_of_each, "time_averaged_weight", tasks)
     reference_losses = task_values(reference_of_each, "test_loss", tasks)
-    weights = task_values(compared, "mean_w", tasks)
+    weights = task_values(compared, "time_averaged_weight", tasks)
     points = pd.DataFrame(
         {
             "key": compared["key"].to_numpy(),
@@ -80,7 +83,7 @@ def figure4_data(runs: pd.DataFrame) -> Figure4Data:
     if len(static_retrained):
         stats["gradnorm_static_change_pct"] = float(static_retrained["change_pct"].mean())
     stats["gradnorm_time_averaged_weights"] = {
-        int(seed): dict(zip(tasks, map(float, row))) for seed, row in zip(references.index, task_values(references, "mean_w", tasks))
+        int(seed): dict(zip(tasks, map(float, row))) for seed, row in zip(references.index, task_values(references, "time_averaged_weight", tasks))
     }
     return Figure4Data(tasks, points, references.reset_index(), fit, stats, problems)
 
@@ -136,7 +139,7 @@ def weights_parallel_plot(data: Figure4Data) -> go.Figure:
     colour = np.r_[change, np.full(len(references), marker)]
     scale = [[0.0, "black"], [0.0196, "black"], [0.02, "#d62828"], [0.5, "#fcbf49"], [1.0, "#2a9d8f"]]
     dimensions = [
-        {"label": f"w.{task}", "values": np.r_[static[f"w.{task}"], references[f"mean_w.{task}"]], "range": [0, len(data.tasks)]}
+        {"label": f"w.{task}", "values": np.r_[static[f"w.{task}"], references[f"time_averaged_weight.{task}"]], "range": [0, len(data.tasks)]}
         for task in data.tasks
     ]
     dimensions.append({"label": "% vs GradNorm", "values": np.r_[change, np.zeros(len(references))]})

@@ -15,6 +15,9 @@ import plotly.graph_objects as go
 
 from study.report.frames import task_names, task_values
 from study.report.stats import percent_change
+from records import Status
+
+OK = str(Status.OK)
 
 
 @dataclass
@@ -27,13 +30,13 @@ class Figure7Data:
 
 def figure7_data(runs: pd.DataFrame) -> Figure7Data:
     tasks = task_names(runs)
-    equal = runs[(runs["method"] == "equal") & (runs["status"] == "ok")].drop_duplicates("seed").set_index("seed")
+    equal = runs[(runs["method"] == "equal") & (runs["status"] == OK)].drop_duplicates("seed").set_index("seed")
     sweep = runs[runs["method"] == "gradnorm"]
     problems = [] if len(equal) else ["Figure 7 needs a finished equal-weights run; none has finished yet."]
 
     gains = sweep[["key", "alpha", "seed", "status"]].reset_index(drop=True).copy()
     gains["gain_pct"] = np.nan
-    comparable = (gains["status"] == "ok") & gains["seed"].isin(equal.index)
+    comparable = (gains["status"] == OK) & gains["seed"].isin(equal.index)
     if comparable.any():
         ok_runs = sweep[comparable.to_numpy()]
         gains.loc[comparable, "gain_pct"] = percent_change(
@@ -44,8 +47,8 @@ def figure7_data(runs: pd.DataFrame) -> Figure7Data:
         .agg(
             mean_gain_pct=("gain_pct", "mean"),
             std_gain_pct=("gain_pct", "std"),
-            seeds_ok=("status", lambda s: int((s == "ok").sum())),
-            seeds_failed=("status", lambda s: int((s != "ok").sum())),
+            seeds_ok=("status", lambda s: int((s == OK).sum())),
+            seeds_failed=("status", lambda s: int((s != OK).sum())),
         )
         .reset_index()
         .sort_values("alpha")

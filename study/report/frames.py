@@ -22,7 +22,7 @@ def task_names(runs: pd.DataFrame) -> tuple[str, ...]:
 
 
 def task_values(frame: pd.DataFrame, quantity: str, tasks: tuple[str, ...]) -> np.ndarray:
-    """An array [runs, tasks] of e.g. `mean_w` or `test_loss`."""
+    """An array [runs, tasks] of e.g. `time_averaged_weight` or `test_loss`."""
     return frame[[f"{quantity}.{task}" for task in tasks]].to_numpy(dtype=float)
 
 

@@ -18,6 +18,9 @@ import numpy as np
 import pandas as pd
 
 from study.report.frames import quantity_of, run_label, task_names, task_of
+from records import Status
+
+OK = str(Status.OK)
 
 SINGLE_TASK = "single-task"
 DELTA_M = "Δm %"
@@ -46,7 +49,7 @@ class MethodTable:
 def method_table(runs: pd.DataFrame, higher_is_better: dict[str, bool]) -> MethodTable:
     tasks = task_names(runs)
     columns = [f"{metric}.{task}" for task in tasks for metric in higher_is_better if f"{metric}.{task}" in runs.columns]
-    ok = runs[runs["status"] == "ok"].copy()
+    ok = runs[runs["status"] == OK].copy()
     ok["label"] = ok.apply(run_label, axis=1)
     multitask = ok[ok["method"] != SINGLE_TASK]
     mean = multitask.groupby("label", sort=False)[columns].mean()

@@ -23,6 +23,8 @@ class Balancer:
 
     # True where `step` needs ||grad_W L_i|| at the shared parameters W.
     needs_task_grad_norms = False
+    # G_i = ||grad_W w_i L_i|| of the last step, for traces; None for methods that do not use them.
+    last_grad_norms: torch.Tensor | None = None
 
     def __init__(self, num_tasks: int) -> None:
         if not isinstance(num_tasks, int) or num_tasks < 1:
@@ -65,7 +67,13 @@ class Balancer:
         return {"weight_sum": self._weight_sum.clone(), "steps": self._steps}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self._weight_sum = state["weight_sum"].clone().to(torch.float64)
+        """Restore a state_dict of a balancer with the same number of tasks (checked, like torch.optim)."""
+        weight_sum = torch.as_tensor(state["weight_sum"])
+        if weight_sum.shape != self._weight_sum.shape:
+            raise ValueError(
+                f"load_state_dict: the state is for {weight_sum.numel()} tasks, this balancer has {self.num_tasks}"
+            )
+        self._weight_sum = weight_sum.clone().to(torch.float64)
         self._steps = int(state["steps"])
 
 

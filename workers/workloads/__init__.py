@@ -3,12 +3,16 @@
 A factory takes the options mapping and returns a Workload. It runs with
 torch's global RNG seeded by the trial seed, so the model's initialization is
 fixed by that seed; data should come from the factory's own generator.
+
+Only a name that the user wrote in a spec or on the command line is ever
+imported here; the CLI never passes a workload name read from a database.
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import Any, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
@@ -24,47 +28,92 @@ BUILTIN: dict[str, tuple[Factory, type]] = {
 }
 
 
+class WorkloadError(ValueError):
+    """A workload name, its options or a user factory is wrong: one line naming it."""
+
+
+@dataclass(frozen=True)
+class WorkloadShape:
+    """What planning needs to know of a workload without keeping it."""
+
+    task_names: tuple[str, ...]
+    train_size: int
+
+
 def resolve_factory(name: str) -> Factory:
     if name in BUILTIN:
         return BUILTIN[name][0]
     if ":" not in name:
-        raise ValueError(f"workload: unknown workload {name!r} (built-in: {', '.join(BUILTIN)}; or package.module:factory)")
+        raise WorkloadError(f"workload: unknown workload {name!r} (built-in: {', '.join(BUILTIN)}; or package.module:factory)")
     module_name, _, attribute = name.partition(":")
     try:
         module = importlib.import_module(module_name)
     except ImportError as error:
-        raise ValueError(f"workload: cannot import {module_name!r} for {name!r} ({error})") from None
+        raise WorkloadError(f"workload: cannot import {module_name!r} for {name!r} ({error})") from None
     factory = getattr(module, attribute, None)
     if not callable(factory):
-        raise ValueError(f"workload: {module_name!r} has no callable {attribute!r}")
+        raise WorkloadError(f"workload: {module_name!r} has no callable {attribute!r}")
     return factory
+
+
+def build_workload(name: str, options: Mapping[str, Any], seed: int) -> Workload:
+    """The workload `name` with `options`, its model initialized from `seed`.
+
+    Anything wrong with the name, the options or a user factory (it cannot be
+    called with one options mapping, it raises, it returns something else) is
+    a WorkloadError naming the workload.
+    """
+    factory = resolve_factory(name)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        try:
+            workload = factory(dict(options))
+        except WorkloadError:
+            raise
+        except ValueError as error:  # our own option checks say which option
+            raise WorkloadError(str(error)) from None
+        except Exception as error:  # a user factory's own failure, or the wrong signature
+            raise WorkloadError(f"workload: factory {name!r} failed: {type(error).__name__}: {_first_line(error)}") from None
+    if not isinstance(workload, Workload):
+        raise WorkloadError(
+            f"workload: factory {name!r} returned {type(workload).__name__}, not a workers.workloads.base.Workload"
+        )
+    return workload
+
+
+def inspect_workload(name: str, options: Mapping[str, Any], seed: int) -> WorkloadShape:
+    workload = build_workload(name, options, seed)
+    return WorkloadShape(workload.task_names, len(workload.train))
 
 
 def task_names(name: str, options: Mapping[str, Any]) -> tuple[str, ...]:
     """The task names a workload will have, validating its options; cheap for built-ins."""
     if name in BUILTIN:
-        return parse_options(BUILTIN[name][1], name, options).task_names()
+        try:
+            return parse_options(BUILTIN[name][1], name, options).task_names()
+        except ValueError as error:
+            raise WorkloadError(str(error)) from None
     return build_workload(name, options, seed=0).task_names
 
 
-def build_workload(name: str, options: Mapping[str, Any], seed: int) -> Workload:
-    factory = resolve_factory(name)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        workload = factory(dict(options))
-    if not isinstance(workload, Workload):
-        raise ValueError(f"workload: factory {name!r} returned {type(workload).__name__}, not a Workload")
-    return workload
+def check_task_count(field: str, values: Sequence[Any], names: Sequence[str], workload: str) -> None:
+    """One value per task, or ValueError naming `field`."""
+    if len(values) != len(names):
+        raise ValueError(f"{field}: expected {len(names)} values (one per task of {workload}), got {len(values)}")
 
 
 def check_trial(config) -> tuple[str, ...]:
     """Check a TrialConfig against its workload's tasks; return the task names."""
     names = task_names(config.workload, config.workload_options)
-    count = len(names)
-    if config.weights is not None and len(config.weights) != count:
-        raise ValueError(f"weights: expected {count} values (one per task of {config.workload}), got {len(config.weights)}")
-    if isinstance(config.initial_loss, tuple) and len(config.initial_loss) != count:
-        raise ValueError(f"initial_loss: expected {count} values (one per task), got {len(config.initial_loss)}")
-    if config.task is not None and not config.task < count:
-        raise ValueError(f"task: must be a task index below {count}, got {config.task}")
+    if config.weights is not None:
+        check_task_count("weights", config.weights, names, config.workload)
+    if isinstance(config.initial_loss, tuple):
+        check_task_count("initial_loss", config.initial_loss, names, config.workload)
+    if config.task is not None and not config.task < len(names):
+        raise ValueError(f"task: must be a task index below {len(names)}, got {config.task}")
     return names
+
+
+def _first_line(error: Exception) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else "(no message)"

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from workers.model import MultiTaskNet
-from workers.results import TaskMetric
+from records import TaskMetric
 
 REGRESSION = "regression"  # mean squared error; metric: mse
 CLASSIFICATION = "classification"  # cross-entropy on logits; metrics: accuracy, cross_entropy

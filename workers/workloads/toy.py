@@ -1,4 +1,4 @@
-"""The paper's synthetic multitask regression (Chen et al. 2018, section 5.1).
+"""The paper's synthetic multitask regression (Chen et al. 2018, section 4).
 
     f_i(x) = sigma_i * tanh((B + eps_i) x),   x in R^250, f_i(x) in R^100
 
@@ -22,8 +22,8 @@ import torch
 from workers.model import fully_connected_net
 from workers.workloads.base import Split, Workload, check_data_options, check_option, is_int, parse_options, regression_workload
 
-INPUT_DIM = 250  # paper, section 5.1
-OUTPUT_DIM = 100  # paper, section 5.1
+INPUT_DIM = 250  # paper, section 4
+OUTPUT_DIM = 100  # paper, section 4
 HIDDEN_UNITS = 100  # paper: 4-layer fully-connected ReLU trunk, 100 units
 TRUNK_DEPTH = 4
 B_VARIANCE = 10.0  # paper: B ~ N(0, 10)

@@ -1,0 +1,109 @@
+"""The record types that cross between layers: torch-free, JSON-ready, owned by no layer.
+
+`workers` returns a TrialResult; `db` stores one; `study` moves it from the
+first to the second. Each may import this module; none of them is imported
+here. Also here: the trial status enum, the method names, and the one
+canonical hash that turns plain data into a stable key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+# Every loss-weighting method a trial can name.
+METHODS = ("equal", "static", "uncertainty", "gradnorm", "gradnorm-static", "single-task")
+
+
+class Status(enum.StrEnum):
+    """Where a trial key stands. Stored as its text value."""
+
+    RECORDING = "recording"  # claimed by a writer, its Optuna trial and rows not yet complete
+    RUNNING = "running"  # a driver is training it now (heartbeat in gns_trials)
+    OK = "ok"  # finished; the primary metric is valid
+    DIVERGED = "diverged"  # a loss or weight became non-finite; stopped early
+    CRASHED = "crashed"  # the worker failed past its retries, or its reference failed
+    PENDING = "pending"  # runs again: was RUNNING under a driver that died, or FAIL and --retry-failed;
+    # the earlier attempt stays in Optuna's history, marked superseded
+
+    @property
+    def finished(self) -> bool:
+        """A final state: the key counts as recorded."""
+        return self in (Status.OK, Status.DIVERGED, Status.CRASHED)
+
+    @property
+    def failed(self) -> bool:
+        return self in (Status.DIVERGED, Status.CRASHED)
+
+
+def canonical_hash(data: Any) -> str:
+    """sha256 of `data` as canonical JSON (sorted keys, no spaces): the same data, the same hash."""
+    return hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class TracePoint:
+    """The state of a run at one logged step.
+
+    train_losses are averaged over the steps since the previous log point;
+    test_losses are measured on the whole test set at `step`.
+    """
+
+    step: int
+    train_losses: tuple[float, ...]
+    test_losses: tuple[float, ...]
+    weights: tuple[float, ...]
+    grad_norms: tuple[float, ...] | None = None  # G_i = ||grad_W w_i L_i||, GradNorm only
+
+
+@dataclass(frozen=True)
+class TaskMetric:
+    task: str
+    metric: str
+    value: float
+    higher_is_better: bool
+
+
+@dataclass(frozen=True)
+class TrialResult:
+    status: Status  # OK or DIVERGED (a crash has no result)
+    task_names: tuple[str, ...]
+    primary_metric: float  # the workload's headline number, lower is better
+    initial_losses: tuple[float, ...]  # L_i(0): training loss of the first batch
+    final_test_losses: tuple[float, ...]
+    test_metrics: tuple[TaskMetric, ...]
+    final_weights: tuple[float, ...]
+    time_averaged_weights: tuple[float, ...]  # E_t[w_i(t)] over every step taken
+    steps_completed: int
+    wall_time_s: float
+    trace: tuple[TracePoint, ...]
+    diverged_step: int | None = None
+    failure_reason: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "status", Status(self.status))
+
+    @property
+    def ok(self) -> bool:
+        return self.status is Status.OK
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["status"] = str(self.status)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "TrialResult":
+        fields = dict(data)
+        fields["trace"] = tuple(
+            TracePoint(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in point.items()})
+            for point in fields["trace"]
+        )
+        fields["test_metrics"] = tuple(TaskMetric(**m) for m in fields["test_metrics"])
+        for name in ("task_names", "initial_losses", "final_test_losses", "final_weights", "time_averaged_weights"):
+            fields[name] = tuple(fields[name])
+        return cls(**fields)

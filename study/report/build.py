@@ -1,0 +1,144 @@
+"""Reports: from the database to DataFrames and statistics, then figures, then a page.
+
+`build_report` picks what fits the study's kind:
+    random-static  Figure 4, the weights in parallel coordinates, GradNorm's w_i(t)
+    alpha-sweep    Figure 7, dynamics per alpha
+    methods, runs  the method table, dynamics per method
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from db import ResultsReader
+from records import Status
+from study.report.dynamics import DynamicsData, changing_weights, dynamics_data, losses_plot, weights_plot
+from study.report.figure4 import figure4_data, figure4_plot, weights_parallel_plot
+from study.report.figure7 import figure7_data, figure7_plot
+from study.report.page import Section, WrittenReport, write_report
+from study.report.tables import DELTA_M, SINGLE_TASK, method_table, table_html, table_stats
+
+
+OK = str(Status.OK)
+
+
+@dataclass
+class Report:
+    written: WrittenReport
+    summary: dict[str, Any]
+
+
+def build_report(results: ResultsReader, study: str, out_dir: Path, png: bool = True) -> Report:
+    info = results.find_study(study)
+    if info is None:
+        results.runs(study)  # raises NoSuchStudy with the database named
+    runs = results.runs(study)
+    ok = int((runs["status"] == OK).sum())
+    summary: dict[str, Any] = {
+        "study": study,
+        "kind": info.kind,
+        "workload": info.spec.get("workload"),
+        "trials_recorded": int(len(runs)),
+        "trials_ok": ok,
+        "trials_failed": int(len(runs) - ok),
+        "problems": [],
+    }
+    if info.kind == "random-static":
+        sections = _random_static(results, study, runs, summary)
+    elif info.kind == "alpha-sweep":
+        sections = _alpha_sweep(results, study, runs, summary)
+    else:
+        sections = _methods(results, study, runs, summary)
+    if not summary["trials_ok"]:
+        summary["problems"].insert(0, "No trial of this study has finished yet: nothing to plot.")
+    title = f"{study}: {info.kind} on {info.spec.get('workload', '?')}"
+    written = write_report(out_dir, title, summary, info.spec, sections, png=png)
+    return Report(written, summary)
+
+
+def _random_static(results: ResultsReader, study: str, runs: pd.DataFrame, summary: dict[str, Any]) -> list[Section]:
+    data = figure4_data(runs)
+    summary["problems"] += data.problems
+    summary["figure4"] = data.stats
+    stats = data.stats
+    text = [
+        "Each point is a network trained with fixed random weights; x is the L2 distance from its weights to the "
+        "GradNorm run's time-averaged weights E_t[w], y is 100 · mean_i (L_i^GN − L_i^static) / L_i^GN on the test "
+        "set after the same number of steps (negative: the static run does worse than GradNorm).",
+        f"{stats['beat_gradnorm']} of {stats['static_runs']} finished static runs beat GradNorm"
+        + (f"; {stats['static_failed']} static runs failed." if stats["static_failed"] else "."),
+    ]
+    if data.fit is not None:
+        fit = data.fit
+        text.append(
+            f"OLS: slope {fit.slope:.4g} %/unit (95 % CI {fit.slope_ci_low:.4g} to {fit.slope_ci_high:.4g}), "
+            f"intercept {fit.intercept:.4g} %, Pearson r = {fit.pearson_r:.3f} (p = {fit.p_value:.3g}), "
+            f"Spearman ρ = {stats['spearman_rho']:.3f} (p = {stats['spearman_p']:.3g}), n = {fit.n}."
+        )
+    if "gradnorm_static_change_pct" in stats:
+        text.append(f"GradNorm-Static (retrained with E_t[w]): {stats['gradnorm_static_change_pct']:+.2f} % vs GradNorm.")
+    sections = [Section("figure4", "Figure 4: performance vs distance to GradNorm's weights", text, figure4_plot(data), data.points)]
+    if len(data.points):
+        sections.append(
+            Section("weights-parallel", "Static weights in parallel coordinates",
+                    ["Each line is one static run's weights, coloured by its % change vs GradNorm; the black line is "
+                     "GradNorm's time-averaged weights."],
+                    weights_parallel_plot(data), data.points)
+        )
+    keys = runs.loc[runs["method"] != "static", "key"].tolist()
+    return sections + _dynamics_sections(results, study, runs, keys)
+
+
+def _alpha_sweep(results: ResultsReader, study: str, runs: pd.DataFrame, summary: dict[str, Any]) -> list[Section]:
+    data = figure7_data(runs)
+    summary["problems"] += data.problems
+    summary["figure7"] = {**data.stats, "by_alpha": data.by_alpha.to_dict(orient="records")}
+    text = [
+        "Gain = 100 · mean_i (L_i^equal − L_i^α) / L_i^equal on the test set, against the equal-weights run of the "
+        "same seed (positive: GradNorm does better). Mean ± std over seeds; red crosses mark α where runs diverged."
+    ]
+    if "best_alpha" in data.stats:
+        text.append(f"Best α = {data.stats['best_alpha']:g} with a mean gain of {data.stats['best_mean_gain_pct']:+.2f} %.")
+    if data.stats["first_unstable_alpha"] is not None:
+        text.append(f"Runs first diverge at α = {data.stats['first_unstable_alpha']:g}.")
+    by_alpha_html = data.by_alpha.to_html(index=False, float_format=lambda v: f"{v:.3g}", na_rep="–")
+    sections = [Section("figure7", "Figure 7: gain over equal weights vs α", text, figure7_plot(data), data.gains, by_alpha_html)]
+    return sections + _dynamics_sections(results, study, runs, runs["key"].tolist())
+
+
+def _methods(results: ResultsReader, study: str, runs: pd.DataFrame, summary: dict[str, Any]) -> list[Section]:
+    table = method_table(runs, results.metric_directions(study))
+    summary["problems"] += table.problems
+    summary["methods_table"] = table_stats(table)
+    text = ["Final test metrics, mean ± std over seeds; the best method per column in bold (↑ higher is better, ↓ lower)."]
+    if table.delta_m is not None:
+        text.append(
+            f"{DELTA_M}: the mean over every metric of the signed relative change vs the single-task run trained for "
+            "that metric's task, 100/K · Σ_j (−1)^h_j (M_j − M_single,j) / M_single,j with h_j = 1 where higher is "
+            "better. Lower is better; 0 matches training each task alone."
+        )
+    sections = [Section("methods", "Per-task test metrics per method", text, None, table.long(), table_html(table))]
+    multitask = runs.loc[runs["method"] != SINGLE_TASK, "key"].tolist()  # single-task runs are the table's baseline
+    return sections + _dynamics_sections(results, study, runs, multitask)
+
+
+def _dynamics_sections(results: ResultsReader, study: str, runs: pd.DataFrame, keys: list[str]) -> list[Section]:
+    finished = runs[(runs["status"] == OK) & runs["key"].isin(keys)]
+    if finished.empty:
+        return []
+    data: DynamicsData = dynamics_data(finished, results.traces(study, keys=finished["key"].tolist()))
+    losses = pd.concat(
+        [data.losses, data.normalized.rename(columns={"normalized_test_loss": "test_loss"}).assign(task="task-normalized")]
+    )
+    sections = []
+    if changing_weights(data.weights):
+        sections.append(Section("weights", "Loss weights w_i(t)", ["Mean over seeds per method."], weights_plot(data), data.weights))
+    return sections + [
+        Section("losses", "Loss curves", ["Task-normalized test loss Σ_i L_i(t) / L_i(0), and each task's train and "
+                                          "test loss (log scale where they span more than 100×)."],
+                losses_plot(data), losses),
+    ]
