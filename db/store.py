@@ -15,6 +15,7 @@ renewing it, at once when the holder is a dead process on this host.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -71,6 +72,19 @@ def this_process() -> str:
     return f"{socket.gethostname()} pid {os.getpid()}"
 
 
+def _retried(method: Callable[..., Any]) -> Callable[..., Any]:
+    """A writer's call retried through outages (db.retry); a reader's runs once and fails fast."""
+
+    @functools.wraps(method)
+    def call(self: "ResultsDB", *args: Any, **kwargs: Any) -> Any:
+        if not self.writable:
+            return method(self, *args, **kwargs)
+        what = f"{method.__name__.replace('_', ' ')} {args[0]!r}" if args else method.__name__.replace("_", " ")
+        return retrying(what, lambda: method(self, *args, **kwargs))
+
+    return call
+
+
 class ResultsDB(ResultsWriter):
     """Open the results database at `url`.
 
@@ -86,14 +100,10 @@ class ResultsDB(ResultsWriter):
         self.writable = create
         self.token = uuid.uuid4().hex  # names this writer's claims and lease
         path = sqlite_file(self.url)
-        engine_url = self.url
-        if path is not None:
-            check_sqlite_file(path, self.display_url, must_exist=not create)
-            if not create:
-                engine_url = read_only_url(path)
-        self.engine = create_engine(engine_url, **engine_options(self.url))
-        if path is not None and create:
-            event.listen(self.engine, "connect", _sqlite_pragmas)
+        existing_file = path is not None and check_sqlite_file(path, self.display_url, must_exist=not create)
+        # An existing SQLite file is first opened read-only: nothing (not even the WAL pragma)
+        # touches it until its tables say it is ours.
+        self.engine = create_engine(read_only_url(path) if existing_file else self.url, **engine_options(self.url))
         try:
             tables = set(inspect(self.engine).get_table_names())
         except OperationalError as error:
@@ -109,6 +119,11 @@ class ResultsDB(ResultsWriter):
         if not tables and not create:
             self.engine.dispose()
             raise NotOurDatabase(f"storage: {self.display_url} holds no gradnorm-study results")
+        if create and existing_file:  # ours: reopen it for writing
+            self.engine.dispose()
+            self.engine = create_engine(self.url, **engine_options(self.url))
+        if create and path is not None:
+            event.listen(self.engine, "connect", _sqlite_pragmas)
         self._check_schema_version()
         self._optuna: RDBStorage | None = None
         if create:
@@ -134,9 +149,6 @@ class ResultsDB(ResultsWriter):
         with Session(self.engine, expire_on_commit=False) as session, session.begin():
             yield session
 
-    def _write(self, what: str, action: Callable[[], Any]) -> Any:
-        return retrying(what, action)
-
     def _check_schema_version(self) -> None:
         if not inspect(self.engine).has_table(SchemaInfo.__tablename__):
             return
@@ -160,12 +172,13 @@ class ResultsDB(ResultsWriter):
             self.optuna  # noqa: B018 (creates Optuna's tables)
 
         try:
-            self._write(f"setting up {self.display_url}", create)
+            retrying(f"setting up {self.display_url}", create)
         except (OperationalError, ProgrammingError) as error:
             raise DatabaseUnreachable(f"storage: cannot write to {self.display_url}: {_first_line(error)}") from None
 
     # ---- studies -------------------------------------------------------------
 
+    @_retried
     def create_study(self, name: str, kind: str, spec: Mapping[str, Any], planned_trials: int | None = None) -> StudyInfo:
         if self.find_study(name) is not None:
             raise DatabaseInputError(f"study: {name!r} already exists in {self.display_url}")
@@ -183,7 +196,7 @@ class ResultsDB(ResultsWriter):
                 session.add(row)
             return row
 
-        return _study_info(self._write(f"creating study {name!r}", create))
+        return _study_info(create())
 
     def _remove_leftover_optuna_study(self, name: str) -> bool:
         """An Optuna study of this name without our row: left by a create that died half-way.
@@ -202,18 +215,21 @@ class ResultsDB(ResultsWriter):
         self.optuna.delete_study(optuna_id)
         return True
 
+    @_retried
     def find_study(self, name: str) -> StudyInfo | None:
         row = self._study_row(name, required=False)
         return None if row is None else _study_info(row)
 
+    @_retried
     def set_planned_trials(self, name: str, count: int) -> None:
         row = self._study_row(name)
-        self._write("saving the plan size", lambda: self._update_study(row.id, planned_trials=count))
+        self._update_study(row.id, planned_trials=count)
 
+    @_retried
     def delete_study(self, name: str) -> None:
         row = self._study_row(name, required=False)
         if row is None:
-            if self._write(f"deleting study {name!r}", lambda: self._remove_leftover_optuna_study(name)):
+            if self._remove_leftover_optuna_study(name):
                 return
             raise NoSuchStudy(f"study: no study named {name!r} in {self.display_url}")
         holder = self._live_holder(row)
@@ -229,7 +245,7 @@ class ResultsDB(ResultsWriter):
                 session.execute(delete(StudyRow).where(StudyRow.id == row.id))
             self._remove_leftover_optuna_study(name)
 
-        self._write(f"deleting study {name!r}", remove)
+        remove()
 
     def _study_row(self, name: str, required: bool = True) -> StudyRow | None:
         with self.session() as session:
@@ -244,24 +260,26 @@ class ResultsDB(ResultsWriter):
 
     # ---- the lease: one driver per study --------------------------------------------
 
+    @_retried
     def lease_holder(self, study: str) -> LeaseHolder | None:
         return self._live_holder(self._study_row(study))
 
     def _live_holder(self, row: StudyRow) -> LeaseHolder | None:
-        if row.lease_token is None or _utc(row.lease_expires_at) < _now():
+        if row.lease_token is None or _utc(row.lease_expires_at) < _now() or _dead_here(row.lease_holder):
             return None
         return LeaseHolder(row.lease_holder or "?", _utc(row.lease_since), _utc(row.lease_expires_at))
 
+    @_retried
     def acquire_lease(self, study: str) -> None:
         row = self._study_row(study)
         now = _now()
         free = or_(StudyRow.lease_token.is_(None), StudyRow.lease_token == self.token, StudyRow.lease_expires_at < now)
-        if self._write("taking the study lease", lambda: self._take_lease(row.id, free, now)):
+        if self._take_lease(row.id, free, now):
             return
         row = self._study_row(study)
-        if row.lease_token is not None and _dead_here(row.lease_holder):
+        if row.lease_token is not None and self._live_holder(row) is None:  # its holder died on this host
             dead_holder = StudyRow.lease_token == row.lease_token  # only if nobody took it meanwhile
-            if self._write("taking the study lease", lambda: self._take_lease(row.id, dead_holder, now)):
+            if self._take_lease(row.id, dead_holder, now):
                 return
             row = self._study_row(study)
         holder = self._live_holder(row)
@@ -278,6 +296,7 @@ class ResultsDB(ResultsWriter):
             ).rowcount
         return taken == 1
 
+    @_retried
     def renew_lease(self, study: str) -> None:
         row = self._study_row(study)
 
@@ -297,13 +316,14 @@ class ResultsDB(ResultsWriter):
             if renewed != 1:
                 raise StudyBusy(f"study {study!r}: this driver lost its lease (it expired and another driver took it)")
 
-        self._write("renewing the study lease", renew)
+        renew()
 
+    @_retried
     def release_lease(self, study: str) -> None:
         row = self._study_row(study, required=False)
         if row is None:
             return
-        self._write("releasing the study lease", lambda: self._release(row.id))
+        self._release(row.id)
 
     def _release(self, study_id: int) -> None:
         with self.session() as session:
@@ -315,11 +335,13 @@ class ResultsDB(ResultsWriter):
 
     # ---- running and recording trials ---------------------------------------------------
 
+    @_retried
     def recorded_keys(self, study: str) -> set[str]:
         row = self._study_row(study)
         with self.session() as session:
             return set(session.scalars(select(TrialRow.key).where(TrialRow.study_id == row.id, TrialRow.complete)))
 
+    @_retried
     def requeue(self, study: str, failed: bool = False) -> int:
         row = self._study_row(study)
         statuses = [Status.RUNNING] + ([Status.DIVERGED, Status.CRASHED] if failed else [])
@@ -330,8 +352,10 @@ class ResultsDB(ResultsWriter):
                     select(TrialRow).where(TrialRow.study_id == row.id, TrialRow.status.in_([str(s) for s in statuses]))
                 ).all()
             for trial in trials:
-                if trial.optuna_trial_id is not None:
-                    self._end_stale_optuna_trial(trial.optuna_trial_id)
+                # a driver killed between creating the Optuna trial and noting its id left it unnoted
+                optuna_trial_id = trial.optuna_trial_id or self._find_optuna_trial(row.optuna_study_id, trial.key, trial.attempt)
+                if optuna_trial_id is not None:
+                    self._end_stale_optuna_trial(optuna_trial_id)
                 with self.session() as session:
                     for table in (TraceRow, MetricRow, TrialTaskRow):
                         session.execute(delete(table).where(table.trial_id == trial.id))
@@ -343,7 +367,7 @@ class ResultsDB(ResultsWriter):
                     )
             return len(trials)
 
-        return self._write("re-queueing trials", requeue)
+        return requeue()
 
     def _end_stale_optuna_trial(self, optuna_trial_id: int) -> None:
         """A RUNNING Optuna trial whose driver died becomes FAIL (status 'stale'); finished ones stay as they are."""
@@ -351,6 +375,7 @@ class ResultsDB(ResultsWriter):
             self.optuna.set_trial_user_attr(optuna_trial_id, "status", "stale")
             self.optuna.set_trial_state_values(optuna_trial_id, TrialState.FAIL)
 
+    @_retried
     def start_trial(self, study: str, key: str, config: Mapping[str, Any]) -> None:
         row = self._study_row(study)
 
@@ -362,8 +387,9 @@ class ResultsDB(ResultsWriter):
             optuna_trial_id = self.optuna.create_new_trial(row.optuna_study_id, template_trial=frozen)
             self._set_optuna_ids(claim.id, optuna_trial_id)
 
-        self._write(f"starting trial {key}", start)
+        start()
 
+    @_retried
     def record(
         self,
         study: str,
@@ -381,9 +407,7 @@ class ResultsDB(ResultsWriter):
         if (result is None) == (failure is None):
             raise ValueError("record: give either a result or a failure")
         study_row = self._study_row(study)
-        return self._write(
-            f"recording trial {key}", lambda: self._record_once(study_row, key, config, result, failure, worker)
-        )
+        return self._record_once(study_row, key, config, result, failure, worker)
 
     def _record_once(
         self, study_row: StudyRow, key: str, config: Mapping[str, Any], result: TrialResult | None,
@@ -494,6 +518,7 @@ class ResultsDB(ResultsWriter):
                 return self.optuna.get_trial_id_from_study_id_trial_number(optuna_study_id, trial.number)
         return None
 
+    @_retried
     def time_averaged_weights(self, study: str, key: str) -> tuple[float, ...] | None:
         """E_t[w] of a recorded, successful trial (what GradNorm-Static retrains with)."""
         row = self._study_row(study)
@@ -512,32 +537,38 @@ class ResultsDB(ResultsWriter):
 
     # ---- reading -------------------------------------------------------------------
 
+    @_retried
     def studies(self) -> pd.DataFrame:
         with self.session() as session:
             return queries.studies(session)
 
+    @_retried
     def runs(self, study: str) -> pd.DataFrame:
         row = self._study_row(study)
         with self.session() as session:
             return queries.runs(session, row.id)
 
+    @_retried
     def traces(self, study: str, keys: list[str] | None = None) -> pd.DataFrame:
         row = self._study_row(study)
         with self.session() as session:
             return queries.traces(session, row.id, keys)
 
+    @_retried
     def best_value(self, study: str) -> float | None:
         """The lowest primary metric among the study's successful trials."""
         row = self._study_row(study)
         with self.session() as session:
             return queries.best_value(session, row.id)
 
+    @_retried
     def metric_directions(self, study: str) -> dict[str, bool]:
         """Each test metric of the study and whether higher is better."""
         row = self._study_row(study)
         with self.session() as session:
             return queries.metric_directions(session, row.id)
 
+    @_retried
     def progress(self, study: str) -> dict[str, int]:
         row = self._study_row(study)
         with self.session() as session:

@@ -30,7 +30,7 @@ import ray
 from ray import tune
 from sqlalchemy.engine import URL
 
-from db import LEASE_TTL_S, DatabaseInputError, ResultsReader, ResultsWriter, open_reader, open_writer, parse_url, spec_hash
+from db import LEASE_TTL_S, DatabaseInputError, StudyBusy, ResultsReader, ResultsWriter, open_reader, open_writer, parse_url, spec_hash
 from records import Status, TrialResult
 from study.errors import BadInput
 from study.plan import PlannedTrial, plan_study
@@ -80,7 +80,7 @@ def launch(
     url = parse_url(storage)  # a bad URL is refused before Ray starts
     keys = {p.key for p in planned}
 
-    done = _already_done(url, spec, keys, force_new, retry_failed)
+    done = _already_done(url, spec, keys, force_new, retry_failed)  # also refuses a study another driver runs
     if done is not None:
         print(f"study {spec.study!r}: all {plural(len(planned), 'planned trial')} are recorded; nothing to run", file=stream)
         return LaunchSummary(spec.study, len(planned), len(planned), 0, 0, 0, time.monotonic() - started, False,
@@ -90,8 +90,7 @@ def launch(
     try:
         check_resources(spec, ray.cluster_resources())
         with open_writer(url) as results:
-            prepare_study(results, spec, len(planned), force_new, stream)
-            results.acquire_lease(spec.study)
+            prepare_study(results, spec, len(planned), force_new, stream)  # takes the study lease
             try:
                 with LeaseKeeper(results, spec.study) as keeper:
                     requeued = results.requeue(spec.study, failed=retry_failed)
@@ -148,11 +147,16 @@ def _already_done(
     try:
         with open_reader(url) as results:
             existing = results.find_study(spec.study)
+            holder = results.lease_holder(spec.study) if existing is not None else None
+            if holder is not None:
+                raise StudyBusy(f"study {spec.study!r} is already being run by {holder.describe()}; wait for it or stop it")
             if existing is None or spec_hash(_identity_of(existing.spec)) != spec_hash(spec.identity()):
                 return None
             if not keys <= results.recorded_keys(spec.study):
                 return None
             failures = failure_counts(results, spec.study, keys)
+    except StudyBusy:
+        raise
     except DatabaseInputError:  # no database yet, or one the writer will judge: take the full path
         return None
     if retry_failed and failures[0]:
@@ -239,22 +243,30 @@ def check_resources(spec: StudySpec, cluster: dict[str, float]) -> None:
 
 
 def prepare_study(results: ResultsWriter, spec: StudySpec, planned: int, force_new: bool, stream: TextIO) -> None:
-    """Create the study, or resume it if it was made from the same plan."""
-    identity_hash = spec_hash(spec.identity())
+    """Create the study, or resume it if it was made from the same plan; either way, take its lease.
+
+    The lease is taken before anything of an existing study changes, so a
+    second driver is refused having written nothing.
+    """
     existing = results.find_study(spec.study)
-    if existing is not None and spec_hash(_identity_of(existing.spec)) != identity_hash:
-        if not force_new:
-            raise BadInput(
-                f"study {spec.study!r} already exists in {results.display_url} with a different spec; "
-                "rename the study, or pass --force-new to delete it and start over"
-            )
-        print(f"--force-new: deleting the earlier study {spec.study!r}", file=stream)
-        results.delete_study(spec.study)
-        existing = None
     if existing is None:
         results.create_study(spec.study, spec.kind, spec.to_dict(), planned_trials=planned)
-    else:
+        results.acquire_lease(spec.study)
+        return
+    results.acquire_lease(spec.study)
+    if spec_hash(_identity_of(existing.spec)) == spec_hash(spec.identity()):
         results.set_planned_trials(spec.study, planned)
+        return
+    if not force_new:
+        results.release_lease(spec.study)
+        raise BadInput(
+            f"study {spec.study!r} already exists in {results.display_url} with a different spec; "
+            "rename the study, or pass --force-new to delete it and start over"
+        )
+    print(f"--force-new: deleting the earlier study {spec.study!r}", file=stream)
+    results.delete_study(spec.study)
+    results.create_study(spec.study, spec.kind, spec.to_dict(), planned_trials=planned)
+    results.acquire_lease(spec.study)
 
 
 def _identity_of(stored_spec: dict[str, Any]) -> dict[str, Any]:
