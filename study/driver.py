@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import ray
+import ray._private.ray_constants as ray_constants
 from ray import tune
 from sqlalchemy.engine import URL
 
@@ -46,6 +47,7 @@ os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")  # relative paths in worklo
 
 
 RAY_CONNECT_TIMEOUT_S = 5
+RAY_CLUSTER_MODE = ray_constants.ENABLE_RAY_CLUSTER  # Ray's own default for this platform
 
 
 @dataclass(frozen=True)
@@ -225,6 +227,9 @@ def start_ray(address: str | None) -> None:
     # authentication on a local instance) would bury it.
     options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.ERROR}
     try:
+        # A local Ray is for this machine only: Ray's single-machine mode (its default on
+        # macOS and Windows) binds every Ray process to 127.0.0.1 instead of all interfaces.
+        ray_constants.ENABLE_RAY_CLUSTER = RAY_CLUSTER_MODE if address is not None else False
         if address is None:
             ray.init(**options)
         else:

@@ -21,10 +21,20 @@ def compose():
     return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 
 
-def interpolate(text: str) -> str:
-    """Compose's ${VAR:-default} with the defaults, ${VAR:?...} with a placeholder."""
-    text = re.sub(r"\$\{(\w+):-([^}]*)\}", r"\2", text)
-    return re.sub(r"\$\{(\w+):\?[^}]*\}", "placeholder", text)
+def interpolate(text: str, env: dict[str, str] | None = None) -> str:
+    """Compose's ${VAR:-default} and ${VAR:?error}, as Compose would with the variables `env` set."""
+    env = env or {}
+    text = re.sub(r"\$\{(\w+):-([^}]*)\}", lambda m: env.get(m.group(1), m.group(2)), text)
+
+    def required(match: re.Match) -> str:
+        if match.group(1) not in env:
+            raise KeyError(f"compose would refuse to start without {match.group(1)}")
+        return env[match.group(1)]
+
+    return re.sub(r"\$\{(\w+):\?[^}]*\}", required, text)
+
+
+SECRETS = {"POSTGRES_PASSWORD": "s3cret", "RAY_AUTH_TOKEN": "token"}
 
 
 def test_the_five_services(compose):
@@ -54,8 +64,8 @@ def test_driver_and_dashboard_use_the_compose_postgres(compose):
     services = compose["services"]
     postgres = services["postgres"]["environment"]
     for name in ("driver", "optuna-dashboard"):
-        url = parse_url(interpolate(services[name]["environment"]["GNS_STORAGE"]))
-        assert url.get_backend_name() == "postgresql" and url.host == "postgres"
+        url = parse_url(interpolate(services[name]["environment"]["GNS_STORAGE"], SECRETS))
+        assert url.get_backend_name() == "postgresql" and url.host == "postgres" and url.password == "s3cret"
         assert url.username == postgres["POSTGRES_USER"] and url.database == postgres["POSTGRES_DB"]
         assert services[name]["depends_on"]["postgres"]["condition"] == "service_healthy"
     assert "pg_isready" in " ".join(services["postgres"]["healthcheck"]["test"])
@@ -65,8 +75,8 @@ def test_driver_runs_gns_launch_on_an_example_spec(compose):
     driver = compose["services"]["driver"]
     command = driver["command"]
     launch = re.search(r"gns (launch [^;]*)", command).group(1)
-    argv = [interpolate(arg) for arg in shlex.split(launch.replace("$$", "$"))]
-    spec = interpolate(driver["environment"]["SPEC"])
+    argv = [interpolate(arg, SECRETS) for arg in shlex.split(launch.replace("$$", "$"))]
+    spec = interpolate(driver["environment"]["SPEC"], SECRETS)
     argv = [spec if arg == "$SPEC" else arg for arg in argv]
     args = build_parser().parse_args(argv)  # the flags exist
     assert args.command == "launch" and args.address == "auto"
@@ -76,7 +86,34 @@ def test_driver_runs_gns_launch_on_an_example_spec(compose):
 def test_dashboard_serves_the_storage_url(compose):
     dashboard = compose["services"]["optuna-dashboard"]
     assert "optuna-dashboard" in dashboard["command"] and "$$GNS_STORAGE" in dashboard["command"]
-    assert "8080:8080" in dashboard["ports"]
+
+
+def published(compose, env) -> dict[str, str]:
+    """Container port -> the host address it is published on, for every service."""
+    ports = {}
+    for service in compose["services"].values():
+        for mapping in service.get("ports", []):
+            host, _, container = interpolate(mapping, env).rpartition(":")
+            ports[container] = host.rpartition(":")[0] if host.count(":") else ""
+    return ports
+
+
+def test_published_ports_stay_on_loopback_unless_asked(compose):
+    ports = published(compose, SECRETS)
+    assert set(ports) == {"5432", "8080"}
+    assert set(ports.values()) == {"127.0.0.1"}  # an empty host would mean every interface
+    assert set(published(compose, {**SECRETS, "GNS_PUBLISH_HOST": "0.0.0.0"}).values()) == {"0.0.0.0"}
+
+
+def test_there_is_no_default_password(compose):
+    text = (ROOT / "docker-compose.yml").read_text()
+    assert "POSTGRES_PASSWORD" in text
+    with pytest.raises(KeyError, match="POSTGRES_PASSWORD"):
+        interpolate(compose["services"]["postgres"]["environment"]["POSTGRES_PASSWORD"])
+    with pytest.raises(KeyError, match="POSTGRES_PASSWORD"):
+        interpolate(compose["services"]["driver"]["environment"]["GNS_STORAGE"], {"RAY_AUTH_TOKEN": "t"})
+    example = (ROOT / ".env.example").read_text()
+    assert re.search(r"^POSTGRES_PASSWORD=$", example, re.M) and re.search(r"^RAY_AUTH_TOKEN=$", example, re.M)
 
 
 def test_the_image_installs_the_pinned_project(compose):
