@@ -13,6 +13,13 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 POSTGRES_ADMIN_URL = os.environ.get("GNS_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
+def pytest_collection_modifyitems(items) -> None:
+    """Mark every test that uses the PostgreSQL server, so `-m "not postgres"` leaves them out."""
+    for item in items:
+        if "postgres_url" in getattr(item, "fixturenames", ()) or "own_postgres" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.postgres)
+
+
 @pytest.fixture
 def sqlite_url(tmp_path) -> str:
     return f"sqlite:///{tmp_path / 'results.db'}"

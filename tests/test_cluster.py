@@ -16,7 +16,7 @@ import yaml
 
 from db import ResultsDB
 from study.cli import main
-from tests.test_dashboard import free_port
+from tests.helpers import GENEROUS_S, free_port
 
 pytestmark = pytest.mark.ray
 
@@ -70,15 +70,19 @@ def stop_processes_under(temp_dir: str) -> None:
 
 
 def test_launch_joins_a_two_node_cluster_and_records_into_postgres(tmp_path, ray_cluster, postgres_url):
+    # Each node has one CPU and a trial takes one, so two trials at once run on both nodes;
+    # the rendezvous workload makes the first two wait for each other, so both nodes train.
+    meeting = tmp_path / "meeting"
+    meeting.mkdir()
     spec_path = tmp_path / "spec.yaml"
     spec_path.write_text(
         yaml.safe_dump(
             {
                 "study": "cluster",
                 "kind": "random-static",
-                "workload": "toy",
-                "workload_options": {"tasks": 2, "train_size": 400, "test_size": 100},
-                "training": {"steps": 400, "log_every": 200},
+                "workload": "tests.flaky_workload:rendezvous",
+                "workload_options": {"folder": str(meeting), "parties": 2},
+                "training": {"steps": 40, "log_every": 20},
                 "random_static": {"runs": 5, "gradnorm_static": False},
                 "max_concurrent": 2,
             }
@@ -88,7 +92,7 @@ def test_launch_joins_a_two_node_cluster_and_records_into_postgres(tmp_path, ray
     # Ray's per-process authentication state out of the test process.
     driver = subprocess.run(
         [sys.executable, "-m", "study", "launch", str(spec_path), "--address", ray_cluster, "--storage", postgres_url],
-        capture_output=True, text=True, env=os.environ, timeout=240,
+        capture_output=True, text=True, env=os.environ, timeout=GENEROUS_S,
     )
     assert driver.returncode == 0, driver.stderr
     assert "cluster: 6/6 recorded" in driver.stderr

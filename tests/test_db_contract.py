@@ -230,12 +230,6 @@ def test_bad_urls_raise_errors_naming_the_problem(url, error, message):
         ResultsDB(url)
 
 
-def test_db_package_never_imports_torch():
-    code = "import sys, db, db.store, db.queries; print('torch' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "False"
-
-
 def test_sqlite_file_is_where_the_url_says(tmp_path):
     path = tmp_path / "here.db"
     with ResultsDB(f"sqlite:///{path}"):

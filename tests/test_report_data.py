@@ -11,9 +11,9 @@ from study.report.dynamics import dynamics_data
 from study.report.figure4 import figure4_data
 from study.report.figure7 import figure7_data
 from study.report.tables import method_table
+from records import TaskMetric
 from tests.fake_results import diverged_result, fake_result
 from workers.config import TrialConfig
-from records import TaskMetric
 
 
 @pytest.fixture
@@ -65,17 +65,14 @@ def test_figure4_distances_and_changes_by_hand(figure4_study):
 
 def test_figure4_regression_uses_only_the_static_runs(figure4_study):
     data = figure4_data(figure4_study.runs("f4"))
-    x = [0.0, math.sqrt(0.08), math.sqrt(0.18), math.sqrt(2.0)]
-    y = [0.0, 12.5, -10.0, -25.0]
-    x_mean, y_mean = sum(x) / 4, sum(y) / 4
-    sxy = sum((a - x_mean) * (b - y_mean) for a, b in zip(x, y))
-    sxx = sum((a - x_mean) ** 2 for a in x)
-    syy = sum((b - y_mean) ** 2 for b in y)
-    assert data.fit.n == 4
-    assert data.fit.slope == pytest.approx(sxy / sxx)
-    assert data.fit.intercept == pytest.approx(y_mean - sxy / sxx * x_mean)
-    assert data.stats["ols_pearson_r"] == pytest.approx(sxy / math.sqrt(sxx * syy))
-    assert -1 <= data.stats["spearman_rho"] <= 1
+    # x = sqrt(2) u with u = (0, 0.2, 0.3, 1), mean u 0.375; y = (0, 12.5, -10, -25), mean -5.625.
+    # Suu = 0.5675, so Sxx = 1.135; Suy = -17.0625, so Sxy = -17.0625 sqrt(2); Syy = 754.6875.
+    assert data.fit.n == 4  # the diverged static run and GradNorm-Static are left out
+    assert data.fit.slope == pytest.approx(-17.0625 * math.sqrt(2) / 1.135)  # -21.2599
+    assert data.fit.intercept == pytest.approx(-5.625 + 17.0625 / 1.135 * 0.375 * 2)  # 5.6498
+    assert data.stats["ols_pearson_r"] == pytest.approx(-17.0625 * math.sqrt(2) / math.sqrt(1.135 * 754.6875))  # -0.8245
+    # ranks of x (1, 2, 3, 4), of y (3, 4, 2, 1): d^2 = 4 + 4 + 1 + 9 = 18, rho = 1 - 6 * 18 / (4 * 15)
+    assert data.stats["spearman_rho"] == pytest.approx(-0.8)
 
 
 def test_figure4_with_too_few_runs_says_so(results):

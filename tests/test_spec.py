@@ -1,6 +1,5 @@
 """Study specs: validation (exit 2, field named, nothing written) and planning."""
 
-import hashlib
 import json
 from collections import Counter
 
@@ -12,6 +11,7 @@ from study.cli import main
 from study.plan import plan_study, random_static_weights
 from study.spec import load_spec, parse_spec
 from tests.fake_results import fake_result
+from tests.helpers import file_digest
 from workers.config import TrialConfig
 
 GOOD = {
@@ -82,10 +82,6 @@ BAD_SPECS = [
     (changed(workload="no_such_module_here:f"), "workload: cannot import 'no_such_module_here'"),
     (changed(gradnorm={"shared_params": []}), "gradnorm.shared_params: must name at least one shared parameter"),
 ]
-
-
-def file_digest(path):
-    return hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else None
 
 
 @pytest.fixture

@@ -1,0 +1,53 @@
+"""The import graph: study/ -> {workers/, db/, records/}; workers/ and db/ import neither each
+other nor study/; records/ imports none of them. Read from the source, every import statement."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parents[1]
+LAYERS = ("study", "workers", "db", "records")
+ALLOWED = {
+    "study": {"study", "workers", "db", "records"},
+    "workers": {"workers", "records"},
+    "db": {"db", "records"},
+    "records": {"records"},
+}
+
+
+def imported_layers(path: Path) -> set[str]:
+    """The top-level project packages a module imports, wherever the import statement is."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names = [node.module]
+        else:
+            continue
+        found |= {name.split(".")[0] for name in names} & set(LAYERS)
+    return found
+
+
+@pytest.mark.parametrize("layer", LAYERS)
+def test_each_layer_imports_only_what_it_may(layer):
+    modules = sorted((ROOT / layer).rglob("*.py"))
+    assert modules
+    wrong = {str(m.relative_to(ROOT)): sorted(imported_layers(m) - ALLOWED[layer]) for m in modules}
+    assert {module: layers for module, layers in wrong.items() if layers} == {}
+
+
+def test_the_check_sees_imports_inside_functions(tmp_path):
+    module = tmp_path / "m.py"
+    module.write_text("def f():\n    from study.plan import plan_study\n    import db.store\n")
+    assert imported_layers(module) == {"study", "db"}
+
+
+def test_records_and_db_never_import_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, records, db, db.store, db.queries; print(sorted({'torch', 'workers', 'study'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT).stdout
+    assert out.strip() == "[]"
