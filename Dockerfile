@@ -8,5 +8,6 @@ COPY pyproject.toml constraints.txt README.md ./
 COPY study study
 COPY workers workers
 COPY db db
-RUN pip install --no-cache-dir -c constraints.txt ".[postgres,dashboard]"
+COPY records records
+RUN pip install --no-cache-dir -c constraints.txt ".[report,digits,postgres,dashboard]"
 COPY examples examples

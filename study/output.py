@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import math
 import sys
+from datetime import datetime
 from typing import Any, TextIO
 
 import pandas as pd
 
 FORMATS = ("table", "csv", "json")
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S"  # every timestamp gns prints, in UTC, in every format
 
 
 def format_value(value: Any) -> str:
@@ -37,8 +39,23 @@ def table(frame: pd.DataFrame) -> str:
     return "\n".join([line(columns), line(["-" * w for w in widths]), *(line(row) for row in cells)])
 
 
+def with_plain_times(frame: pd.DataFrame) -> pd.DataFrame:
+    """Timestamp columns as TIME_FORMAT text, so a table, CSV and JSON show the same value."""
+    frame = frame.copy()
+    for column in frame.columns:
+        series = frame[column]
+        if pd.api.types.is_datetime64_any_dtype(series) or (
+            series.dtype == object and len(series) and all(isinstance(v, datetime) for v in series.dropna())
+            and series.notna().any()
+        ):
+            frame[column] = pd.to_datetime(series, utc=True).dt.strftime(TIME_FORMAT)
+    return frame
+
+
 def write_frame(frame: pd.DataFrame, fmt: str, out: TextIO | None = None) -> None:
+    """The same columns in the same order in every format."""
     out = out or sys.stdout
+    frame = with_plain_times(frame)
     if fmt == "table":
         out.write(table(frame) + "\n")
     elif fmt == "csv":

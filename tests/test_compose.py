@@ -120,6 +120,9 @@ def test_the_image_installs_the_pinned_project(compose):
     assert compose["services"]["ray-head"]["build"] == "."
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert "FROM python:3.11" in dockerfile
-    assert re.search(r'pip install .*-c constraints\.txt ".\[postgres,dashboard\]"', dockerfile)
+    extras = re.search(r'pip install .*-c constraints\.txt "\.\[([a-z,]+)\]"', dockerfile).group(1).split(",")
+    assert set(extras) >= {"postgres", "dashboard", "report", "digits"}  # every service's needs
+    for package in ("study", "workers", "db", "records"):  # every package of the distribution is copied in
+        assert re.search(rf"^COPY {package} {package}$", dockerfile, re.M), package
     images = {service.get("image") for service in compose["services"].values()} - {"postgres:15"}
     assert images == {"gradnorm-study:latest"}

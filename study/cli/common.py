@@ -15,8 +15,6 @@ from study.errors import BadInput
 
 STORAGE_ENV = "GNS_STORAGE"  # a cluster sets its PostgreSQL URL once here
 
-TIME_FORMAT = "%Y-%m-%d %H:%M:%S"  # every timestamp the CLI prints (UTC)
-
 # Exit codes beyond 0 (success), 1 (runtime failure), 2 (bad input) and 130 (interrupted).
 EXIT_TRIALS_FAILED = 3  # gns launch: every trial recorded, some of them failed
 EXIT_DATABASE_UNAVAILABLE = 4  # the database stayed unreachable for the whole retry window

@@ -21,7 +21,10 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from study.report import build_report
+    try:
+        from study.report import build_report
+    except ImportError as error:  # plotly and scipy are the `report` extra
+        raise BadInput(f"gns report needs {error.name}: pip install 'gradnorm-study[report]'") from None
 
     out_dir = args.out or Path("reports") / folder_name(args.study)
     if out_dir.exists() and not out_dir.is_dir():

@@ -10,7 +10,8 @@ import argparse
 
 from db import open_reader
 from records import Status
-from study.cli.common import TIME_FORMAT, add_storage_argument
+from study.cli.common import add_storage_argument
+from study.output import TIME_FORMAT
 from study.progress import status_line
 
 

@@ -52,7 +52,10 @@ class DigitsOptions:
 
 
 def build(options: Mapping[str, Any]) -> Workload:
-    from sklearn.datasets import load_digits  # imported here: only this workload needs it
+    try:
+        from sklearn.datasets import load_digits  # imported here: only this workload needs it
+    except ImportError:
+        raise ValueError("workload: 'digits' needs scikit-learn: pip install 'gradnorm-study[digits]'") from None
 
     opts = parse_options(DigitsOptions, "digits", options)
     generator = torch.Generator().manual_seed(opts.split_seed)
