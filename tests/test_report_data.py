@@ -207,3 +207,43 @@ def test_loss_figure_of_five_tasks_has_two_rows_and_grows_taller():
     assert figure.layout.height == 750
     assert [trace.yaxis for trace in figure.data if trace.name == "equal test"] == ["y2", "y3", "y4", "y5", "y6"]
     assert figure.layout.yaxis5.domain[1] < figure.layout.yaxis4.domain[0]  # task3 opens the second row
+
+
+def test_every_mark_of_figure4_has_a_legend_entry(figure4_study):
+    from study.report.figure4 import figure4_plot
+
+    names = [trace.name for trace in figure4_plot(figure4_data(figure4_study.runs("f4"))).data]
+    # 3 static runs worse than GradNorm (grey-blue), 1 better (green), each colour its own legend entry
+    assert "static weights (worse than GradNorm)" in names and "static weights that beat GradNorm" in names
+    assert "GradNorm (0 %)" in names and "GradNorm-Static" in names
+
+
+def test_two_task_weights_are_drawn_against_w0_not_as_parallel_coordinates(figure4_study):
+    from study.report.figure4 import weights_parallel_plot
+
+    figure = weights_parallel_plot(figure4_data(figure4_study.runs("f4")))
+    assert figure.data[0].type == "scatter"
+    assert sorted(figure.data[0].x) == pytest.approx([0.2, 1.0, 1.2, 1.5])  # w.a of the four finished static runs
+
+
+def test_rising_test_losses_are_found_by_hand():
+    from study.report.dynamics import rising_test_losses
+
+    losses = pd.DataFrame({
+        "label": ["equal"] * 6,
+        "task": ["a", "a", "a", "b", "b", "b"],
+        "step": [0, 10, 20, 0, 10, 20],
+        "train_loss": [1.0] * 6,
+        "test_loss": [1.0, 0.5, 0.6, 1.0, 0.5, 0.52],  # a ends 20 % above its minimum, b 4 %
+    })
+    assert rising_test_losses(losses) == [("equal", "a")]
+
+
+def test_log_axes_have_one_tick_per_decade():
+    from study.report.dynamics import DynamicsData, losses_plot
+
+    losses = pd.DataFrame({"label": ["equal"] * 2, "step": [0, 10], "task": ["a"] * 2,
+                           "train_loss": [100.0, 0.01], "test_loss": [100.0, 0.02]})
+    normalized = pd.DataFrame({"label": ["equal"] * 2, "step": [0, 10], "normalized_test_loss": [1.0, 0.5]})
+    figure = losses_plot(DynamicsData(pd.DataFrame(), losses, normalized))
+    assert figure.layout.yaxis2.type == "log" and figure.layout.yaxis2.dtick == 1

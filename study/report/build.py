@@ -16,7 +16,15 @@ import pandas as pd
 
 from db import ResultsReader
 from records import Status
-from study.report.dynamics import DynamicsData, changing_weights, dynamics_data, losses_plot, weights_plot
+from study.report.dynamics import (
+    RISE_FACTOR,
+    DynamicsData,
+    changing_weights,
+    dynamics_data,
+    losses_plot,
+    rising_test_losses,
+    weights_plot,
+)
 from study.report.figure4 import figure4_data, figure4_plot, weights_parallel_plot
 from study.report.figure7 import figure7_data, figure7_plot
 from study.report.page import Section, WrittenReport, write_report
@@ -137,8 +145,14 @@ def _dynamics_sections(results: ResultsReader, study: str, runs: pd.DataFrame, k
     sections = []
     if changing_weights(data.weights):
         sections.append(Section("weights", "Loss weights w_i(t)", ["Mean over seeds per method."], weights_plot(data), data.weights))
-    return sections + [
-        Section("losses", "Loss curves", ["Task-normalized test loss Σ_i L_i(t) / L_i(0), and each task's train and "
-                                          "test loss (log scale where they span more than 100×)."],
-                losses_plot(data), losses),
-    ]
+    text = ["Task-normalized test loss Σ_i L_i(t) / L_i(0), and each task's train and test loss (log scale where "
+            "they span more than 100×)."]
+    rising = rising_test_losses(data.losses)
+    if rising:
+        shown = ", ".join(f"{task} under {label}" for label, task in rising[:6]) + (", ..." if len(rising) > 6 else "")
+        text.append(
+            f"Rising test loss ({shown}: it ends more than {RISE_FACTOR - 1:.0%} above its own minimum). While the "
+            "dotted train loss keeps falling this is over-fitting at this step budget; when both rise, the task's "
+            "weight was lowered (or the run is unstable) and the shared layers moved away from it."
+        )
+    return sections + [Section("losses", "Loss curves", text, losses_plot(data), losses)]

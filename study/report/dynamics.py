@@ -21,6 +21,10 @@ LOG_SCALE_SPAN = 100.0
 # Loss panels per row: wider rows make ten-task studies unreadable.
 LOSS_PANELS_PER_ROW = 4
 LOSS_ROW_HEIGHT = 300
+# A log axis with one tick per decade reads 1, 0.1, 0.01 instead of 2, 1, 5, 2, 0.1.
+LOG_AXIS = {"type": "log", "dtick": 1}
+# A test loss this much above its own minimum at the end of training "rises".
+RISE_FACTOR = 1.05
 
 
 @dataclass
@@ -81,10 +85,17 @@ def weights_plot(data: DynamicsData) -> go.Figure:
                              row=1, col=column)
     figure.update_yaxes(title_text="w_i(t)", row=1, col=1)
     if spans_decades(data.weights.loc[data.weights["label"].isin(labels), "weight"]):
-        figure.update_yaxes(type="log")
+        figure.update_yaxes(**LOG_AXIS)
     figure.update_xaxes(title_text="step")
     figure.update_layout(title="Loss weights during training (methods that learn them)", template="plotly_white")
     return figure
+
+
+def rising_test_losses(losses: pd.DataFrame) -> list[tuple[str, str]]:
+    """(label, task) whose test loss ends more than RISE_FACTOR above its own minimum."""
+    ends = losses.sort_values("step").groupby(["label", "task"], sort=False)["test_loss"].agg(["last", "min"])
+    rising = ends[ends["last"] > RISE_FACTOR * ends["min"]]
+    return list(rising.index)
 
 
 def panel_grid(panels: int, per_row: int) -> list[tuple[int, int]]:
@@ -115,7 +126,7 @@ def losses_plot(data: DynamicsData) -> go.Figure:
                                         line={"color": colour, "dash": "dot"}, name=f"{label} train",
                                         legendgroup=label, showlegend=False, opacity=0.6), row=row, col=column)
         if spans_decades(subset[["train_loss", "test_loss"]].to_numpy().ravel()):
-            figure.update_yaxes(type="log", row=row, col=column)
+            figure.update_yaxes(**LOG_AXIS, row=row, col=column)
     figure.update_xaxes(title_text="step")
     figure.update_layout(title="Loss curves (solid: test, dotted: train; mean over seeds)", template="plotly_white",
                          height=height)

@@ -94,17 +94,14 @@ def figure4_plot(data: Figure4Data) -> go.Figure:
     hover = "key " + static["key"] + "<br>change " + static["change_pct"].map("{:+.2f} %".format)
     for task in data.tasks:
         hover = hover + f"<br>w.{task} = " + static[f"w.{task}"].map("{:.3f}".format)
-    figure.add_trace(
-        go.Scattergl(
-            x=static["distance"],
-            y=static["change_pct"],
-            mode="markers",
-            name="static weights",
-            marker={"size": 7, "color": np.where(static["beats_gradnorm"], "#2a9d8f", "#577590"), "opacity": 0.8},
-            hovertext=hover.tolist(),
-            hoverinfo="text",
-        )
-    )
+    # One trace per colour, so that the legend names every kind of mark drawn.
+    for beats, name, colour in ((False, "static weights (worse than GradNorm)", "#577590"),
+                                (True, "static weights that beat GradNorm", "#2a9d8f")):
+        chosen = (static["beats_gradnorm"] == beats).to_numpy()
+        if chosen.any():
+            figure.add_trace(go.Scattergl(x=static["distance"][chosen], y=static["change_pct"][chosen], mode="markers",
+                                          name=name, marker={"size": 7, "color": colour, "opacity": 0.8},
+                                          hovertext=hover[chosen].tolist(), hoverinfo="text"))
     if data.fit is not None:
         xs = np.linspace(0, max(float(static["distance"].max()), 1e-9), 100)
         low, high = data.fit.band(xs)
@@ -116,7 +113,9 @@ def figure4_plot(data: Figure4Data) -> go.Figure:
     if len(retrained):
         figure.add_trace(go.Scatter(x=retrained["distance"], y=retrained["change_pct"], mode="markers", name="GradNorm-Static",
                                     marker={"symbol": "star", "size": 16, "color": "#f4a261", "line": {"width": 1, "color": "black"}}))
-    figure.add_hline(y=0, line={"color": "black", "dash": "dash", "width": 1})
+    right = max(float(static["distance"].max()) if len(static) else 1.0, 1e-9)
+    figure.add_trace(go.Scatter(x=[0, right], y=[0, 0], mode="lines", name="GradNorm (0 %)", hoverinfo="skip",
+                                line={"color": "black", "dash": "dash", "width": 1}))
     figure.update_layout(
         title=f"Static weights vs GradNorm ({data.stats['beat_gradnorm']} of {data.stats['static_runs']} static runs beat it)",
         xaxis_title="L2 distance to GradNorm's time-averaged weights",
@@ -127,11 +126,34 @@ def figure4_plot(data: Figure4Data) -> go.Figure:
     return figure
 
 
+CHANGE_COLOURS = [[0.0, "#d62828"], [0.5, "#fcbf49"], [1.0, "#2a9d8f"]]  # worse ... better than GradNorm
+
+
 def weights_parallel_plot(data: Figure4Data) -> go.Figure:
-    """The static weights, coloured by performance; GradNorm's E_t[w] drawn in black."""
+    """Where the static weights lie and how they did; GradNorm's E_t[w] for comparison.
+
+    T >= 3: parallel coordinates, one line per static run coloured by its % change.
+    T = 2: w_1 = 2 - w_0, so every line would cross at one point; the % change
+    against w_0 says the same thing readably.
+    """
     static = data.points[data.points["method"] == "static"]
     references = data.references
     change = static["change_pct"].to_numpy()
+    colourbar = {"title": "% change vs GradNorm<br>(green: better)"}
+    if len(data.tasks) == 2:
+        first = data.tasks[0]
+        figure = go.Figure(go.Scatter(
+            x=static[f"w.{first}"], y=change, mode="markers", name="static weights",
+            marker={"size": 7, "color": change, "colorscale": CHANGE_COLOURS, "showscale": True, "colorbar": colourbar},
+        ))
+        for seed, weight in zip(references.index, references[f"time_averaged_weight.{first}"]):
+            figure.add_vline(x=float(weight), line={"color": "black", "dash": "dash"})
+        figure.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name="GradNorm's E_t[w]",
+                                    line={"color": "black", "dash": "dash"}))
+        figure.update_layout(title=f"% change vs GradNorm against w.{first} (w.{data.tasks[1]} = 2 − w.{first})",
+                             xaxis_title=f"w.{first}", yaxis_title="% change vs GradNorm", template="plotly_white",
+                             legend={"orientation": "h", "y": -0.2})
+        return figure
     low, high = (float(change.min()), float(change.max())) if len(change) else (-1.0, 1.0)
     span = max(high - low, 1e-9)
     # The reference rows get a value below every static run, mapped to black.
@@ -145,7 +167,8 @@ def weights_parallel_plot(data: Figure4Data) -> go.Figure:
     dimensions.append({"label": "% vs GradNorm", "values": np.r_[change, np.zeros(len(references))]})
     figure = go.Figure(
         go.Parcoords(line={"color": colour, "colorscale": scale, "cmin": marker, "cmax": high, "showscale": True,
-                           "colorbar": {"title": "% vs GN"}}, dimensions=dimensions)
+                           "colorbar": colourbar}, dimensions=dimensions)
     )
-    figure.update_layout(title="Static weights (colour: % change vs GradNorm); black: GradNorm's E_t[w]", template="plotly_white")
+    figure.update_layout(title="Static weights, one line per run (colour: % change vs GradNorm); black: GradNorm's E_t[w]",
+                         template="plotly_white")
     return figure

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from study.report.frames import quantity_of, run_label, task_names, task_of
-from records import Status
+from records import METHODS, Status
 
 OK = str(Status.OK)
 
@@ -51,6 +51,9 @@ def method_table(runs: pd.DataFrame, higher_is_better: dict[str, bool]) -> Metho
     columns = [f"{metric}.{task}" for task in tasks for metric in higher_is_better if f"{metric}.{task}" in runs.columns]
     ok = runs[runs["status"] == OK].copy()
     ok["label"] = ok.apply(run_label, axis=1)
+    # Rows in the methods' canonical order (then alpha), whatever order the runs were recorded in.
+    ok["order"] = ok["method"].map({method: i for i, method in enumerate(METHODS)})
+    ok = ok.sort_values(["order", "alpha"], kind="stable", na_position="first")
     multitask = ok[ok["method"] != SINGLE_TASK]
     mean = multitask.groupby("label", sort=False)[columns].mean()
     std = multitask.groupby("label", sort=False)[columns].std()
