@@ -108,6 +108,7 @@ def test_a_trial_that_crashes_once_is_retried_and_recorded_once(capsys, tmp_path
     assert sum(optuna_keys(sqlite_url, "tiny").values()) == 1
 
 
+@pytest.mark.slow
 def test_a_trial_that_always_crashes_is_recorded_once_as_failed(capsys, tmp_path, sqlite_url):
     spec_path = write_spec(
         tmp_path,
@@ -173,6 +174,7 @@ def test_gradnorm_static_fails_when_its_reference_diverged(capsys, tmp_path, sql
     assert "did not finish" in runs.loc["gradnorm-static", "failure_reason"]
 
 
+@pytest.mark.slow
 def test_a_different_spec_under_the_same_name_is_refused_unless_force_new(capsys, tmp_path, sqlite_url):
     first = write_spec(tmp_path, "a.yaml", random_static={"runs": 1, "gradnorm_static": False})
     second = write_spec(tmp_path, "b.yaml", random_static={"runs": 2, "gradnorm_static": False})
@@ -200,6 +202,7 @@ def test_status_reports_progress_from_the_database(capsys, tmp_path, sqlite_url)
     assert "ok: 3" in out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "killed"])
 def test_an_interrupted_study_relaunched_ends_with_every_key_exactly_once(capsys, tmp_path, sqlite_url, stop):
     # The first 3 trials train; the rest wait at a gate that opens only after the driver is stopped,

@@ -116,6 +116,7 @@ def test_a_second_driver_on_a_running_study_is_refused(capsys, tmp_path, databas
     assert len(trials) == 5 and len({t.user_attrs["key"] for t in trials}) == 5
 
 
+@pytest.mark.slow
 @pytest.mark.ray
 def test_a_dead_drivers_lease_is_taken_over_and_its_running_trials_rerun(capsys, tmp_path, sqlite_url):
     spec_path, gate = gated_spec(tmp_path, free=0)
@@ -182,6 +183,7 @@ def own_postgres():
         shutil.rmtree(folder, ignore_errors=True)
 
 
+@pytest.mark.slow
 @pytest.mark.ray
 @pytest.mark.postgres
 def test_the_driver_survives_a_postgres_outage_mid_study(tmp_path, own_postgres):

@@ -110,6 +110,7 @@ def test_report_of_a_missing_study_exits_2(capsys, tmp_path, study_url):
     assert not (tmp_path / "x").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.ray
 def test_methods_study_launched_and_reported_end_to_end(capsys, tmp_path, sqlite_url):
     spec_path = tmp_path / "methods.yaml"
