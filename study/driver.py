@@ -16,6 +16,7 @@ phase, once their GradNorm reference is recorded.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import socket
 import sys
@@ -34,9 +35,11 @@ from sqlalchemy.engine import URL
 from db import LEASE_TTL_S, DatabaseInputError, StudyBusy, ResultsReader, ResultsWriter, open_reader, open_writer, parse_url, spec_hash
 from records import Status, TrialResult
 from study.errors import BadInput
-from study.plan import PlannedTrial, plan_study
+from study.plan import PlannedTrial, check_workload, plan_study
 from study.progress import Progress, plural
 from study.spec import SpecError, StudySpec, parse_spec
+from workers.packed import pack_group, pack_sizes
+from workers.workloads import BUILTIN, WorkloadShape
 from workers.remote import FINAL, run_trial
 
 # Read by Ray and Tune when they run, not when imported; set before ray.init so
@@ -47,6 +50,9 @@ os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")  # relative paths in worklo
 
 
 RAY_CONNECT_TIMEOUT_S = 5
+# resources.pack: auto sizes a pack to fit this much memory per Tune trial, and at most this many runs.
+PACK_MEMORY_BYTES = 1 << 30
+MAX_AUTO_PACK = 64
 RAY_CLUSTER_MODE = ray_constants.ENABLE_RAY_CLUSTER  # Ray's own default for this platform
 
 
@@ -78,7 +84,8 @@ def launch(
 ) -> LaunchSummary:
     stream = stream or sys.stderr
     started = time.monotonic()
-    planned = plan_study(spec)
+    shape = check_workload(spec)  # the workload's shape also sizes the packs
+    planned = plan_study(spec, shape)
     url = parse_url(storage)  # a bad URL is refused before Ray starts
     keys = {p.key for p in planned}
 
@@ -110,11 +117,12 @@ def launch(
                     progress = Progress(spec.study, len(planned), len(recorded) - failures_before, failures_before,
                                         results.best_value(spec.study), stream)
                     recorder = Recorder(results, spec.study, progress, keeper)
-                    interrupted = run_trials(spec, [p for p in todo if p.depends_on is None], recorder, max_concurrent)
+                    interrupted = run_trials(spec, shape, [p for p in todo if p.depends_on is None], recorder,
+                                             max_concurrent)
                     if not interrupted:
                         dependents = [p for p in todo if p.depends_on is not None]
                         runnable = resolve_dependents(results, spec.study, dependents, recorded | recorder.keys, recorder)
-                        interrupted = run_trials(spec, runnable, recorder, max_concurrent)
+                        interrupted = run_trials(spec, shape, runnable, recorder, max_concurrent)
                     progress.close()
                     missing = len(keys - results.recorded_keys(spec.study))
                     failures, reasons = failure_counts(results, spec.study, keys)
@@ -337,16 +345,55 @@ class Recorder:
         self.progress.finished(key, value)
 
 
-def run_trials(spec: StudySpec, trials: list[PlannedTrial], recorder: Recorder, max_concurrent: int | None) -> bool:
-    """Run `trials` through a Tune Tuner; True if some ended unrecorded (interrupted)."""
+def make_packs(spec: StudySpec, shape: WorkloadShape, trials: list[PlannedTrial], slots: int) -> list[list[PlannedTrial]]:
+    """Trials that can train together (workers.packed.pack_group), in packs of `resources.pack` runs.
+
+    `auto` packs as many as the memory estimate allows, but no more than it takes
+    to give each of the `slots` concurrent Tune trials a pack.
+    """
+    setting = spec.resources.pack
+    if setting == 1:
+        return [[p] for p in trials]
+    groups: dict[str, list[PlannedTrial]] = {}
+    packs: list[list[PlannedTrial]] = []
+    for planned in trials:
+        # A user's model may hold dropout or buffers that runs cannot share under vmap: built-ins only.
+        group = pack_group(planned.config) if planned.config.workload in BUILTIN else None
+        if group is None:
+            packs.append([planned])
+        else:
+            groups.setdefault(group, []).append(planned)
+    for members in groups.values():
+        if setting == "auto":
+            size = max(1, min(auto_pack_size(spec, shape), math.ceil(len(members) / max(slots, 1))))
+        else:
+            size = setting
+        start = 0
+        for length in pack_sizes(len(members), size):
+            packs.append(members[start:start + length])
+            start += length
+    return packs
+
+
+def auto_pack_size(spec: StudySpec, shape: WorkloadShape) -> int:
+    """As many runs as fit PACK_MEMORY_BYTES by the workload's footprint, at most MAX_AUTO_PACK."""
+    return max(1, min(MAX_AUTO_PACK, PACK_MEMORY_BYTES // max(1, shape.run_bytes(spec.training.batch_size))))
+
+
+def run_trials(
+    spec: StudySpec, shape: WorkloadShape, trials: list[PlannedTrial], recorder: Recorder, max_concurrent: int | None
+) -> bool:
+    """Run `trials` through a Tune Tuner, packed; True if some ended unrecorded (interrupted)."""
     if not trials:
         return False
-    callback = _TuneCallback(trials, recorder)
-    payload = [{"key": p.key, "config": p.config.to_dict()} for p in trials]
+    slots = max_concurrent or spec.max_concurrent or max(1, int(ray.cluster_resources().get("CPU", 1) // spec.resources.cpu))
+    packs = make_packs(spec, shape, trials, slots)
+    callback = _TuneCallback(packs, recorder)
+    payload = [[{"key": p.key, "config": p.config.to_dict()} for p in pack] for pack in packs]
     trainable = tune.with_resources(
         tune.with_parameters(
             run_trial,
-            trials=payload,
+            packs=payload,
             threads=max(1, int(spec.resources.cpu)),
             use_gpu=spec.resources.gpu > 0,
         ),
@@ -357,12 +404,12 @@ def run_trials(spec: StudySpec, trials: list[PlannedTrial], recorder: Recorder, 
     with tempfile.TemporaryDirectory(prefix="gns-tune-") as tune_dir:
         tuner = tune.Tuner(
             trainable,
-            param_space={"index": tune.grid_search(list(range(len(trials))))},
+            param_space={"index": tune.grid_search(list(range(len(packs))))},
             tune_config=tune.TuneConfig(
                 max_concurrent_trials=max_concurrent or spec.max_concurrent,
                 reuse_actors=True,
-                trial_name_creator=lambda t: trials[t.config["index"]].key,
-                trial_dirname_creator=lambda t: trials[t.config["index"]].key,
+                trial_name_creator=lambda t: pack_name(packs[t.config["index"]]),
+                trial_dirname_creator=lambda t: pack_name(packs[t.config["index"]]),
             ),
             run_config=tune.RunConfig(
                 name=spec.study.replace("/", "_"),
@@ -374,6 +421,10 @@ def run_trials(spec: StudySpec, trials: list[PlannedTrial], recorder: Recorder, 
         )
         tuner.fit()
     return any(p.key not in recorder.keys for p in trials)
+
+
+def pack_name(pack: list[PlannedTrial]) -> str:
+    return pack[0].key + (f"+{len(pack) - 1}" if len(pack) > 1 else "")
 
 
 def _error_line(trial: Any) -> str:
@@ -388,32 +439,35 @@ def _error_line(trial: Any) -> str:
 
 
 class _TuneCallback(tune.Callback):
-    """Maps Tune's trial events onto our planned trials."""
+    """Maps Tune's trial events (one per pack) onto our planned trials."""
 
-    def __init__(self, trials: list[PlannedTrial], recorder: Recorder) -> None:
-        self.trials = trials
+    def __init__(self, packs: list[list[PlannedTrial]], recorder: Recorder) -> None:
+        self.packs = packs
         self.recorder = recorder
 
     def __getstate__(self) -> dict[str, Any]:
         # Tune pickles its run config; the database connection stays in this process.
-        return {"trials": self.trials, "recorder": None}
+        return {"packs": self.packs, "recorder": None}
 
-    def _planned(self, trial: Any) -> PlannedTrial:
-        return self.trials[trial.config["index"]]
+    def _pack(self, trial: Any) -> list[PlannedTrial]:
+        return self.packs[trial.config["index"]]
 
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
-        self.recorder.start(self._planned(trial))
+        for planned in self._pack(trial):
+            self.recorder.start(planned)
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
         if result.get(FINAL):
-            self.recorder.record_result(self._planned(trial), result["result"], result.get("worker"))
+            for planned, result_data in zip(self._pack(trial), result["results"]):
+                self.recorder.record_result(planned, result_data, result.get("worker"))
 
     def on_trial_recover(self, iteration, trials, trial, **info) -> None:
-        planned = self._planned(trial)
-        self.recorder.progress.note(f"trial {planned.key} failed ({_error_line(trial)}); retrying")
+        name = pack_name(self._pack(trial))
+        self.recorder.progress.note(f"trial {name} failed ({_error_line(trial)}); retrying")
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
-        planned = self._planned(trial)
         reason = _error_line(trial)
-        self.recorder.progress.note(f"trial {planned.key} failed for good: {reason} (traceback: {trial.error_file})")
-        self.recorder.record_failure(planned.key, planned.config.to_dict(), f"crashed: {reason}")
+        pack = self._pack(trial)
+        self.recorder.progress.note(f"trial {pack_name(pack)} failed for good: {reason} (traceback: {trial.error_file})")
+        for planned in pack:
+            self.recorder.record_failure(planned.key, planned.config.to_dict(), f"crashed: {reason}")

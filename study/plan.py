@@ -14,7 +14,7 @@ import numpy as np
 
 from study.spec import SpecError, StudySpec
 from workers.config import TrialConfig
-from workers.workloads import WorkloadError, check_task_count, inspect_workload
+from workers.workloads import WorkloadError, WorkloadShape, check_task_count, inspect_workload
 
 
 @dataclass(frozen=True)
@@ -31,8 +31,8 @@ def random_static_weights(runs: int, tasks: int, weight_seed: int) -> np.ndarray
     return draws * (tasks / draws.sum(axis=1, keepdims=True))
 
 
-def check_workload(spec: StudySpec) -> tuple[str, ...]:
-    """Build the spec's workload once: its options, data and the batch size must fit. The task names."""
+def check_workload(spec: StudySpec) -> WorkloadShape:
+    """Build the spec's workload once: its options, data and the batch size must fit. Its shape."""
     try:
         shape = inspect_workload(spec.workload, spec.workload_options, seed=spec.seeds[0])
     except WorkloadError as error:
@@ -46,15 +46,16 @@ def check_workload(spec: StudySpec) -> tuple[str, ...]:
             check_task_count("weights", spec.methods.weights, shape.task_names, spec.workload)
         except ValueError as error:
             raise SpecError(f"methods.{error}") from None
-    return shape.task_names
+    return shape
 
 
-def plan_study(spec: StudySpec) -> list[PlannedTrial]:
+def plan_study(spec: StudySpec, shape: WorkloadShape | None = None) -> list[PlannedTrial]:
     """Every trial of the study, GradNorm references before the runs that are compared with them.
 
-    Raises SpecError for anything a launch would refuse (the workload is built once to check).
+    Raises SpecError for anything a launch would refuse (the workload is built once
+    to check, unless the caller passes the shape check_workload gave it).
     """
-    tasks = check_workload(spec)
+    tasks = (shape or check_workload(spec)).task_names
     planned: list[PlannedTrial] = []
     for seed in spec.seeds:
         if spec.kind == "random-static":

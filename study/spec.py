@@ -118,8 +118,14 @@ class Resources:
 
     cpu: float = 1.0
     gpu: float = 0.0
+    # Runs trained together in one process (workers/packed.py): auto, or at most this many; 1: never.
+    pack: int | str = "auto"
 
     def __post_init__(self) -> None:
+        if isinstance(self.pack, str) and self.pack != "auto":
+            _fail("pack", f"expected auto or a number of runs >= 1, got {self.pack!r}")
+        if isinstance(self.pack, int):
+            _at_least("pack", self.pack, 1)
         _positive("cpu", self.cpu)
         _at_least("gpu", self.gpu, 0)
         if self.gpu > 1 and self.gpu != int(self.gpu):

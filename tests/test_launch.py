@@ -67,6 +67,10 @@ def test_random_static_study_end_to_end(capsys, tmp_path, database_url):
         assert retrained["weights_from"] == reference.name
         assert retrained["time_averaged_weight.task0"] == pytest.approx(reference["time_averaged_weight.task0"], rel=1e-6)
         assert len(results.traces("tiny")) == 5 * 3 * 2  # runs x log points (0, 20, 40) x tasks
+        # two Tune trials on 2 CPUs: the 3 static runs trained as packs of 2 and 1 (each its own key and
+        # record; a pack's runs share its wall time)
+        static_times = runs.loc[runs.method == "static", "wall_time_s"].round(9)
+        assert sorted(static_times.value_counts().tolist()) == [1, 2]
         info = results.find_study("tiny")
         assert info.kind == "random-static" and info.spec["random_static"]["runs"] == 3
     assert set(optuna_keys(database_url, "tiny").values()) == {1}

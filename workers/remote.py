@@ -1,8 +1,8 @@
-"""The Ray Tune trainable: one planned trial, run on whatever worker Tune picks.
+"""The Ray Tune trainable: one pack of planned trials (often a single one), on whatever worker Tune picks.
 
 It trains and reports numbers back through `tune.report`; the driver records
-them. Progress reports go out at every log point; the last report carries the
-whole TrialResult under "result".
+them, each trial under its own key. Progress reports go out at every log
+point; the last report carries one TrialResult per trial under "results".
 """
 
 from __future__ import annotations
@@ -16,23 +16,30 @@ from ray import tune
 
 from records import TracePoint
 from workers.config import TrialConfig
+from workers.packed import train_pack
 from workers.threads import set_threads
 from workers.training import train
 
 FINAL = "final"
 
 
-def run_trial(param: dict[str, Any], trials: Sequence[dict[str, Any]], threads: int = 1, use_gpu: bool = False) -> None:
-    """Tune calls this with `param["index"]` picking one of `trials` ({"key", "config"})."""
-    trial = trials[param["index"]]
+def run_trial(param: dict[str, Any], packs: Sequence[Sequence[dict[str, Any]]], threads: int = 1,
+              use_gpu: bool = False) -> None:
+    """Tune calls this with `param["index"]` picking one of `packs`, each a list of {"key", "config"}."""
+    pack = packs[param["index"]]
     set_threads(threads)
     device = "cuda" if use_gpu and torch.cuda.is_available() else "cpu"
+    configs = [TrialConfig.from_dict(trial["config"]) for trial in pack]
 
     def progress(point: TracePoint) -> None:
-        tune.report({"key": trial["key"], "step": point.step, FINAL: False})
+        tune.report({"step": point.step, FINAL: False})
 
-    result = train(TrialConfig.from_dict(trial["config"]), on_log=progress, device=device)
+    if len(configs) == 1:
+        results = [train(configs[0], on_log=progress, device=device)]
+    else:
+        results = train_pack(configs, on_log=lambda run, point: run == 0 and progress(point), device=device)
     worker = f"{socket.gethostname()}/{ray.get_runtime_context().get_node_id()[:12]}/{device}"
-    tune.report(
-        {"key": trial["key"], "step": result.steps_completed, FINAL: True, "result": result.to_dict(), "worker": worker}
-    )
+    tune.report({
+        "step": max(r.steps_completed for r in results), FINAL: True, "worker": worker,
+        "results": [r.to_dict() for r in results],
+    })

@@ -108,10 +108,10 @@ class TraceRecorder:
         grad_norms = balancer.last_grad_norms
         point = TracePoint(
             step=step,
-            train_losses=_floats(train_losses),
-            test_losses=_floats(test_losses),
-            weights=_floats(balancer.weights),
-            grad_norms=None if grad_norms is None else _floats(grad_norms),
+            train_losses=floats(train_losses),
+            test_losses=floats(test_losses),
+            weights=floats(balancer.weights),
+            grad_norms=None if grad_norms is None else floats(grad_norms),
         )
         self.points.append(point)
         if self.on_log is not None:
@@ -148,7 +148,7 @@ def train(
         batch = workload.train.take(next(batch_indices))
         task_losses = workload.task_losses(workload.model(batch.inputs), batch.targets)
         if not bool(torch.isfinite(task_losses).all()):
-            failure = (step, f"task losses became non-finite: {_describe(workload, task_losses)}")
+            failure = (step, f"task losses became non-finite: {describe(workload, task_losses)}")
             break
         if initial_losses is None:
             initial_losses = task_losses.detach().clone()
@@ -159,7 +159,7 @@ def train(
         task_grad_norms = probe.task_grad_norms(balancer.weights) if probe is not None else None
         balancer.step(task_losses, task_grad_norms)
         if not bool(torch.isfinite(balancer.weights).all()):
-            failure = (step, f"loss weights became non-finite: {_describe(workload, balancer.weights)}")
+            failure = (step, f"loss weights became non-finite: {describe(workload, balancer.weights)}")
             break
         optimizer.step()
         trace.add_step(task_losses)
@@ -168,38 +168,41 @@ def train(
             test_losses = evaluate(workload)[0]
             trace.log(done, initial_losses, test_losses, balancer)
             if not bool(torch.isfinite(test_losses).all()):
-                failure = (done, f"test losses became non-finite: {_describe(workload, test_losses)}")
+                failure = (done, f"test losses became non-finite: {describe(workload, test_losses)}")
                 break
 
     final_test_losses, metrics = evaluate(workload) if failure is None else (None, [])
-    return trial_result(workload, balancer, initial_losses, final_test_losses, metrics, trace.points,
+    return trial_result(workload.task_names, initial_losses, final_test_losses, metrics, balancer.weights,
+                        balancer.time_averaged_weights, trace.points,
                         steps_completed=config.steps if failure is None else failure[0],
                         wall_time_s=time.perf_counter() - started, failure=failure)
 
 
 def trial_result(
-    workload: Workload,
-    balancer: Balancer,
+    task_names: tuple[str, ...],
     initial_losses: torch.Tensor | None,
     final_test_losses: torch.Tensor | None,
     metrics: list,
+    final_weights: torch.Tensor,
+    time_averaged_weights: torch.Tensor,
     trace: list[TracePoint],
     steps_completed: int,
     wall_time_s: float,
     failure: tuple[int, str] | None,
 ) -> TrialResult:
-    """The one place a TrialResult is built: OK with its metrics, or DIVERGED at a step with a reason."""
+    """The one place a TrialResult is built (a run alone or in a pack): OK with its metrics,
+    or DIVERGED at a step with a reason."""
     ok = failure is None
     return TrialResult(
         status=Status.OK if ok else Status.DIVERGED,
-        task_names=workload.task_names,
+        task_names=task_names,
         # Task-normalized test loss: sum_i L_i^test / L_i(0), L_i(0) the first batch's loss.
         primary_metric=float((final_test_losses / initial_losses).sum()) if ok else math.nan,
-        initial_losses=_floats(initial_losses) if initial_losses is not None else (),
-        final_test_losses=_floats(final_test_losses) if ok else (),
+        initial_losses=floats(initial_losses) if initial_losses is not None else (),
+        final_test_losses=floats(final_test_losses) if ok else (),
         test_metrics=tuple(metrics),
-        final_weights=_floats(balancer.weights),
-        time_averaged_weights=_floats(balancer.time_averaged_weights),
+        final_weights=floats(final_weights),
+        time_averaged_weights=floats(time_averaged_weights),
         steps_completed=steps_completed,
         wall_time_s=wall_time_s,
         trace=tuple(trace),
@@ -208,9 +211,9 @@ def trial_result(
     )
 
 
-def _floats(values: torch.Tensor) -> tuple[float, ...]:
+def floats(values: torch.Tensor) -> tuple[float, ...]:
     return tuple(float(v) for v in values.detach().flatten())
 
 
-def _describe(workload: Workload, values: torch.Tensor) -> str:
+def describe(workload: Workload, values: torch.Tensor) -> str:
     return ", ".join(f"{name}={float(v):.4g}" for name, v in zip(workload.task_names, values.detach()))

@@ -28,14 +28,17 @@ WEIGHT_FLOOR = 1e-6
 
 
 def loss_ratios(task_losses: torch.Tensor, initial_losses: torch.Tensor) -> torch.Tensor:
-    """r_i: each task's inverse training rate relative to the mean over tasks."""
+    """r_i: each task's inverse training rate relative to the mean over tasks.
+
+    Tasks are the last dimension, so [K, T] computes K runs at once.
+    """
     relative = task_losses / initial_losses
-    return relative / relative.mean()
+    return relative / relative.mean(dim=-1, keepdim=True)
 
 
-def gradnorm_targets(grad_norms: torch.Tensor, ratios: torch.Tensor, alpha: float) -> torch.Tensor:
-    """target_i = mean(G) * r_i^alpha, from the weighted norms G_i."""
-    return grad_norms.mean() * ratios.pow(alpha)
+def gradnorm_targets(grad_norms: torch.Tensor, ratios: torch.Tensor, alpha: float | torch.Tensor) -> torch.Tensor:
+    """target_i = mean(G) * r_i^alpha, from the weighted norms G_i (alpha: a number, or [K, 1] per run)."""
+    return grad_norms.mean(dim=-1, keepdim=True) * ratios.pow(alpha)
 
 
 def gradnorm_loss(grad_norms: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -47,7 +50,7 @@ def gradnorm_weight_gradient(
     weights: torch.Tensor,
     task_grad_norms: torch.Tensor,
     ratios: torch.Tensor,
-    alpha: float,
+    alpha: float | torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """dL_grad/dw with the targets held constant.
 

@@ -10,8 +10,8 @@ from workers.balancers.base import Balancer, check_weights
 
 
 def normalize_to_task_count(weights: torch.Tensor) -> torch.Tensor:
-    """Scale positive weights so that they sum to T, the paper's convention."""
-    return weights * (weights.numel() / weights.sum())
+    """Scale positive weights so that they sum to T, the paper's convention (tasks: the last dimension)."""
+    return weights * (weights.shape[-1] / weights.sum(dim=-1, keepdim=True))
 
 
 class StaticWeights(Balancer):

@@ -38,6 +38,16 @@ class WorkloadShape:
 
     task_names: tuple[str, ...]
     train_size: int
+    test_size: int
+    parameters: int  # of the model
+    outputs_per_sample: int  # summed over the heads
+
+    def run_bytes(self, batch_size: int) -> int:
+        """A rough float32 footprint of one run in a pack: parameters, their gradient and
+        Adam's two moments, a minibatch's outputs (times 4 for the activations behind them)
+        and the test set's outputs at evaluation."""
+        floats = 4 * self.parameters + 4 * batch_size * self.outputs_per_sample + self.test_size * self.outputs_per_sample
+        return 4 * floats
 
 
 def resolve_factory(name: str) -> Factory:
@@ -83,7 +93,15 @@ def build_workload(name: str, options: Mapping[str, Any], seed: int) -> Workload
 
 def inspect_workload(name: str, options: Mapping[str, Any], seed: int) -> WorkloadShape:
     workload = build_workload(name, options, seed)
-    return WorkloadShape(workload.task_names, len(workload.train))
+    with torch.no_grad():
+        outputs = workload.model(workload.test.inputs[:1])
+    return WorkloadShape(
+        task_names=workload.task_names,
+        train_size=len(workload.train),
+        test_size=len(workload.test),
+        parameters=sum(p.numel() for p in workload.model.parameters()),
+        outputs_per_sample=sum(o.numel() for o in outputs),
+    )
 
 
 def task_names(name: str, options: Mapping[str, Any]) -> tuple[str, ...]:

@@ -1,0 +1,89 @@
+"""Packed runs train as they would alone: every packable method, equal to 1e-5 over 500 steps.
+
+In float64: in float32 two mathematically equal runs drift apart through rounding
+(different matrix kernels, then GradNorm's sign() and Adam amplify it; 1e-3 here
+after 500 steps), whereas float64 shows whether the computation is the same.
+"""
+
+import pytest
+import torch
+
+from workers.config import TrialConfig
+from workers.packed import pack_group, pack_sizes, train_pack
+from workers.training import train
+
+TOY = {"tasks": 2, "train_size": 1000, "test_size": 200}
+STEPS = 500
+
+
+@pytest.fixture
+def float64():
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(before)
+
+
+def toy(**fields):
+    return TrialConfig(workload="toy", workload_options=TOY, steps=STEPS, log_every=100, **fields)
+
+
+def assert_same(packed, alone):
+    assert packed.status == alone.status and packed.steps_completed == alone.steps_completed
+    for name in ("final_test_losses", "final_weights", "time_averaged_weights", "initial_losses"):
+        assert getattr(packed, name) == pytest.approx(getattr(alone, name), rel=1e-5), name
+    assert packed.primary_metric == pytest.approx(alone.primary_metric, rel=1e-5)
+    assert [p.step for p in packed.trace] == [p.step for p in alone.trace]
+    for mine, theirs in zip(packed.trace, alone.trace):
+        assert mine.test_losses == pytest.approx(theirs.test_losses, rel=1e-5)
+        assert mine.weights == pytest.approx(theirs.weights, rel=1e-5)
+        assert (mine.grad_norms is None) == (theirs.grad_norms is None)
+    assert [(m.metric, m.task) for m in packed.test_metrics] == [(m.metric, m.task) for m in alone.test_metrics]
+
+
+FIXED_PACK = [
+    toy(method="equal"),
+    toy(method="static", weights=(0.3, 1.7)),
+    toy(method="gradnorm-static", weights=(1.9, 0.1), weights_from="somekey"),
+    toy(method="single-task", task=1),
+]
+GRADNORM_PACK = [toy(method="gradnorm", alpha=alpha) for alpha in (0.0, 0.12, 1.5)]
+
+
+@pytest.mark.parametrize("configs", [FIXED_PACK, GRADNORM_PACK], ids=["fixed-weights", "gradnorm"])
+def test_each_packed_run_equals_the_run_alone(float64, configs):
+    packed = train_pack(configs)
+    assert len(packed) == len(configs)
+    for config, result in zip(configs, packed):
+        assert_same(result, train(config))
+    if configs[0].method == "gradnorm":  # the α really differ: the weights went different ways
+        assert len({round(r.final_weights[0], 6) for r in packed}) == 3
+
+
+def test_a_run_that_diverges_fails_alone_and_the_pack_goes_on(float64):
+    configs = [TrialConfig(workload="tests.user_workload:runaway", method="single-task", task=task, steps=300, lr=0.05,
+                           log_every=50) for task in (0, 1)]
+    survivor, runaway = train_pack(configs)
+    alone = [train(c) for c in configs]
+    assert runaway.status == "diverged" and runaway.diverged_step == alone[1].diverged_step
+    assert 0 < runaway.diverged_step < 300  # it trained a while, then the pack went on without it
+    assert "task losses became non-finite" in runaway.failure_reason and "b=-inf" in runaway.failure_reason
+    assert_same(survivor, alone[0])  # unharmed by its neighbour's divergence
+    assert survivor.steps_completed == 300
+
+
+def test_pack_groups_split_what_cannot_share_a_process():
+    assert pack_group(toy(method="equal")) == pack_group(toy(method="static", weights=(1.0, 3.0)))
+    assert pack_group(toy(method="gradnorm", alpha=0.5)) == pack_group(toy(method="gradnorm", alpha=2.0))
+    assert pack_group(toy(method="gradnorm")) != pack_group(toy(method="equal"))  # weights learned vs fixed
+    assert pack_group(toy(method="equal")) != pack_group(toy(method="equal", seed=1))  # another init and batches
+    assert pack_group(toy(method="uncertainty")) is None
+    assert pack_group(toy(method="gradnorm", shared_params=("body.0.weight",))) is None  # needs the linear layer W
+    with pytest.raises(ValueError, match="do not form one pack"):
+        train_pack([toy(method="equal"), toy(method="gradnorm")])
+
+
+def test_pack_sizes_are_as_even_as_possible():
+    assert pack_sizes(7, 3) == [3, 2, 2]
+    assert pack_sizes(100, 64) == [50, 50]
+    assert pack_sizes(4, 4) == [4] and pack_sizes(1, 8) == [1] and pack_sizes(0, 3) == []

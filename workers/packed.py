@@ -1,0 +1,349 @@
+"""Packed training: K runs of one workload, seed and budget in one process, vectorized over runs.
+
+A Figure-4 study is many copies of one small network that differ only in how
+they weight the task losses. The runs of a pack share the workload (data, and
+the initialization: the same seed), the minibatch order and the budget; each
+has its own weights (equal, static, GradNorm-Static, single-task) or its own
+GradNorm α. The K networks' parameters are stacked ([K, ...]) and each layer
+runs once for all K (torch.func.functional_call under vmap). Adam is
+elementwise, so one Adam over the stacked parameters is K independent Adams,
+and each run trains as it would alone (tests/test_packed.py checks it to 1e-5).
+
+GradNorm's ||grad_W L_i|| per run comes, as in workers/probe.py, from each
+task's gradient at W's output (one partial backward through the heads per
+task) and one batched product with W's input; its closed-form weight gradient
+and renormalization work on [K, T] at once.
+
+A run whose losses or weights stop being finite is recorded DIVERGED at that
+step; its slot is zeroed and masked out while the rest of the pack goes on.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import torch
+from torch.func import functional_call, stack_module_state, vmap
+
+from records import TracePoint, TrialResult, canonical_hash
+from workers.balancers.gradnorm import WEIGHT_FLOOR, gradnorm_weight_gradient, loss_ratios, renormalize
+from workers.balancers.static import normalize_to_task_count
+from workers.config import DEFAULT_SHARED_PARAMS, TrialConfig
+from workers.training import batches, describe, floats, trial_result
+from workers.workloads import build_workload
+from workers.workloads.base import Workload
+
+FIXED_WEIGHT_METHODS = ("equal", "static", "gradnorm-static", "single-task")
+# How many runs' test-set outputs are computed at once (bounds memory at evaluation).
+EVAL_CHUNK = 16
+
+
+def pack_group(config: TrialConfig) -> str | None:
+    """Runs with the same group can share a pack; None: this run trains alone.
+
+    Everything but the loss weighting must match; GradNorm runs pack only with
+    GradNorm runs (their α may differ) and need the fast per-task norms of a
+    linear shared layer's weight.
+    """
+    method = config.method
+    if method in FIXED_WEIGHT_METHODS:
+        kind = "fixed"
+    elif method == "gradnorm" and config.shared_params == DEFAULT_SHARED_PARAMS and config.initial_loss == "first":
+        kind = "gradnorm"
+    else:
+        return None
+    shared = config.to_dict()
+    for name in ("method", "alpha", "weights", "weights_from", "task"):
+        shared.pop(name)
+    return canonical_hash({"kind": kind, **shared})
+
+
+def fixed_weights(config: TrialConfig, num_tasks: int) -> torch.Tensor:
+    """The weights a fixed-weight method trains with, as its balancer would hold them."""
+    if config.method == "equal":
+        return torch.ones(num_tasks)
+    if config.method == "single-task":
+        return torch.nn.functional.one_hot(torch.tensor(config.task), num_tasks).float()
+    return normalize_to_task_count(torch.as_tensor(config.weights, dtype=torch.float32))
+
+
+@dataclass
+class PackedNet:
+    """K stacked copies of a MultiTaskNet, run layer by layer so W's input and output are at hand."""
+
+    model: torch.nn.Module
+    params: dict[str, torch.Tensor]
+
+    @classmethod
+    def stack(cls, model: torch.nn.Module, count: int) -> "PackedNet":
+        if any(True for _ in model.buffers()):
+            raise ValueError("packing: the model has buffers (e.g. batch norm); it trains one run per process")
+        params, _ = stack_module_state([model] * count)
+        return cls(model, {name: p.detach().clone().requires_grad_(True) for name, p in params.items()})
+
+    def _part(self, prefix: str) -> dict[str, torch.Tensor]:
+        return {name[len(prefix):]: p for name, p in self.params.items() if name.startswith(prefix)}
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        """(W's input [K, N, in], W's output [K, N, out], each task's output [K, N, ...])."""
+        model = self.model
+
+        count = next(iter(self.params.values())).shape[0]
+
+        def run(module: torch.nn.Module, prefix: str, inputs: torch.Tensor, batched: bool) -> torch.Tensor:
+            params = self._part(prefix)
+            if not params:  # a parameter-free part (an empty body): the same for every run
+                out = vmap(module)(inputs) if batched else module(inputs)
+                return out if batched else out.expand(count, *out.shape)
+            call = lambda p, i: functional_call(module, p, (i,))  # noqa: E731
+            return vmap(call, in_dims=(0, 0 if batched else None))(params, inputs)
+
+        body = run(model.body, "body.", x, batched=False)
+        shared = run(model.shared_layer, "shared_layer.", body, batched=True)
+        trunk = vmap(model.after_shared)(shared)
+        outputs = [run(head, f"heads.{i}.", trunk, batched=True) for i, head in enumerate(model.heads)]
+        return body, shared, outputs
+
+    def zero_run(self, run: int) -> None:
+        with torch.no_grad():
+            for p in self.params.values():
+                p[run] = 0
+
+
+def per_run_losses(workload: Workload, outputs: list[torch.Tensor], targets: Sequence[torch.Tensor]) -> torch.Tensor:
+    """[K, T]: every run's task losses on the same targets."""
+    return vmap(lambda outs: workload.task_losses(outs, targets))(outputs)
+
+
+def train_pack(
+    configs: Sequence[TrialConfig],
+    on_log: Callable[[int, TracePoint], None] | None = None,
+    device: str = "cpu",
+) -> list[TrialResult]:
+    """Train `configs` (one pack_group) together; one TrialResult per config, in order."""
+    groups = {pack_group(c) for c in configs}
+    if len(groups) != 1 or None in groups:
+        raise ValueError("train_pack: the configs do not form one pack (see workers.packed.pack_group)")
+    started = time.perf_counter()
+    first = configs[0]
+    count = len(configs)
+    workload = build_workload(first.workload, first.workload_options, seed=first.seed)
+    workload.model.to(device)
+    workload.train, workload.test = workload.train.to(device), workload.test.to(device)
+    if first.batch_size > len(workload.train):
+        raise ValueError(f"batch_size: {first.batch_size} exceeds the {len(workload.train)} training samples")
+    num_tasks = len(workload.tasks)
+    net = PackedNet.stack(workload.model, count)
+    optimizer = torch.optim.Adam(list(net.params.values()), lr=first.lr)
+    balancer = PackedBalancer.for_configs(configs, num_tasks, device)
+    generator = torch.Generator().manual_seed(first.seed)
+    batch_indices = (i.to(device) for i in batches(len(workload.train), first.batch_size, generator))
+
+    alive = torch.ones(count, dtype=torch.bool, device=device)
+    buried = [False] * count
+    failures: dict[int, tuple[int, str]] = {}
+    traces: list[list[TracePoint]] = [[] for _ in range(count)]
+    train_sums = torch.zeros(count, num_tasks, dtype=torch.float64)
+    steps_since_log = 0
+    initial_losses: torch.Tensor | None = None
+
+    def fail(runs: torch.Tensor, step: int, what: str, values: torch.Tensor) -> None:
+        for run in runs.nonzero().flatten().tolist():
+            failures[run] = (step, f"{what} became non-finite: {describe(workload, values[run])}")
+            alive[run] = False
+            balancer.drop(run)
+
+    def bury_dead() -> None:
+        """Zero the slots of runs that died (after the step: the graph still needs their values)."""
+        for run in failures:
+            if not buried[run]:
+                net.zero_run(run)
+                for state in optimizer.state.values():
+                    for value in state.values():
+                        if torch.is_tensor(value) and value.dim() > 0:
+                            value[run] = 0
+                buried[run] = True
+
+    def log(step: int, train_losses: torch.Tensor) -> torch.Tensor:
+        test_losses = evaluate_pack(net, workload)
+        for run in alive.nonzero().flatten().tolist():
+            point = TracePoint(step=step, train_losses=floats(train_losses[run]), test_losses=floats(test_losses[run]),
+                               weights=floats(balancer.weights[run]),
+                               grad_norms=None if balancer.last_grad_norms is None else floats(balancer.last_grad_norms[run]))
+            traces[run].append(point)
+            if on_log is not None:
+                on_log(run, point)
+        return test_losses
+
+    for step in range(first.steps):
+        batch = workload.train.take(next(batch_indices))
+        layer_input, layer_output, outputs = net.forward(batch.inputs)
+        losses = per_run_losses(workload, outputs, batch.targets)
+        broken = alive & ~torch.isfinite(losses).all(dim=1)
+        if broken.any():
+            fail(broken, step, "task losses", losses.detach())
+        if not alive.any():
+            break
+        losses = torch.where(alive[:, None], losses, torch.zeros_like(losses))  # a dead run adds nothing
+        if initial_losses is None:
+            initial_losses = losses.detach().clone()
+            log(0, initial_losses.to("cpu", torch.float64))
+        weights = torch.where(alive[:, None], balancer.weights.to(device), torch.zeros_like(losses))
+        weighted = weights * losses
+        task_grad_norms = None
+        if balancer.needs_task_grad_norms:
+            divisor = torch.where(alive[:, None], weights, torch.ones_like(weights))  # a dead run's w is 0
+            task_grad_norms = linear_layer_norms(weighted, layer_input, layer_output, divisor)
+        for p in net.params.values():
+            p.grad = None
+        weighted.sum().backward()
+        balancer.step(losses.detach(), task_grad_norms, alive)
+        broken = alive & ~torch.isfinite(balancer.weights.to(device)).all(dim=1)
+        if broken.any():
+            fail(broken, step, "loss weights", balancer.weights)
+        for p in net.params.values():  # a dead run's slot stays zero (its gradient may be NaN)
+            p.grad[~alive] = 0
+        optimizer.step()
+        bury_dead()
+        train_sums += losses.detach().to("cpu", torch.float64)
+        steps_since_log += 1
+        done = step + 1
+        if done % first.log_every == 0 or done == first.steps:
+            test_losses = log(done, train_sums / steps_since_log)
+            train_sums.zero_()
+            steps_since_log = 0
+            broken = alive & ~torch.isfinite(test_losses.to(device)).all(dim=1)
+            if broken.any():
+                fail(broken, done, "test losses", test_losses)
+                bury_dead()
+
+    final_losses, final_metrics = final_evaluation(net, workload, alive)
+    share = (time.perf_counter() - started) / count  # each run's share of the pack's wall time
+    return [
+        trial_result(workload.task_names,
+                     None if initial_losses is None else initial_losses[run].cpu(),
+                     final_losses.get(run), final_metrics.get(run, []),
+                     balancer.weights[run], balancer.time_averaged_weights[run], traces[run],
+                     steps_completed=failures[run][0] if run in failures else first.steps,
+                     wall_time_s=share, failure=failures.get(run))
+        for run in range(count)
+    ]
+
+
+def linear_layer_norms(
+    weighted: torch.Tensor, layer_input: torch.Tensor, layer_output: torch.Tensor, weights: torch.Tensor
+) -> torch.Tensor:
+    """||grad_W L_i|| per run and task [K, T] at a linear shared layer W (y = x W^T + b).
+
+    delta_ki = d(w_ki L_ki)/dy_k, one partial backward through the heads per task;
+    grad_W (w_ki L_ki) = delta_ki^T x_k; divided by w_ki as GradNorm keeps w > 0.
+    """
+    deltas = torch.stack([
+        torch.autograd.grad(weighted[:, task].sum(), layer_output, retain_graph=True)[0]
+        for task in range(weighted.shape[1])
+    ], dim=1)  # [K, T, N, out]
+    inputs = layer_input.detach().reshape(layer_input.shape[0], -1, layer_input.shape[-1])  # [K, N, in]
+    deltas = deltas.reshape(deltas.shape[0], deltas.shape[1], inputs.shape[1], -1)
+    weight_grads = deltas.transpose(2, 3) @ inputs[:, None]  # [K, T, out, in]
+    return weight_grads.pow(2).sum(dim=(2, 3)).sqrt() / weights.to(weight_grads.device)
+
+
+def evaluate_pack(net: PackedNet, workload: Workload) -> torch.Tensor:
+    """Test losses [K, T] on the CPU, computed EVAL_CHUNK runs at a time."""
+    losses = []
+    with torch.no_grad():
+        count = next(iter(net.params.values())).shape[0]
+        for start in range(0, count, EVAL_CHUNK):
+            chunk = PackedNet(net.model, {n: p[start:start + EVAL_CHUNK] for n, p in net.params.items()})
+            outputs = chunk.forward(workload.test.inputs)[2]
+            losses.append(per_run_losses(workload, outputs, workload.test.targets).cpu())
+    return torch.cat(losses)
+
+
+def final_evaluation(net: PackedNet, workload: Workload, alive: torch.Tensor) -> tuple[dict[int, torch.Tensor], dict[int, list]]:
+    """Final test losses and metrics of the runs still alive."""
+    losses: dict[int, torch.Tensor] = {}
+    metrics: dict[int, list] = {}
+    with torch.no_grad():
+        for run in alive.nonzero().flatten().tolist():
+            single = PackedNet(net.model, {n: p[run:run + 1] for n, p in net.params.items()})
+            outputs = [o[0] for o in single.forward(workload.test.inputs)[2]]
+            losses[run] = workload.task_losses(outputs, workload.test.targets).cpu()
+            metrics[run] = workload.test_metrics(outputs)
+    return losses, metrics
+
+
+class PackedBalancer:
+    """The loss weights of K runs [K, T]: fixed rows, or GradNorm rows with their own α."""
+
+    def __init__(self, weights: torch.Tensor, alphas: torch.Tensor | None, lr: float | None) -> None:
+        self._weights = weights.clone().requires_grad_(alphas is not None)
+        self.alphas = alphas  # [K, 1], GradNorm packs only
+        self.needs_task_grad_norms = alphas is not None
+        self._optimizer = torch.optim.Adam([self._weights], lr=lr) if alphas is not None else None
+        self.initial_losses: torch.Tensor | None = None
+        self.last_grad_norms: torch.Tensor | None = None
+        self._weight_sum = torch.zeros(weights.shape, dtype=torch.float64)
+        self._steps = torch.zeros(weights.shape[0], 1, dtype=torch.float64)  # steps each run has taken
+
+    @classmethod
+    def for_configs(cls, configs: Sequence[TrialConfig], num_tasks: int, device: str) -> "PackedBalancer":
+        if configs[0].method == "gradnorm":
+            alphas = torch.tensor([[float(c.alpha)] for c in configs])
+            return cls(torch.ones(len(configs), num_tasks), alphas, configs[0].balancer_lr)
+        return cls(torch.stack([fixed_weights(c, num_tasks) for c in configs]), None, None)
+
+    @property
+    def weights(self) -> torch.Tensor:
+        return self._weights.detach()
+
+    @property
+    def time_averaged_weights(self) -> torch.Tensor:
+        """E_t[w] of each run over the steps it took (its current weights before any)."""
+        return torch.where(self._steps > 0, self._weight_sum / self._steps.clamp(min=1), self.weights.to(torch.float64))
+
+    def step(self, task_losses: torch.Tensor, task_grad_norms: torch.Tensor | None, alive: torch.Tensor) -> None:
+        """As Balancer.step, for the runs still alive (weights and their update on the CPU)."""
+        alive = alive.cpu()
+        self._weight_sum += torch.where(alive[:, None], self.weights.to(torch.float64), 0.0)
+        self._steps += alive[:, None].to(torch.float64)
+        if self._optimizer is None:
+            return
+        task_losses, task_grad_norms = task_losses.cpu(), task_grad_norms.detach().cpu()
+        if self.initial_losses is None:
+            self.initial_losses = task_losses.clone()
+        ratios = loss_ratios(task_losses, self.initial_losses)
+        gradient, self.last_grad_norms, _ = gradnorm_weight_gradient(self.weights, task_grad_norms, ratios, self.alphas)
+        self._weights.grad = torch.where(alive[:, None], gradient, torch.zeros_like(gradient))
+        self._optimizer.step()
+        with torch.no_grad():
+            self._weights.copy_(torch.where(alive[:, None], renormalize(self._weights), self._weights))
+
+    def drop(self, run: int) -> None:
+        """A diverged run: its weights stay as they were (its result reports them), out of every update."""
+        if self._optimizer is not None:
+            for state in self._optimizer.state.values():  # zero moments: Adam moves the row no more
+                for value in state.values():
+                    if torch.is_tensor(value) and value.dim() > 0:
+                        value[run] = 0
+        if self.initial_losses is not None:
+            self.initial_losses[run] = 1.0
+
+
+def pack_sizes(total: int, pack: int) -> list[int]:
+    """`total` runs in packs of at most `pack`, as even as possible (7 by 3: 3, 2, 2)."""
+    if total <= 0:
+        return []
+    count = math.ceil(total / pack)
+    base, extra = divmod(total, count)
+    return [base + 1] * extra + [base] * (count - extra)
+
+
+def describe_pack(configs: Sequence[TrialConfig]) -> dict[str, Any]:
+    return {"runs": len(configs), "methods": sorted({c.method for c in configs})}
+
+
+__all__ = ["WEIGHT_FLOOR", "pack_group", "pack_sizes", "train_pack"]
