@@ -51,6 +51,12 @@ def is_outage(error: BaseException) -> bool:
     return isinstance(error, DBAPIError) and bool(error.connection_invalidated)
 
 
+def is_sqlite_lock(error: BaseException) -> bool:
+    """SQLite's busy/locked: another writer of the same file, not an outage (retried without a word)."""
+    orig = getattr(error, "orig", None)
+    return orig is not None and type(orig).__module__.startswith("sqlite3") and "locked" in str(orig)
+
+
 def retrying(what: str, action: Callable[[], T], window_s: float | None = None, sleep=time.sleep) -> T:
     """Run `action`, retrying outages with backoff for `window_s` seconds."""
     window = retry_window_s() if window_s is None else window_s
@@ -69,7 +75,7 @@ def retrying(what: str, action: Callable[[], T], window_s: float | None = None, 
                 raise DatabaseUnavailable(
                     f"database unavailable for {window:g} s while {what}: {_first_line(error)}"
                 ) from None
-            if not warned:
+            if not warned and not is_sqlite_lock(error):
                 print(f"database unavailable while {what}; retrying for up to {window:g} s", file=sys.stderr, flush=True)
                 warned = True
             sleep(delay)

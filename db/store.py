@@ -124,6 +124,7 @@ class ResultsDB(ResultsWriter):
             self.engine = create_engine(self.url, **engine_options(self.url))
         if create and path is not None:
             event.listen(self.engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine, "begin", _sqlite_begin_immediate)
         self._check_schema_version()
         self._optuna: RDBStorage | None = None
         if create:
@@ -698,6 +699,15 @@ def _sqlite_pragmas(connection, _record) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+    # Transactions are begun by _sqlite_begin_immediate, not by the driver.
+    connection.isolation_level = None
+
+
+def _sqlite_begin_immediate(connection) -> None:
+    # A writer's transaction takes the write lock at BEGIN: a read that turns into a
+    # write would otherwise fail at once ("database is locked") when the lease
+    # thread wrote in between, instead of waiting out the busy timeout.
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _dead_here(holder: str | None) -> bool:
