@@ -121,9 +121,13 @@ def run(args: argparse.Namespace) -> int:
     try:
         result = train(config, on_log=None if args.json else progress, device=device)
     except ValueError as error:  # raised before the first step: the config does not fit the workload
+        if results is not None:
+            results.close()
         raise BadInput(str(error)) from None
     if results is not None:
         with results:
+            if results.find_study(args.study) is None:  # made only now that there is a run to record
+                results.create_study(args.study, ADHOC_KIND, {"study": args.study, "kind": ADHOC_KIND})
             outcome = results.record(args.study, config.key(), config.to_dict(), result)
         note = "recorded" if outcome.created else "already recorded, kept the earlier run"
         print(f"{note}: study {args.study!r}, key {config.key()} in {results.display_url}", file=sys.stderr)
@@ -151,9 +155,7 @@ def open_adhoc_study(url: str, name: str):
     """`gns train --study` is one of the documented writers: it records one run, no lease needed."""
     results = open_writer(url)
     study = results.find_study(name)
-    if study is None:
-        results.create_study(name, ADHOC_KIND, {"study": name, "kind": ADHOC_KIND})
-    elif study.kind != ADHOC_KIND:
+    if study is not None and study.kind != ADHOC_KIND:
         results.close()
         raise BadInput(f"--study: {name!r} is a {study.kind} study; gns train records only into {ADHOC_KIND!r} studies")
     return results
