@@ -1,7 +1,7 @@
 """Reads that return DataFrames: one row per study, per run, or per (run, step, task).
 
 Column names for per-task values are `<quantity>.<task>`, e.g. `test_loss.task0`,
-`time_averaged_weight.digit`, `accuracy.digit`. Runs and traces hold recorded
+`time_averaged_weight.digit`, `accuracy.digit` (test set), `validation_accuracy.digit`. Runs and traces hold recorded
 trials only (a final outcome); `status_counts` also counts running ones.
 """
 
@@ -21,6 +21,7 @@ CONFIG_COLUMNS = ("method", "workload", "seed", "alpha", "task", "steps", "batch
 TASK_QUANTITIES = {
     "initial_loss": "initial_loss",
     "final_test_loss": "test_loss",
+    "final_validation_loss": "validation_loss",
     "final_weight": "final_weight",
     "time_averaged_weight": "time_averaged_weight",
 }
@@ -73,7 +74,7 @@ def metric_directions(session: Session, study_id: int) -> dict[str, bool]:
     rows = session.execute(
         select(MetricRow.metric, MetricRow.higher_is_better)
         .join(TrialRow, TrialRow.id == MetricRow.trial_id)
-        .where(TrialRow.study_id == study_id)
+        .where(TrialRow.study_id == study_id, MetricRow.split == "test")
         .distinct()
     ).all()
     return {metric: bool(higher) for metric, higher in rows}
@@ -88,6 +89,7 @@ def runs(session: Session, study_id: int) -> pd.DataFrame:
             TrialRow.optuna_number,
             TrialRow.status,
             TrialRow.value,
+            TrialRow.validation_value,
             TrialRow.config,
             TrialRow.wall_time_s,
             TrialRow.steps_completed,
@@ -107,6 +109,7 @@ def runs(session: Session, study_id: int) -> pd.DataFrame:
                 "state": "COMPLETE" if t.status == OK else "FAIL",
                 "status": t.status,
                 "value": t.value,
+                "validation_value": t.validation_value,
                 **{name: t.config.get(name) for name in CONFIG_COLUMNS},
                 "wall_time_s": t.wall_time_s,
                 "steps_completed": t.steps_completed,
@@ -116,7 +119,7 @@ def runs(session: Session, study_id: int) -> pd.DataFrame:
             }
             for t in trials
         ],
-        columns=["trial_id", "key", "number", "state", "status", "value", *CONFIG_COLUMNS,
+        columns=["trial_id", "key", "number", "state", "status", "value", "validation_value", *CONFIG_COLUMNS,
                  "wall_time_s", "steps_completed", "diverged_step", "failure_reason", "worker"],
     )
     if base.empty:
@@ -132,12 +135,15 @@ def runs(session: Session, study_id: int) -> pd.DataFrame:
     )
     metrics = pd.DataFrame(
         session.execute(
-            select(MetricRow.trial_id, MetricRow.task_index, MetricRow.metric, MetricRow.value).where(
+            select(MetricRow.trial_id, MetricRow.task_index, MetricRow.split, MetricRow.metric, MetricRow.value).where(
                 MetricRow.trial_id.in_(trial_ids)
             )
         ).all(),
-        columns=["trial_id", "task_index", "metric", "value"],
+        columns=["trial_id", "task_index", "split", "metric", "value"],
     )
+    # test metrics keep their plain names; validation ones are prefixed
+    metrics["metric"] = metrics["metric"].where(metrics["split"] == "test", "validation_" + metrics["metric"])
+    metrics = metrics.drop(columns="split")
     frame = base
     if not tasks.empty:
         order = tasks.drop_duplicates("task_index").sort_values("task_index")["task"].tolist()

@@ -67,6 +67,7 @@ class TrialRow(Base):
     attempt: Mapped[int] = mapped_column(Integer, default=0)
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)  # while running
     value: Mapped[float | None] = mapped_column(Float, nullable=True)  # the primary metric; null unless ok
+    validation_value: Mapped[float | None] = mapped_column(Float, nullable=True)  # the same on the validation split
     config: Mapped[dict] = mapped_column(JSON)
     wall_time_s: Mapped[float | None] = mapped_column(Float, nullable=True)
     steps_completed: Mapped[int | None] = mapped_column(Integer, nullable=True)
@@ -86,6 +87,7 @@ class TrialTaskRow(Base):
     task: Mapped[str] = mapped_column(String(128))
     initial_loss: Mapped[float | None] = mapped_column(Float, nullable=True)
     final_test_loss: Mapped[float | None] = mapped_column(Float, nullable=True)
+    final_validation_loss: Mapped[float | None] = mapped_column(Float, nullable=True)
     final_weight: Mapped[float | None] = mapped_column(Float, nullable=True)
     time_averaged_weight: Mapped[float | None] = mapped_column(Float, nullable=True)
 
@@ -95,6 +97,7 @@ class MetricRow(Base):
 
     trial_id: Mapped[int] = mapped_column(ForeignKey("gns_trials.id", ondelete="CASCADE"), primary_key=True)
     task_index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    split: Mapped[str] = mapped_column(String(16), primary_key=True)  # test | validation
     metric: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[float | None] = mapped_column(Float, nullable=True)
     higher_is_better: Mapped[bool] = mapped_column(Boolean)

@@ -363,7 +363,8 @@ class ResultsDB(ResultsWriter):
                     session.execute(
                         update(TrialRow).where(TrialRow.id == trial.id).values(
                             status=str(Status.PENDING), complete=False, optuna_trial_id=None, optuna_number=None,
-                            claim_token=None, heartbeat_at=None, value=None, attempt=trial.attempt + 1,
+                            claim_token=None, heartbeat_at=None, value=None, validation_value=None,
+                            attempt=trial.attempt + 1,
                         )
                     )
             return len(trials)
@@ -447,6 +448,7 @@ class ResultsDB(ResultsWriter):
                     claim_token=None,
                     heartbeat_at=None,
                     value=_finite(result.primary_metric) if ok else None,
+                    validation_value=_finite(result.validation_metric) if ok else None,
                     wall_time_s=None if result is None else result.wall_time_s,
                     steps_completed=None if result is None else result.steps_completed,
                     diverged_step=None if result is None else result.diverged_step,
@@ -587,27 +589,28 @@ def _add_result_rows(session: Session, trial_id: int, result: TrialResult) -> No
                 "task": name,
                 "initial_loss": _finite(_at(result.initial_losses, i)),
                 "final_test_loss": _finite(_at(result.final_test_losses, i)),
+                "final_validation_loss": _finite(_at(result.final_validation_losses, i)),
                 "final_weight": _finite(_at(result.final_weights, i)),
                 "time_averaged_weight": _finite(_at(result.time_averaged_weights, i)),
             }
             for i, name in enumerate(tasks)
         ],
     )
-    if result.test_metrics:
-        index = {name: i for i, name in enumerate(tasks)}
-        session.execute(
-            MetricRow.__table__.insert(),
-            [
-                {
-                    "trial_id": trial_id,
-                    "task_index": index[m.task],
-                    "metric": m.metric,
-                    "value": _finite(m.value),
-                    "higher_is_better": m.higher_is_better,
-                }
-                for m in result.test_metrics
-            ],
-        )
+    index = {name: i for i, name in enumerate(tasks)}
+    metric_rows = [
+        {
+            "trial_id": trial_id,
+            "task_index": index[m.task],
+            "split": split,
+            "metric": m.metric,
+            "value": _finite(m.value),
+            "higher_is_better": m.higher_is_better,
+        }
+        for split, metrics in (("test", result.test_metrics), ("validation", result.validation_metrics))
+        for m in metrics
+    ]
+    if metric_rows:
+        session.execute(MetricRow.__table__.insert(), metric_rows)
     trace_rows = [
         {
             "trial_id": trial_id,
@@ -633,6 +636,8 @@ def _outcome_attrs(result: TrialResult | None, failure: str | None, worker: str 
     if result is not None:
         attrs["status"] = str(result.status)
         attrs["wall_time_s"] = result.wall_time_s
+        if result.ok and math.isfinite(result.validation_metric):
+            attrs["validation_value"] = result.validation_metric
         if not result.ok:
             attrs["failure_reason"] = result.failure_reason
     else:

@@ -12,6 +12,7 @@ import dataclasses
 import enum
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -83,6 +84,11 @@ class TrialResult:
     trace: tuple[TracePoint, ...]
     diverged_step: int | None = None
     failure_reason: str | None = None
+    # The same numbers on the validation split, where the workload has one: what a study
+    # chooses by (alpha, a best weighting), while the test numbers above are what it reports.
+    validation_metric: float = math.nan  # task-normalized validation loss, sum_i L_i^val / L_i(0)
+    final_validation_losses: tuple[float, ...] = ()
+    validation_metrics: tuple[TaskMetric, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "status", Status(self.status))
@@ -104,6 +110,8 @@ class TrialResult:
             for point in fields["trace"]
         )
         fields["test_metrics"] = tuple(TaskMetric(**m) for m in fields["test_metrics"])
+        fields["validation_metrics"] = tuple(TaskMetric(**m) for m in fields.get("validation_metrics", ()))
+        fields["final_validation_losses"] = tuple(fields.get("final_validation_losses", ()))
         for name in ("task_names", "initial_losses", "final_test_losses", "final_weights", "time_averaged_weights"):
             fields[name] = tuple(fields[name])
         return cls(**fields)

@@ -59,6 +59,9 @@ def test_random_static_study_end_to_end(capsys, tmp_path, database_url):
         assert set(runs.index) == {p.key for p in planned}
         assert Counter(runs["method"]) == {"static": 3, "gradnorm": 1, "gradnorm-static": 1}
         assert (runs["state"] == "COMPLETE").all()
+        # validation numbers beside the test ones, for choosing without looking at the test set
+        assert runs["validation_value"].notna().all() and (runs["validation_value"] != runs["value"]).all()
+        assert runs["validation_loss.task1"].notna().all() and runs["validation_mse.task1"].notna().all()
         # every run starts from the same init and data: the same L_i(0)
         assert runs["initial_loss.task1"].nunique() == 1
         # GradNorm-Static retrained with the reference's time-averaged weights

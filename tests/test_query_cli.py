@@ -57,7 +57,7 @@ def test_query_table_is_aligned_and_has_default_columns(capsys, recorded):
     code, out, _ = run_cli(capsys, "query", "fig4", "--storage", recorded)
     lines = out.strip().splitlines()
     assert code == 0 and len(lines) == 2 + 3
-    assert lines[0].split() == ["number", "key", "state", "method", "alpha", "seed", "value", "time_averaged_weight.a", "time_averaged_weight.b"]
+    assert lines[0].split() == ["number", "key", "state", "method", "alpha", "seed", "value", "validation_value", "time_averaged_weight.a", "time_averaged_weight.b"]
     assert len({len(line) for line in lines[:2]}) == 1  # header and rule the same width
 
 

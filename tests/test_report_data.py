@@ -119,6 +119,35 @@ def test_figure7_gains_vs_equal_weights_of_the_same_seed(sweep_study):
     assert data.stats["best_alpha"] == 0.5 and data.stats["first_unstable_alpha"] == 5.0
 
 
+def test_figure7_chooses_alpha_on_validation_and_reports_its_test_gain(results):
+    results.create_study("sweep", "alpha-sweep", {"study": "sweep"})
+
+    def run(test, validation):
+        return dataclasses.replace(fake_result(final_test_losses=test), final_validation_losses=validation)
+
+    for seed, equal in ((0, (2.0, 10.0)), (1, (4.0, 20.0))):
+        add(results, "sweep", TrialConfig(method="equal", seed=seed), run(equal, equal))
+    sweep = {  # (alpha, seed): (test losses, validation losses)
+        (0.5, 0): ((1.0, 10.0), (2.0, 10.0)),  # test gain 25, validation gain 0
+        (0.5, 1): ((4.0, 10.0), (4.0, 20.0)),  # test 25, validation 0
+        (1.5, 0): ((3.0, 5.0), (1.0, 10.0)),  # test 0, validation 100 * mean(0.5, 0) = 25
+        (1.5, 1): ((2.0, 20.0), (2.0, 20.0)),  # test 25, validation 25
+    }
+    for (alpha, seed), (test, validation) in sweep.items():
+        add(results, "sweep", TrialConfig(method="gradnorm", alpha=alpha, seed=seed), run(test, validation))
+    data = figure7_data(results.runs("sweep"))
+    by_alpha = data.by_alpha.set_index("alpha")
+    assert by_alpha.loc[0.5, "mean_validation_gain_pct"] == pytest.approx(0.0)
+    assert by_alpha.loc[1.5, "mean_validation_gain_pct"] == pytest.approx(25.0)
+    assert data.stats["alpha_chosen_on_validation"] == 1.5
+    assert data.stats["test_gain_pct_at_chosen"] == pytest.approx(12.5)  # mean of 0 and 25
+    assert data.stats["best_alpha"] == 0.5 and data.stats["best_mean_gain_pct"] == pytest.approx(25.0)  # hindsight
+
+
+def test_figure7_without_validation_losses_chooses_nothing_on_them(sweep_study):
+    assert "alpha_chosen_on_validation" not in figure7_data(sweep_study.runs("sweep")).stats
+
+
 def metrics(accuracy, mse):
     return (TaskMetric("a", "accuracy", accuracy, True), TaskMetric("b", "mse", mse, False))
 

@@ -88,7 +88,8 @@ def test_digits_mixes_classification_and_regression_with_far_apart_loss_scales()
     workload = build_workload("digits", {}, seed=0)
     kinds = [task.kind for task in workload.tasks]
     assert kinds.count(CLASSIFICATION) == 2 and kinds.count(REGRESSION) == 2
-    assert len(workload.train) + len(workload.test) == 1797 and len(workload.test) == 359
+    # test 20 % (359), validation 20 % of the rest (288), train the remaining 1,150
+    assert (len(workload.train), len(workload.validation), len(workload.test)) == (1150, 288, 359)
     initial = workload.theoretical_initial_losses
     assert initial[0] == pytest.approx(2.302585, rel=1e-5)  # log 10
     assert initial[1] == pytest.approx(0.693147, rel=1e-5)  # log 2
@@ -124,3 +125,44 @@ def test_user_workload_factory_by_module_path():
     workload = build_workload("tests.user_workload:build", {"width": 3}, seed=0)
     assert workload.task_names == ("a", "b")
     assert workload.model.shared_layer.out_features == 3
+
+
+def rows(split):
+    return {tuple(row) for row in split.inputs.tolist()}
+
+
+@pytest.mark.parametrize("name, options", [("toy", {"train_size": 300, "test_size": 50, "validation_size": 40}),
+                                           ("sinusoid", {"train_size": 300, "test_size": 50, "validation_size": 40}),
+                                           ("digits", {})])
+def test_every_builtin_workload_has_disjoint_train_validation_and_test_splits(name, options):
+    workload = build_workload(name, options, seed=0)
+    train, validation, test = rows(workload.train), rows(workload.validation), rows(workload.test)
+    assert validation and not (train & validation) and not (train & test) and not (validation & test)
+
+
+def test_adding_the_validation_split_left_toy_train_and_test_as_they_were():
+    # validation is drawn after the test set from the same generator: the earlier data is unchanged
+    with_validation = build_workload("toy", {"train_size": 300, "test_size": 50, "validation_size": 40}, seed=0)
+    other_size = build_workload("toy", {"train_size": 300, "test_size": 50, "validation_size": 7}, seed=0)
+    assert torch.equal(with_validation.train.inputs, other_size.train.inputs)
+    assert torch.equal(with_validation.test.targets[1], other_size.test.targets[1])
+
+
+def test_digits_standardized_targets_are_z_scores_of_the_training_split():
+    raw = build_workload("digits", {}, seed=0)
+    standard = build_workload("digits", {"standardize_targets": True}, seed=0)
+    ink = standard.train.targets[2]
+    assert float(ink.mean()) == pytest.approx(0.0, abs=1e-4) and float(ink.std()) == pytest.approx(1.0, rel=1e-4)
+    mean, std = raw.train.targets[2].mean(), raw.train.targets[2].std()
+    assert torch.allclose(standard.test.targets[2], (raw.test.targets[2] - mean) / std)  # the train split's statistics
+    assert torch.equal(standard.train.targets[0], raw.train.targets[0])  # classification labels untouched
+
+
+def test_toy_input_scale_takes_the_tanh_out_of_saturation():
+    def saturated_share(scale):
+        workload = build_workload("toy", {"train_size": 400, "test_size": 10, "validation_size": 10, "input_scale": scale}, seed=0)
+        # targets are sigma_i tanh(.), sigma = (1, 100): |y| / sigma > 0.99 means the tanh is saturated
+        return float((workload.train.targets[0].abs() > 0.99).float().mean())
+
+    assert saturated_share(1.0) > 0.9  # the paper's inputs read literally
+    assert saturated_share(1 / (250 * 13.5) ** 0.5) < 0.1  # tanh argument of std about 1

@@ -32,9 +32,9 @@ from records import TracePoint, TrialResult, canonical_hash
 from workers.balancers.gradnorm import WEIGHT_FLOOR, gradnorm_weight_gradient, loss_ratios, renormalize
 from workers.balancers.static import normalize_to_task_count
 from workers.config import DEFAULT_SHARED_PARAMS, TrialConfig
-from workers.training import batches, describe, floats, trial_result
+from workers.training import FinalEvaluation, batches, describe, floats, trial_result
 from workers.workloads import build_workload
-from workers.workloads.base import Workload
+from workers.workloads.base import Split, Workload
 
 FIXED_WEIGHT_METHODS = ("equal", "static", "gradnorm-static", "single-task")
 # How many runs' test-set outputs are computed at once (bounds memory at evaluation).
@@ -130,9 +130,7 @@ def train_pack(
     started = time.perf_counter()
     first = configs[0]
     count = len(configs)
-    workload = build_workload(first.workload, first.workload_options, seed=first.seed)
-    workload.model.to(device)
-    workload.train, workload.test = workload.train.to(device), workload.test.to(device)
+    workload = build_workload(first.workload, first.workload_options, seed=first.seed).to(device)
     if first.batch_size > len(workload.train):
         raise ValueError(f"batch_size: {first.batch_size} exceeds the {len(workload.train)} training samples")
     num_tasks = len(workload.tasks)
@@ -220,12 +218,12 @@ def train_pack(
                 fail(broken, done, "test losses", test_losses)
                 bury_dead()
 
-    final_losses, final_metrics = final_evaluation(net, workload, alive)
+    finals = final_evaluations(net, workload, alive)
     share = (time.perf_counter() - started) / count  # each run's share of the pack's wall time
     return [
         trial_result(workload.task_names,
                      None if initial_losses is None else initial_losses[run].cpu(),
-                     final_losses.get(run), final_metrics.get(run, []),
+                     finals.get(run),
                      balancer.weights[run], balancer.time_averaged_weights[run], traces[run],
                      steps_completed=failures[run][0] if run in failures else first.steps,
                      wall_time_s=share, failure=failures.get(run))
@@ -263,17 +261,24 @@ def evaluate_pack(net: PackedNet, workload: Workload) -> torch.Tensor:
     return torch.cat(losses)
 
 
-def final_evaluation(net: PackedNet, workload: Workload, alive: torch.Tensor) -> tuple[dict[int, torch.Tensor], dict[int, list]]:
-    """Final test losses and metrics of the runs still alive."""
-    losses: dict[int, torch.Tensor] = {}
-    metrics: dict[int, list] = {}
+def final_evaluations(net: PackedNet, workload: Workload, alive: torch.Tensor) -> dict[int, FinalEvaluation]:
+    """Test (and validation) losses and metrics of the runs still alive, one run at a time."""
+    finals: dict[int, FinalEvaluation] = {}
     with torch.no_grad():
         for run in alive.nonzero().flatten().tolist():
             single = PackedNet(net.model, {n: p[run:run + 1] for n, p in net.params.items()})
-            outputs = [o[0] for o in single.forward(workload.test.inputs)[2]]
-            losses[run] = workload.task_losses(outputs, workload.test.targets).cpu()
-            metrics[run] = workload.test_metrics(outputs)
-    return losses, metrics
+
+            def on(split: Split) -> tuple[torch.Tensor, list]:
+                outputs = [o[0] for o in single.forward(split.inputs)[2]]
+                return workload.task_losses(outputs, split.targets).cpu(), workload.test_metrics(outputs, split)
+
+            test_losses, test_metrics = on(workload.test)
+            if workload.validation is None:
+                finals[run] = FinalEvaluation(test_losses, test_metrics)
+            else:
+                validation_losses, validation_metrics = on(workload.validation)
+                finals[run] = FinalEvaluation(test_losses, test_metrics, validation_losses, tuple(validation_metrics))
+    return finals
 
 
 class PackedBalancer:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -18,7 +19,7 @@ from workers.config import TrialConfig
 from workers.probe import LinearLayerProbe
 from records import Status, TracePoint, TrialResult
 from workers.workloads import build_workload
-from workers.workloads.base import Workload
+from workers.workloads.base import Split, Workload
 
 FAST_PROBE_PARAMS = {"shared_layer.weight", "shared_layer.bias"}
 
@@ -76,14 +77,34 @@ def batches(num_samples: int, batch_size: int, generator: torch.Generator):
             yield order[start : start + batch_size]
 
 
-def evaluate(workload: Workload) -> tuple[torch.Tensor, list]:
+def evaluate(workload: Workload, split: Split | None = None) -> tuple[torch.Tensor, list]:
+    """Task losses and metrics on `split` (the test set unless told otherwise)."""
+    split = split or workload.test
     workload.model.eval()
     with torch.no_grad():
-        outputs = workload.model(workload.test.inputs)
-        losses = workload.task_losses(outputs, workload.test.targets)
-        metrics = workload.test_metrics(outputs)
+        outputs = workload.model(split.inputs)
+        losses = workload.task_losses(outputs, split.targets)
+        metrics = workload.test_metrics(outputs, split)
     workload.model.train()
     return losses, metrics
+
+
+@dataclass(frozen=True)
+class FinalEvaluation:
+    """A finished run's numbers on the test split and, where the workload has one, the validation split."""
+
+    test_losses: torch.Tensor
+    test_metrics: list
+    validation_losses: torch.Tensor | None = None
+    validation_metrics: tuple = ()
+
+
+def final_evaluation(workload: Workload) -> FinalEvaluation:
+    test_losses, test_metrics = evaluate(workload)
+    if workload.validation is None:
+        return FinalEvaluation(test_losses, test_metrics)
+    validation_losses, validation_metrics = evaluate(workload, workload.validation)
+    return FinalEvaluation(test_losses, test_metrics, validation_losses, tuple(validation_metrics))
 
 
 class TraceRecorder:
@@ -128,9 +149,7 @@ def train(
 ) -> TrialResult:
     """Train `config` to its step budget (or until it diverges) on `device`."""
     started = time.perf_counter()
-    workload = build_workload(config.workload, config.workload_options, seed=config.seed)
-    workload.model.to(device)
-    workload.train, workload.test = workload.train.to(device), workload.test.to(device)
+    workload = build_workload(config.workload, config.workload_options, seed=config.seed).to(device)
     if config.batch_size > len(workload.train):
         raise ValueError(f"batch_size: {config.batch_size} exceeds the {len(workload.train)} training samples")
     balancer = make_balancer(config, workload)
@@ -171,9 +190,8 @@ def train(
                 failure = (done, f"test losses became non-finite: {describe(workload, test_losses)}")
                 break
 
-    final_test_losses, metrics = evaluate(workload) if failure is None else (None, [])
-    return trial_result(workload.task_names, initial_losses, final_test_losses, metrics, balancer.weights,
-                        balancer.time_averaged_weights, trace.points,
+    return trial_result(workload.task_names, initial_losses, final_evaluation(workload) if failure is None else None,
+                        balancer.weights, balancer.time_averaged_weights, trace.points,
                         steps_completed=config.steps if failure is None else failure[0],
                         wall_time_s=time.perf_counter() - started, failure=failure)
 
@@ -181,8 +199,7 @@ def train(
 def trial_result(
     task_names: tuple[str, ...],
     initial_losses: torch.Tensor | None,
-    final_test_losses: torch.Tensor | None,
-    metrics: list,
+    final: FinalEvaluation | None,
     final_weights: torch.Tensor,
     time_averaged_weights: torch.Tensor,
     trace: list[TracePoint],
@@ -193,14 +210,18 @@ def trial_result(
     """The one place a TrialResult is built (a run alone or in a pack): OK with its metrics,
     or DIVERGED at a step with a reason."""
     ok = failure is None
+    validation = final is not None and final.validation_losses is not None
     return TrialResult(
         status=Status.OK if ok else Status.DIVERGED,
         task_names=task_names,
         # Task-normalized test loss: sum_i L_i^test / L_i(0), L_i(0) the first batch's loss.
-        primary_metric=float((final_test_losses / initial_losses).sum()) if ok else math.nan,
+        primary_metric=task_normalized(final.test_losses, initial_losses) if ok else math.nan,
         initial_losses=floats(initial_losses) if initial_losses is not None else (),
-        final_test_losses=floats(final_test_losses) if ok else (),
-        test_metrics=tuple(metrics),
+        final_test_losses=floats(final.test_losses) if ok else (),
+        test_metrics=tuple(final.test_metrics) if ok else (),
+        validation_metric=task_normalized(final.validation_losses, initial_losses) if ok and validation else math.nan,
+        final_validation_losses=floats(final.validation_losses) if ok and validation else (),
+        validation_metrics=final.validation_metrics if ok else (),
         final_weights=floats(final_weights),
         time_averaged_weights=floats(time_averaged_weights),
         steps_completed=steps_completed,
@@ -209,6 +230,11 @@ def trial_result(
         diverged_step=None if ok else failure[0],
         failure_reason=None if ok else failure[1],
     )
+
+
+def task_normalized(losses: torch.Tensor, initial_losses: torch.Tensor) -> float:
+    """sum_i L_i / L_i(0): the primary metric, on whichever split `losses` come from."""
+    return float((losses.cpu() / initial_losses.cpu()).sum())
 
 
 def floats(values: torch.Tensor) -> tuple[float, ...]:

@@ -9,7 +9,7 @@ from study.cli.common import add_storage_argument, filter_rows, select_columns
 from study.output import FORMATS, write_frame
 
 # Shown when --columns is not given (a table of every per-task column is too wide).
-DEFAULT_COLUMNS = ["number", "key", "state", "method", "alpha", "seed", "value", "time_averaged_weight.*"]
+DEFAULT_COLUMNS = ["number", "key", "state", "method", "alpha", "seed", "value", "validation_value", "time_averaged_weight.*"]
 
 
 def add_parser(subparsers) -> None:

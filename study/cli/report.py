@@ -60,7 +60,13 @@ def headline(summary: dict) -> list[str]:
     if fig4 and "gradnorm_static_change_pct" in fig4:
         lines.append(f"GradNorm-Static vs GradNorm: {fig4['gradnorm_static_change_pct']:+.2f} %")
     fig7 = summary.get("figure7")
-    if fig7 and "best_alpha" in fig7:
+    if fig7 and "alpha_chosen_on_validation" in fig7:
+        lines.append(
+            f"Figure 7: alpha chosen on validation {fig7['alpha_chosen_on_validation']:g}, test gain "
+            f"{fig7['test_gain_pct_at_chosen']:+.2f} % vs equal weights (best on test, in hindsight: "
+            f"{fig7['best_alpha']:g}, {fig7['best_mean_gain_pct']:+.2f} %)"
+        )
+    elif fig7 and "best_alpha" in fig7:
         lines.append(f"Figure 7: best alpha {fig7['best_alpha']:g} ({fig7['best_mean_gain_pct']:+.2f} % vs equal weights)")
     table = summary.get("methods_table")
     if table and "delta_m_pct" in table:

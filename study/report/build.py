@@ -109,7 +109,14 @@ def _alpha_sweep(results: ResultsReader, study: str, runs: pd.DataFrame, summary
         "Gain = 100 · mean_i (L_i^equal − L_i^α) / L_i^equal on the test set, against the equal-weights run of the "
         "same seed (positive: GradNorm does better). Mean ± std over seeds; red crosses mark α where runs diverged."
     ]
-    if "best_alpha" in data.stats:
+    if "alpha_chosen_on_validation" in data.stats:
+        text.append(
+            f"α chosen on the validation split: {data.stats['alpha_chosen_on_validation']:g} (validation gain "
+            f"{data.stats['validation_gain_pct_at_chosen']:+.2f} %), whose test gain is "
+            f"{data.stats['test_gain_pct_at_chosen']:+.2f} %. The best α on the test set itself, in hindsight: "
+            f"{data.stats['best_alpha']:g} ({data.stats['best_mean_gain_pct']:+.2f} %)."
+        )
+    elif "best_alpha" in data.stats:
         text.append(f"Best α = {data.stats['best_alpha']:g} with a mean gain of {data.stats['best_mean_gain_pct']:+.2f} %.")
     if data.stats["first_unstable_alpha"] is not None:
         text.append(f"Runs first diverge at α = {data.stats['first_unstable_alpha']:g}.")

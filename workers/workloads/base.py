@@ -69,12 +69,17 @@ class Workload:
     model: MultiTaskNet
     # L_i(0) a randomly initialized network should start from (GradNorm's initial_loss="theoretical").
     theoretical_initial_losses: tuple[float, ...] | None = None
+    # Held out from training and from the test set: what studies choose by. Every built-in
+    # workload has one; a user factory may leave it out (then nothing is chosen on it).
+    validation: Split | None = None
 
     def __post_init__(self) -> None:
         if self.model.num_tasks != len(self.tasks):
             raise ValueError(f"model: has {self.model.num_tasks} heads for {len(self.tasks)} tasks")
-        for split_name in ("train", "test"):
+        for split_name in ("train", "test", "validation"):
             split = getattr(self, split_name)
+            if split is None:
+                continue
             if len(split.targets) != len(self.tasks):
                 raise ValueError(f"{split_name}: has {len(split.targets)} targets for {len(self.tasks)} tasks")
 
@@ -85,12 +90,22 @@ class Workload:
     def task_losses(self, outputs: Sequence[torch.Tensor], targets: Sequence[torch.Tensor]) -> torch.Tensor:
         return torch.stack([task.loss(o, t) for task, o, t in zip(self.tasks, outputs, targets)])
 
-    def test_metrics(self, outputs: Sequence[torch.Tensor]) -> list[TaskMetric]:
+    def test_metrics(self, outputs: Sequence[torch.Tensor], split: Split | None = None) -> list[TaskMetric]:
+        """Each task's metrics of `outputs` on `split` (the test set unless told otherwise)."""
+        targets = (split or self.test).targets
         return [
             metric
-            for task, output, target in zip(self.tasks, outputs, self.test.targets)
+            for task, output, target in zip(self.tasks, outputs, targets)
             for metric in task.metrics(output, target)
         ]
+
+    def to(self, device: str) -> "Workload":
+        """The model and every split on `device`."""
+        self.model.to(device)
+        self.train, self.test = self.train.to(device), self.test.to(device)
+        if self.validation is not None:
+            self.validation = self.validation.to(device)
+        return self
 
 
 def zero_output_losses(tasks: Sequence[Task], split: Split) -> tuple[float, ...]:
@@ -105,10 +120,13 @@ def zero_output_losses(tasks: Sequence[Task], split: Split) -> tuple[float, ...]
     return tuple(losses)
 
 
-def regression_workload(name: str, task_names: Sequence[str], train: Split, test: Split, model: MultiTaskNet) -> Workload:
+def regression_workload(
+    name: str, task_names: Sequence[str], train: Split, test: Split, model: MultiTaskNet, validation: Split
+) -> Workload:
     """A workload whose tasks are all MSE regressions (toy, sinusoid)."""
     tasks = tuple(Task(task, REGRESSION) for task in task_names)
-    return Workload(name, tasks, train, test, model, theoretical_initial_losses=zero_output_losses(tasks, train))
+    return Workload(name, tasks, train, test, model, theoretical_initial_losses=zero_output_losses(tasks, train),
+                    validation=validation)
 
 
 OptionsT = TypeVar("OptionsT")
@@ -134,8 +152,8 @@ def check_option(condition: bool, name: str, message: str) -> None:
 
 
 def check_data_options(options: Any) -> None:
-    """The options every synthetic workload has: problem_seed >= 0, train_size and test_size >= 1."""
-    for name, minimum in (("problem_seed", 0), ("train_size", 1), ("test_size", 1)):
+    """The options every synthetic workload has: problem_seed >= 0, train/test/validation sizes >= 1."""
+    for name, minimum in (("problem_seed", 0), ("train_size", 1), ("test_size", 1), ("validation_size", 1)):
         value = getattr(options, name)
         check_option(is_int(value) and value >= minimum, name, f"must be an integer >= {minimum}, got {value!r}")
 

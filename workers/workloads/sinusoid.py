@@ -30,6 +30,7 @@ class SinusoidOptions:
     problem_seed: int = 0
     train_size: int = 5000
     test_size: int = 1000
+    validation_size: int = 1000  # drawn after the test set, so train and test are as before
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "amplitudes", tuple(self.amplitudes))
@@ -64,4 +65,7 @@ def build(options: Mapping[str, Any]) -> Workload:
         return Split(x, tuple(targets))
 
     model = fully_connected_net(1, HIDDEN_UNITS, TRUNK_DEPTH, [1, 1])
-    return regression_workload("sinusoid", opts.task_names(), sample(opts.train_size), sample(opts.test_size), model)
+    return regression_workload(
+        "sinusoid", opts.task_names(), sample(opts.train_size), sample(opts.test_size), model,
+        validation=sample(opts.validation_size),
+    )
