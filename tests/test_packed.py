@@ -87,3 +87,12 @@ def test_pack_sizes_are_as_even_as_possible():
     assert pack_sizes(7, 3) == [3, 2, 2]
     assert pack_sizes(100, 64) == [50, 50]
     assert pack_sizes(4, 4) == [4] and pack_sizes(1, 8) == [1] and pack_sizes(0, 3) == []
+
+
+def test_the_lenet_of_multimnist_packs_too(float64):
+    options = {"train_size": 300, "test_size": 100, "validation_size": 100, "third_task": "sum"}
+    configs = [TrialConfig(workload="multimnist", workload_options=options, method="static", weights=weights, steps=60,
+                           log_every=20) for weights in ((1.0, 1.0, 1.0), (1.0, 1.0, 0.01))]
+    for result, config in zip(train_pack(configs), configs):
+        assert_same(result, train(config))
+        assert len(result.final_validation_losses) == 3

@@ -16,7 +16,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
-from workers.workloads import digits, sinusoid, toy
+from workers.workloads import digits, multimnist, sinusoid, toy
 from workers.workloads.base import Workload, parse_options
 
 Factory = Callable[[Mapping[str, Any]], Workload]
@@ -25,6 +25,7 @@ BUILTIN: dict[str, tuple[Factory, type]] = {
     "toy": (toy.build, toy.ToyOptions),
     "sinusoid": (sinusoid.build, sinusoid.SinusoidOptions),
     "digits": (digits.build, digits.DigitsOptions),
+    "multimnist": (multimnist.build, multimnist.MultiMNISTOptions),
 }
 
 
