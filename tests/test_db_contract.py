@@ -2,16 +2,12 @@
 
 import json
 import math
-import subprocess
-import sys
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import optuna
 import pytest
 from optuna.trial import TrialState
-
-from datetime import datetime, timedelta, timezone
-
 from sqlalchemy import create_engine, insert, select
 
 from db import DatabaseInputError, DatabaseUnreachable, NoSuchStudy, NotOurDatabase, ResultsDB

@@ -109,7 +109,7 @@ def test_a_second_driver_on_a_running_study_is_refused(capsys, tmp_path, databas
         code = main(["launch", str(spec_path), "--storage", database_url])
         err = capsys.readouterr().err
         assert code == 2 and err.count("\n") == 1
-        assert f"study 'held' is already being run by " in err and f"pid {first.pid} since " in err
+        assert "study 'held' is already being run by " in err and f"pid {first.pid} since " in err
         gate.touch()
         assert first.wait(timeout=GENEROUS_S) == 0, first.stderr.read()
     trials = optuna.load_study(study_name="held", storage=database_url).trials

@@ -23,13 +23,13 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 import torch
 from torch.func import functional_call, stack_module_state, vmap
 
 from records import TracePoint, TrialResult, canonical_hash
-from workers.balancers.gradnorm import WEIGHT_FLOOR, gradnorm_weight_gradient, loss_ratios, renormalize
+from workers.balancers.gradnorm import gradnorm_weight_gradient, loss_ratios, renormalize
 from workers.balancers.static import normalize_to_task_count
 from workers.config import DEFAULT_SHARED_PARAMS, TrialConfig
 from workers.training import FinalEvaluation, batches, describe, floats, trial_result
@@ -346,9 +346,3 @@ def pack_sizes(total: int, pack: int) -> list[int]:
     base, extra = divmod(total, count)
     return [base + 1] * extra + [base] * (count - extra)
 
-
-def describe_pack(configs: Sequence[TrialConfig]) -> dict[str, Any]:
-    return {"runs": len(configs), "methods": sorted({c.method for c in configs})}
-
-
-__all__ = ["WEIGHT_FLOOR", "pack_group", "pack_sizes", "train_pack"]
