@@ -356,9 +356,11 @@ def make_packs(spec: StudySpec, shape: WorkloadShape, trials: list[PlannedTrial]
         return [[p] for p in trials]
     groups: dict[str, list[PlannedTrial]] = {}
     packs: list[list[PlannedTrial]] = []
+    allowed = {"gradnorm": shape.packs_gradnorm}
     for planned in trials:
         # A user's model may hold dropout or buffers that runs cannot share under vmap: built-ins only.
-        group = pack_group(planned.config) if planned.config.workload in BUILTIN else None
+        packable = planned.config.workload in BUILTIN and allowed.get(planned.config.method, shape.packs_fixed_weights)
+        group = pack_group(planned.config) if packable else None
         if group is None:
             packs.append([planned])
         else:

@@ -96,3 +96,23 @@ def test_the_lenet_of_multimnist_packs_too(float64):
     for result, config in zip(train_pack(configs), configs):
         assert_same(result, train(config))
         assert len(result.final_validation_losses) == 3
+
+
+def test_the_driver_packs_only_what_can_share_a_process():
+    import dataclasses
+
+    from study.driver import make_packs
+    from study.plan import check_workload, plan_study
+    from study.spec import parse_spec
+
+    spec = parse_spec({"study": "p", "kind": "random-static", "workload": "toy",
+                       "workload_options": {"train_size": 400, "test_size": 50, "validation_size": 50},
+                       "training": {"steps": 20, "log_every": 10}, "random_static": {"runs": 6, "gradnorm_static": False}})
+    shape = check_workload(spec)
+    planned = plan_study(spec, shape)
+    sizes = sorted(len(pack) for pack in make_packs(spec, shape, planned, slots=2))
+    assert sizes == [1, 3, 3]  # the GradNorm run alone, 6 static runs in a pack per slot
+    with_batch_norm = dataclasses.replace(shape, packs_fixed_weights=False, packs_gradnorm=False)  # e.g. nyuv2
+    assert sorted(len(p) for p in make_packs(spec, with_batch_norm, planned, slots=2)) == [1] * 7
+    one = dataclasses.replace(spec, resources=dataclasses.replace(spec.resources, pack=1))
+    assert sorted(len(p) for p in make_packs(one, shape, planned, slots=2)) == [1] * 7

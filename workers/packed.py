@@ -134,6 +134,8 @@ def train_pack(
     if first.batch_size > len(workload.train):
         raise ValueError(f"batch_size: {first.batch_size} exceeds the {len(workload.train)} training samples")
     num_tasks = len(workload.tasks)
+    if first.method == "gradnorm" and not isinstance(workload.model.shared_layer, torch.nn.Linear):
+        raise ValueError("packing: GradNorm runs pack only with a linear shared layer; train these one per process")
     net = PackedNet.stack(workload.model, count)
     optimizer = torch.optim.Adam(list(net.params.values()), lr=first.lr)
     balancer = PackedBalancer.for_configs(configs, num_tasks, device)

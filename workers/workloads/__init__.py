@@ -16,7 +16,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
-from workers.workloads import digits, multimnist, sinusoid, toy
+from workers.workloads import digits, multimnist, nyuv2, sinusoid, toy
 from workers.workloads.base import Workload, parse_options
 
 Factory = Callable[[Mapping[str, Any]], Workload]
@@ -26,6 +26,7 @@ BUILTIN: dict[str, tuple[Factory, type]] = {
     "sinusoid": (sinusoid.build, sinusoid.SinusoidOptions),
     "digits": (digits.build, digits.DigitsOptions),
     "multimnist": (multimnist.build, multimnist.MultiMNISTOptions),
+    "nyuv2": (nyuv2.build, nyuv2.NYUv2Options),
 }
 
 
@@ -42,6 +43,10 @@ class WorkloadShape:
     test_size: int
     parameters: int  # of the model
     outputs_per_sample: int  # summed over the heads
+    # Packed runs share one stacked copy of the model: no buffers (batch norm), and for
+    # GradNorm a linear shared layer (workers/packed.py).
+    packs_fixed_weights: bool = True
+    packs_gradnorm: bool = True
 
     def run_bytes(self, batch_size: int) -> int:
         """A rough float32 footprint of one run in a pack: parameters, their gradient and
@@ -94,9 +99,13 @@ def build_workload(name: str, options: Mapping[str, Any], seed: int) -> Workload
 
 def inspect_workload(name: str, options: Mapping[str, Any], seed: int) -> WorkloadShape:
     workload = build_workload(name, options, seed)
+    workload.model.eval()
     with torch.no_grad():
         outputs = workload.model(workload.test.inputs[:1])
+    no_buffers = not any(True for _ in workload.model.buffers())
     return WorkloadShape(
+        packs_fixed_weights=no_buffers,
+        packs_gradnorm=no_buffers and isinstance(workload.model.shared_layer, torch.nn.Linear),
         task_names=workload.task_names,
         train_size=len(workload.train),
         test_size=len(workload.test),

@@ -11,29 +11,56 @@ import torch
 import torch.nn.functional as F
 
 from workers.model import MultiTaskNet
+from workers.workloads import dense
 from records import TaskMetric
 
 REGRESSION = "regression"  # mean squared error; metric: mse
 CLASSIFICATION = "classification"  # cross-entropy on logits; metrics: accuracy, cross_entropy
-TASK_KINDS = (REGRESSION, CLASSIFICATION)
+# Dense (per-pixel) kinds, NYUv2's tasks: workers/workloads/dense.py
+SEGMENTATION = "segmentation"  # pixelwise cross-entropy; metrics: miou, pixel_accuracy
+DEPTH = "depth"  # L1 over known pixels; metrics: abs_err, rel_err
+NORMAL = "normal"  # 1 - cos over known pixels; metrics: mean/median angle, within 11.25/22.5/30 degrees
+TASK_KINDS = (REGRESSION, CLASSIFICATION, SEGMENTATION, DEPTH, NORMAL)
 
 
 @dataclass(frozen=True)
 class Task:
     name: str
-    kind: str  # REGRESSION or CLASSIFICATION
+    kind: str  # one of TASK_KINDS
+    classes: int | None = None  # SEGMENTATION: the number of classes (for mIoU)
 
     def __post_init__(self) -> None:
         if self.kind not in TASK_KINDS:
             raise ValueError(f"kind: task {self.name!r} has unknown kind {self.kind!r} (choose from {TASK_KINDS})")
+        if self.kind == SEGMENTATION and not (isinstance(self.classes, int) and self.classes >= 2):
+            raise ValueError(f"classes: segmentation task {self.name!r} needs its number of classes (>= 2)")
 
     def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if self.kind == CLASSIFICATION:
             return F.cross_entropy(output, target)
+        if self.kind == SEGMENTATION:
+            return dense.segmentation_loss(output, target)
+        if self.kind == DEPTH:
+            return dense.depth_loss(output, target)
+        if self.kind == NORMAL:
+            return dense.normal_loss(output, target)
         return F.mse_loss(output, target)
 
     def metrics(self, output: torch.Tensor, target: torch.Tensor) -> list[TaskMetric]:
-        loss = float(self.loss(output, target).detach())
+        output = output.detach()
+        loss = float(self.loss(output, target))
+        if self.kind == SEGMENTATION:
+            miou, pixel_accuracy = dense.segmentation_scores(output, target, self.classes)
+            return [TaskMetric(self.name, "miou", miou, True), TaskMetric(self.name, "pixel_accuracy", pixel_accuracy, True)]
+        if self.kind == DEPTH:
+            absolute, relative = dense.depth_errors(output, target)
+            return [TaskMetric(self.name, "abs_err", absolute, False), TaskMetric(self.name, "rel_err", relative, False)]
+        if self.kind == NORMAL:
+            mean, median, within = dense.normal_errors(output, target)
+            return [TaskMetric(self.name, "mean_angle", mean, False), TaskMetric(self.name, "median_angle", median, False)] + [
+                TaskMetric(self.name, f"within_{threshold:g}", share, True)
+                for threshold, share in zip(dense.ANGLE_THRESHOLDS, within)
+            ]
         if self.kind == CLASSIFICATION:
             accuracy = float((output.detach().argmax(dim=-1) == target).float().mean())
             return [
@@ -109,12 +136,19 @@ class Workload:
 
 
 def zero_output_losses(tasks: Sequence[Task], split: Split) -> tuple[float, ...]:
-    """The loss of a network whose outputs are all zero: log C for C-class cross-entropy,
-    E[y^2] for regression. Our 'theoretical' L_i(0)."""
+    """The loss of a network whose outputs are all zero: log C for C-class cross-entropy
+    (and segmentation), E[y^2] for regression, E|d| over known pixels for depth, 1 for
+    normals (a zero vector has cosine 0). Our 'theoretical' L_i(0)."""
     losses = []
     for task, target in zip(tasks, split.targets):
         if task.kind == CLASSIFICATION:
             losses.append(math.log(int(target.max()) + 1))
+        elif task.kind == SEGMENTATION:
+            losses.append(math.log(task.classes))
+        elif task.kind == DEPTH:
+            losses.append(float(target[target > 0].abs().mean()))
+        elif task.kind == NORMAL:
+            losses.append(1.0)
         else:
             losses.append(float(target.pow(2).mean()))
     return tuple(losses)
