@@ -16,7 +16,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
-from workers.workloads import digits, multimnist, nyuv2, sinusoid, toy
+from workers.workloads import digits, mtfl, multimnist, nyuv2, sinusoid, toy
 from workers.workloads.base import Workload, parse_options
 
 Factory = Callable[[Mapping[str, Any]], Workload]
@@ -27,6 +27,7 @@ BUILTIN: dict[str, tuple[Factory, type]] = {
     "digits": (digits.build, digits.DigitsOptions),
     "multimnist": (multimnist.build, multimnist.MultiMNISTOptions),
     "nyuv2": (nyuv2.build, nyuv2.NYUv2Options),
+    "mtfl": (mtfl.build, mtfl.MTFLOptions),
 }
 
 

@@ -20,7 +20,10 @@ CLASSIFICATION = "classification"  # cross-entropy on logits; metrics: accuracy,
 SEGMENTATION = "segmentation"  # pixelwise cross-entropy; metrics: miou, pixel_accuracy
 DEPTH = "depth"  # L1 over known pixels; metrics: abs_err, rel_err
 NORMAL = "normal"  # 1 - cos over known pixels; metrics: mean/median angle, within 11.25/22.5/30 degrees
-TASK_KINDS = (REGRESSION, CLASSIFICATION, SEGMENTATION, DEPTH, NORMAL)
+# Face tasks, MTFL's: workers/workloads/mtfl.py
+LANDMARKS = "landmarks"  # MSE on (x1..x5, y1..y5); metrics: error normalized by inter-ocular distance, failure rate
+ATTRIBUTE = "attribute"  # a classification whose accuracy is read next to its majority-class rate
+TASK_KINDS = (REGRESSION, CLASSIFICATION, SEGMENTATION, DEPTH, NORMAL, LANDMARKS, ATTRIBUTE)
 
 
 @dataclass(frozen=True)
@@ -36,7 +39,7 @@ class Task:
             raise ValueError(f"classes: segmentation task {self.name!r} needs its number of classes (>= 2)")
 
     def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        if self.kind == CLASSIFICATION:
+        if self.kind in (CLASSIFICATION, ATTRIBUTE):
             return F.cross_entropy(output, target)
         if self.kind == SEGMENTATION:
             return dense.segmentation_loss(output, target)
@@ -61,12 +64,20 @@ class Task:
                 TaskMetric(self.name, f"within_{threshold:g}", share, True)
                 for threshold, share in zip(dense.ANGLE_THRESHOLDS, within)
             ]
-        if self.kind == CLASSIFICATION:
+        if self.kind == LANDMARKS:
+            error, failures = dense.landmark_errors(output, target)
+            return [TaskMetric(self.name, "nme", error, False), TaskMetric(self.name, "failure_rate", failures, False),
+                    TaskMetric(self.name, "mse", loss, False)]
+        if self.kind in (CLASSIFICATION, ATTRIBUTE):
             accuracy = float((output.detach().argmax(dim=-1) == target).float().mean())
-            return [
+            metrics = [
                 TaskMetric(self.name, "accuracy", accuracy, higher_is_better=True),
                 TaskMetric(self.name, "cross_entropy", loss, higher_is_better=False),
             ]
+            if self.kind == ATTRIBUTE:  # what always answering the commonest class would score
+                majority = float(torch.bincount(target).max()) / len(target)
+                metrics.append(TaskMetric(self.name, "majority_rate", majority, higher_is_better=True))
+            return metrics
         return [TaskMetric(self.name, "mse", loss, higher_is_better=False)]
 
 
@@ -141,7 +152,7 @@ def zero_output_losses(tasks: Sequence[Task], split: Split) -> tuple[float, ...]
     normals (a zero vector has cosine 0). Our 'theoretical' L_i(0)."""
     losses = []
     for task, target in zip(tasks, split.targets):
-        if task.kind == CLASSIFICATION:
+        if task.kind in (CLASSIFICATION, ATTRIBUTE):
             losses.append(math.log(int(target.max()) + 1))
         elif task.kind == SEGMENTATION:
             losses.append(math.log(task.classes))

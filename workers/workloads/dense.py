@@ -1,4 +1,4 @@
-"""Losses and metrics of dense (per-pixel) tasks, as plain functions checked on hand-built numbers.
+"""Metrics of dense (per-pixel) and face-landmark tasks, as plain functions checked on hand-built numbers.
 
 Shapes: outputs [N, C, H, W]; segmentation targets [N, H, W] (class index,
 IGNORE for unlabelled pixels); depth targets [N, 1, H, W] (0 where unknown);
@@ -74,3 +74,20 @@ def normal_errors(output: torch.Tensor, target: torch.Tensor) -> tuple[float, fl
     angles = torch.rad2deg(torch.acos(_cosines(output, target).clamp(-1, 1)))
     within = [float((angles < threshold).float().mean()) for threshold in ANGLE_THRESHOLDS]
     return float(angles.mean()), float(angles.median()), within
+
+
+FAILURE_THRESHOLD = 0.10  # a face whose normalized landmark error exceeds this counts as a failure
+
+
+def landmark_errors(output: torch.Tensor, target: torch.Tensor) -> tuple[float, float]:
+    """(mean error normalized by the inter-ocular distance, failure rate at FAILURE_THRESHOLD).
+
+    Rows are (x1..x5, y1..y5) in MTFL's order: left eye, right eye, nose, mouth
+    left, mouth right; a face's error is its mean point distance divided by
+    the distance between its true eyes.
+    """
+    predicted, truth = output.reshape(-1, 2, 5), target.reshape(-1, 2, 5)
+    distances = (predicted - truth).pow(2).sum(dim=1).sqrt().mean(dim=1)  # [N]
+    inter_ocular = (truth[:, :, 0] - truth[:, :, 1]).pow(2).sum(dim=1).sqrt().clamp(min=1e-8)
+    normalized = distances / inter_ocular
+    return float(normalized.mean()), float((normalized > FAILURE_THRESHOLD).float().mean())
