@@ -276,3 +276,13 @@ def test_log_axes_have_one_tick_per_decade():
     normalized = pd.DataFrame({"label": ["equal"] * 2, "step": [0, 10], "normalized_test_loss": [1.0, 0.5]})
     figure = losses_plot(DynamicsData(pd.DataFrame(), losses, normalized))
     assert figure.layout.yaxis2.type == "log" and figure.layout.yaxis2.dtick == 1
+
+
+def test_the_validation_view_puts_validation_metrics_under_the_test_names():
+    from study.report.build import validation_view
+
+    runs = pd.DataFrame({"test_loss.a": [1.0], "accuracy.a": [0.9], "validation_accuracy.a": [0.7],
+                         "validation_loss.a": [2.0], "validation_value": [3.0]})
+    view = validation_view(runs)
+    assert view["accuracy.a"].tolist() == [0.7] and "test_loss.a" in view and view["validation_value"].tolist() == [3.0]
+    assert validation_view(runs.assign(**{"validation_accuracy.a": [None], "validation_loss.a": [None]})) is None

@@ -137,8 +137,26 @@ def _methods(results: ResultsReader, study: str, runs: pd.DataFrame, summary: di
             "better. Lower is better; 0 matches training each task alone."
         )
     sections = [Section("methods", "Per-task test metrics per method", text, None, table.long(), table_html(table))]
+    validation = validation_view(runs)
+    if validation is not None:
+        validation_table = method_table(validation, results.metric_directions(study))
+        summary["methods_table_validation"] = table_stats(validation_table)
+        sections.append(Section(
+            "methods-validation", "The same on the validation split",
+            ["What a choice between methods (or their settings) should be made on; the test table above reports it."],
+            None, validation_table.long(), table_html(validation_table),
+        ))
     multitask = runs.loc[runs["method"] != SINGLE_TASK, "key"].tolist()  # single-task runs are the table's baseline
     return sections + _dynamics_sections(results, study, runs, multitask)
+
+
+def validation_view(runs: pd.DataFrame) -> pd.DataFrame | None:
+    """The runs with their validation columns under the test columns' names, or None without any."""
+    renamed = {column: column.removeprefix("validation_") for column in runs.columns
+               if column.startswith("validation_") and column != "validation_value"}
+    if not renamed or runs[list(renamed)].isna().all().all():
+        return None
+    return runs.drop(columns=list(renamed.values()), errors="ignore").rename(columns=renamed)
 
 
 def _dynamics_sections(results: ResultsReader, study: str, runs: pd.DataFrame, keys: list[str]) -> list[Section]:
