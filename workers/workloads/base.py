@@ -191,6 +191,18 @@ def parse_options(options_type: type[OptionsT], workload: str, options: Mapping[
         raise ValueError(f"workload_options: {error}") from None
 
 
+def hold_out(split: Split, fraction: float, seed: int) -> tuple[Split, Split]:
+    """(train, validation): `fraction` of `split` (at least one sample) held out at random by `seed`.
+
+    Raises ValueError when nothing would be left to train on.
+    """
+    held_out = max(1, int(round(fraction * len(split))))
+    if held_out >= len(split):
+        raise ValueError(f"{len(split)} training samples cannot spare a validation split")
+    order = torch.randperm(len(split), generator=torch.Generator().manual_seed(seed))
+    return split.take(order[held_out:]), split.take(order[:held_out])
+
+
 def check_option(condition: bool, name: str, message: str) -> None:
     if not condition:
         raise ValueError(f"workload_options.{name}: {message}")

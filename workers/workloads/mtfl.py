@@ -38,6 +38,7 @@ from workers.workloads.base import (
     Task,
     Workload,
     check_option,
+    hold_out,
     is_int,
     parse_options,
     zero_output_losses,
@@ -142,12 +143,10 @@ def build(options: Mapping[str, Any]) -> Workload:
     except ImportError:
         raise ValueError("workload: 'mtfl' needs Pillow to read its images: pip install 'gradnorm-study[mtfl]'") from None
     train_all, test = load_list(root, "training.txt"), load_list(root, "testing.txt")
-    generator = torch.Generator().manual_seed(opts.problem_seed)
-    order = torch.randperm(len(train_all), generator=generator)
-    held_out = max(1, int(round(opts.validation_fraction * len(train_all))))
-    if held_out >= len(train_all):
-        raise _bad("training.txt", f"{len(train_all)} faces cannot spare a validation split")
-    validation, train = train_all.take(order[:held_out]), train_all.take(order[held_out:])
+    try:
+        train, validation = hold_out(train_all, opts.validation_fraction, opts.problem_seed)
+    except ValueError as error:
+        raise _bad("training.txt", str(error)) from None
     tasks = (Task("landmarks", LANDMARKS),) + tuple(Task(name, ATTRIBUTE) for name, _ in ATTRIBUTES)
     return Workload("mtfl", tasks, train, test, face_net(),
                     theoretical_initial_losses=zero_output_losses(tasks, train), validation=validation)

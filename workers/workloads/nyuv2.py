@@ -36,6 +36,7 @@ from workers.workloads.base import (
     Task,
     Workload,
     check_option,
+    hold_out,
     is_int,
     parse_options,
     zero_output_losses,
@@ -138,12 +139,10 @@ def build(options: Mapping[str, Any]) -> Workload:
     train_all, test = load_split(root / "train"), load_split(root / "val")
     if train_all.inputs.shape[2] % 4 or train_all.inputs.shape[3] % 4:
         raise _bad(root, f"image sides must be multiples of 4, got {tuple(train_all.inputs.shape[2:])}")
-    generator = torch.Generator().manual_seed(opts.problem_seed)
-    order = torch.randperm(len(train_all), generator=generator)
-    held_out = max(1, int(round(opts.validation_fraction * len(train_all))))
-    if held_out >= len(train_all):
-        raise _bad(root / "train", f"{len(train_all)} training images cannot spare a validation split")
-    validation, train = train_all.take(order[:held_out]), train_all.take(order[held_out:])
+    try:
+        train, validation = hold_out(train_all, opts.validation_fraction, opts.problem_seed)
+    except ValueError as error:
+        raise _bad(str(root / "train"), str(error)) from None
     tasks = (Task("segmentation", SEGMENTATION, classes=CLASSES), Task("depth", DEPTH), Task("normal", NORMAL))
     return Workload("nyuv2", tasks, train, test, segnet(opts.width),
                     theoretical_initial_losses=zero_output_losses(tasks, train), validation=validation)
