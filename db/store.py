@@ -183,21 +183,17 @@ class ResultsDB(ResultsWriter):
     def create_study(self, name: str, kind: str, spec: Mapping[str, Any], planned_trials: int | None = None) -> StudyInfo:
         if self.find_study(name) is not None:
             raise DatabaseInputError(f"study: {name!r} already exists in {self.display_url}")
-
-        def create() -> StudyRow:
-            self._remove_leftover_optuna_study(name)
-            optuna_id = self.optuna.create_new_study([StudyDirection.MINIMIZE], name)
-            self.optuna.set_study_user_attr(optuna_id, KIND_ATTR, kind)
-            now = _now()
-            row = StudyRow(
-                name=name, kind=kind, spec=dict(spec), spec_hash=spec_hash(spec), optuna_study_id=optuna_id,
-                product_version=product_version(), planned_trials=planned_trials, created_at=now, updated_at=now,
-            )
-            with self.session() as session:
-                session.add(row)
-            return row
-
-        return _study_info(create())
+        self._remove_leftover_optuna_study(name)
+        optuna_id = self.optuna.create_new_study([StudyDirection.MINIMIZE], name)
+        self.optuna.set_study_user_attr(optuna_id, KIND_ATTR, kind)
+        now = _now()
+        row = StudyRow(
+            name=name, kind=kind, spec=dict(spec), spec_hash=spec_hash(spec), optuna_study_id=optuna_id,
+            product_version=product_version(), planned_trials=planned_trials, created_at=now, updated_at=now,
+        )
+        with self.session() as session:
+            session.add(row)
+        return _study_info(row)
 
     def _remove_leftover_optuna_study(self, name: str) -> bool:
         """An Optuna study of this name without our row: left by a create that died half-way.
@@ -236,17 +232,13 @@ class ResultsDB(ResultsWriter):
         holder = self._live_holder(row)
         if holder is not None and row.lease_token != self.token:
             raise StudyBusy(f"study {name!r} is being run by {holder.describe()}; stop that driver first")
-
-        def remove() -> None:
-            with self.session() as session:
-                trial_ids = select(TrialRow.id).where(TrialRow.study_id == row.id)
-                for table in (TraceRow, MetricRow, TrialTaskRow):
-                    session.execute(delete(table).where(table.trial_id.in_(trial_ids)))
-                session.execute(delete(TrialRow).where(TrialRow.study_id == row.id))
-                session.execute(delete(StudyRow).where(StudyRow.id == row.id))
-            self._remove_leftover_optuna_study(name)
-
-        remove()
+        with self.session() as session:
+            trial_ids = select(TrialRow.id).where(TrialRow.study_id == row.id)
+            for table in (TraceRow, MetricRow, TrialTaskRow):
+                session.execute(delete(table).where(table.trial_id.in_(trial_ids)))
+            session.execute(delete(TrialRow).where(TrialRow.study_id == row.id))
+            session.execute(delete(StudyRow).where(StudyRow.id == row.id))
+        self._remove_leftover_optuna_study(name)
 
     def _study_row(self, name: str, required: bool = True) -> StudyRow | None:
         with self.session() as session:
@@ -255,9 +247,9 @@ class ResultsDB(ResultsWriter):
             raise NoSuchStudy(f"study: no study named {name!r} in {self.display_url}")
         return row
 
-    def _update_study(self, study_id: int, **values: Any) -> int:
+    def _update_study(self, study_id: int, **values: Any) -> None:
         with self.session() as session:
-            return session.execute(update(StudyRow).where(StudyRow.id == study_id).values(**values)).rowcount
+            session.execute(update(StudyRow).where(StudyRow.id == study_id).values(**values))
 
     # ---- the lease: one driver per study --------------------------------------------
 
@@ -300,37 +292,27 @@ class ResultsDB(ResultsWriter):
     @_retried
     def renew_lease(self, study: str) -> None:
         row = self._study_row(study)
-
-        def renew() -> None:
-            now = _now()
-            with self.session() as session:
-                renewed = session.execute(
-                    update(StudyRow)
-                    .where(StudyRow.id == row.id, StudyRow.lease_token == self.token)
-                    .values(lease_expires_at=now + timedelta(seconds=LEASE_TTL_S))
-                ).rowcount
-                session.execute(
-                    update(TrialRow)
-                    .where(TrialRow.study_id == row.id, TrialRow.claim_token == self.token, ~TrialRow.complete)
-                    .values(heartbeat_at=now)
-                )
-            if renewed != 1:
-                raise StudyBusy(f"study {study!r}: this driver lost its lease (it expired and another driver took it)")
-
-        renew()
+        now = _now()
+        with self.session() as session:
+            renewed = session.execute(
+                update(StudyRow)
+                .where(StudyRow.id == row.id, StudyRow.lease_token == self.token)
+                .values(lease_expires_at=now + timedelta(seconds=LEASE_TTL_S))
+            ).rowcount
+            session.execute(
+                update(TrialRow)
+                .where(TrialRow.study_id == row.id, TrialRow.claim_token == self.token, ~TrialRow.complete)
+                .values(heartbeat_at=now)
+            )
+        if renewed != 1:
+            raise StudyBusy(f"study {study!r}: this driver lost its lease (it expired and another driver took it)")
 
     @_retried
     def release_lease(self, study: str) -> None:
-        row = self._study_row(study, required=False)
-        if row is None:
-            return
-        self._release(row.id)
-
-    def _release(self, study_id: int) -> None:
         with self.session() as session:
             session.execute(
                 update(StudyRow)
-                .where(StudyRow.id == study_id, StudyRow.lease_token == self.token)
+                .where(StudyRow.name == study, StudyRow.lease_token == self.token)
                 .values(lease_holder=None, lease_token=None, lease_since=None, lease_expires_at=None)
             )
 
@@ -346,30 +328,26 @@ class ResultsDB(ResultsWriter):
     def requeue(self, study: str, failed: bool = False) -> int:
         row = self._study_row(study)
         statuses = [Status.RUNNING] + ([Status.DIVERGED, Status.CRASHED] if failed else [])
-
-        def requeue() -> int:
+        with self.session() as session:
+            trials = session.scalars(
+                select(TrialRow).where(TrialRow.study_id == row.id, TrialRow.status.in_([str(s) for s in statuses]))
+            ).all()
+        for trial in trials:
+            # a driver killed between creating the Optuna trial and noting its id left it unnoted
+            optuna_trial_id = trial.optuna_trial_id or self._find_optuna_trial(row.optuna_study_id, trial.key, trial.attempt)
+            if optuna_trial_id is not None:
+                self._end_stale_optuna_trial(optuna_trial_id)
             with self.session() as session:
-                trials = session.scalars(
-                    select(TrialRow).where(TrialRow.study_id == row.id, TrialRow.status.in_([str(s) for s in statuses]))
-                ).all()
-            for trial in trials:
-                # a driver killed between creating the Optuna trial and noting its id left it unnoted
-                optuna_trial_id = trial.optuna_trial_id or self._find_optuna_trial(row.optuna_study_id, trial.key, trial.attempt)
-                if optuna_trial_id is not None:
-                    self._end_stale_optuna_trial(optuna_trial_id)
-                with self.session() as session:
-                    for table in (TraceRow, MetricRow, TrialTaskRow):
-                        session.execute(delete(table).where(table.trial_id == trial.id))
-                    session.execute(
-                        update(TrialRow).where(TrialRow.id == trial.id).values(
-                            status=str(Status.PENDING), complete=False, optuna_trial_id=None, optuna_number=None,
-                            claim_token=None, heartbeat_at=None, value=None, validation_value=None,
-                            attempt=trial.attempt + 1,
-                        )
+                for table in (TraceRow, MetricRow, TrialTaskRow):
+                    session.execute(delete(table).where(table.trial_id == trial.id))
+                session.execute(
+                    update(TrialRow).where(TrialRow.id == trial.id).values(
+                        status=str(Status.PENDING), complete=False, optuna_trial_id=None, optuna_number=None,
+                        claim_token=None, heartbeat_at=None, value=None, validation_value=None,
+                        attempt=trial.attempt + 1,
                     )
-            return len(trials)
-
-        return requeue()
+                )
+        return len(trials)
 
     def _end_stale_optuna_trial(self, optuna_trial_id: int) -> None:
         """A RUNNING Optuna trial whose driver died becomes FAIL (status 'stale'); finished ones stay as they are."""
@@ -380,16 +358,12 @@ class ResultsDB(ResultsWriter):
     @_retried
     def start_trial(self, study: str, key: str, config: Mapping[str, Any]) -> None:
         row = self._study_row(study)
-
-        def start() -> None:
-            claim = self._claim(row.id, key, config, Status.RUNNING, wait=False)
-            if claim is None or claim.complete or claim.optuna_trial_id is not None:
-                return
-            frozen = _optuna_trial(key, claim.attempt, config, None, None, None, running=True)
-            optuna_trial_id = self.optuna.create_new_trial(row.optuna_study_id, template_trial=frozen)
-            self._set_optuna_ids(claim.id, optuna_trial_id)
-
-        start()
+        claim = self._claim(row.id, key, config, Status.RUNNING, wait=False)
+        if claim is None or claim.complete or claim.optuna_trial_id is not None:
+            return
+        frozen = _optuna_trial(key, claim.attempt, config, None, None, None, running=True)
+        optuna_trial_id = self.optuna.create_new_trial(row.optuna_study_id, template_trial=frozen)
+        self._set_optuna_ids(claim.id, optuna_trial_id)
 
     @_retried
     def record(
