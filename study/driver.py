@@ -124,7 +124,7 @@ def launch(
                         runnable = resolve_dependents(results, spec.study, dependents, recorded | recorder.keys, recorder)
                         interrupted = run_trials(spec, shape, runnable, recorder, max_concurrent)
                     progress.close()
-                    missing = len(keys - results.recorded_keys(spec.study))
+                    missing = len(keys - recorded - recorder.keys)
                     failures, reasons = failure_counts(results, spec.study, keys)
             finally:
                 results.release_lease(spec.study)
