@@ -32,7 +32,7 @@ from records import TracePoint, TrialResult, canonical_hash
 from workers.balancers.gradnorm import gradnorm_weight_gradient, loss_ratios, renormalize
 from workers.balancers.static import normalize_to_task_count
 from workers.config import DEFAULT_SHARED_PARAMS, TrialConfig
-from workers.training import FinalEvaluation, batches, describe, floats, trial_result
+from workers.training import FinalEvaluation, batches, describe, final_evaluation, floats, trial_result
 from workers.workloads import build_workload
 from workers.workloads.base import Split, Workload
 
@@ -274,12 +274,7 @@ def final_evaluations(net: PackedNet, workload: Workload, alive: torch.Tensor) -
                 outputs = [o[0] for o in single.forward(split.inputs)[2]]
                 return workload.task_losses(outputs, split.targets).cpu(), workload.test_metrics(outputs, split)
 
-            test_losses, test_metrics = on(workload.test)
-            if workload.validation is None:
-                finals[run] = FinalEvaluation(test_losses, test_metrics)
-            else:
-                validation_losses, validation_metrics = on(workload.validation)
-                finals[run] = FinalEvaluation(test_losses, test_metrics, validation_losses, tuple(validation_metrics))
+            finals[run] = final_evaluation(workload, on)
     return finals
 
 

@@ -99,11 +99,19 @@ class FinalEvaluation:
     validation_metrics: tuple = ()
 
 
-def final_evaluation(workload: Workload) -> FinalEvaluation:
-    test_losses, test_metrics = evaluate(workload)
+def final_evaluation(
+    workload: Workload, on: Callable[[Split], tuple[torch.Tensor, list]] | None = None
+) -> FinalEvaluation:
+    """The test numbers, and the validation ones where the workload has that split.
+
+    `on(split)` gives (losses, metrics) on a split: the workload's own model by
+    default; a pack passes one of its stacked runs.
+    """
+    on = on or (lambda split: evaluate(workload, split))
+    test_losses, test_metrics = on(workload.test)
     if workload.validation is None:
         return FinalEvaluation(test_losses, test_metrics)
-    validation_losses, validation_metrics = evaluate(workload, workload.validation)
+    validation_losses, validation_metrics = on(workload.validation)
     return FinalEvaluation(test_losses, test_metrics, validation_losses, tuple(validation_metrics))
 
 

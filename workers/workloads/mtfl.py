@@ -22,6 +22,7 @@ pool, conv 2x2 (64), a shared Linear(->100) as W, ReLU, one linear head per task
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -138,10 +139,8 @@ def build(options: Mapping[str, Any]) -> Workload:
     root = Path(opts.data_dir)
     if not root.is_dir():
         raise _bad(str(root), "no folder")
-    try:
-        import PIL  # noqa: F401
-    except ImportError:
-        raise ValueError("workload: 'mtfl' needs Pillow to read its images: pip install 'gradnorm-study[mtfl]'") from None
+    if importlib.util.find_spec("PIL") is None:
+        raise ValueError("workload: 'mtfl' needs Pillow to read its images: pip install 'gradnorm-study[mtfl]'")
     train_all, test = load_list(root, "training.txt"), load_list(root, "testing.txt")
     try:
         train, validation = hold_out(train_all, opts.validation_fraction, opts.problem_seed)
