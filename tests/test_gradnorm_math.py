@@ -9,6 +9,7 @@ from torch import nn
 
 from workers.balancers import GradNorm
 from workers.balancers.gradnorm import (
+    log_space_gradient,
     gradnorm_loss,
     gradnorm_targets,
     gradnorm_weight_gradient,
@@ -90,6 +91,40 @@ def test_hand_example_one_balancer_step():
     # which already sums to T = 2.
     assert balancer.weights.tolist() == pytest.approx([0.975, 1.025], abs=1e-6)
     assert balancer.last_grad_norms.tolist() == pytest.approx([16 * SQRT5, 2 * SQRT5], rel=1e-6)
+
+
+def test_log_space_gradient_is_the_chain_rule_through_exp():
+    # w = exp(theta): dL/dtheta_i = w_i dL/dw_i
+    gradient = log_space_gradient(torch.tensor([16 * SQRT5, -2 * SQRT5]), torch.tensor([0.5, 1.5]))
+    assert gradient.tolist() == pytest.approx([8 * SQRT5, -3 * SQRT5])
+
+
+def test_hand_example_one_log_space_step():
+    model = hand_net()
+    balancer = GradNorm(2, [model.shared_layer.weight], alpha=1.0, initial_loss=[32.0, 1.0], weight_update="log")
+    balancer.step(hand_losses(model))
+    # Adam moves log w by -/+ lr: w = (e^-0.025, e^0.025), then scaled to sum to 2.
+    low, high = math.exp(-0.025), math.exp(0.025)
+    expected = [2 * low / (low + high), 2 * high / (low + high)]
+    assert balancer.weights.tolist() == pytest.approx(expected, abs=1e-6)
+
+
+def test_a_small_weight_moves_by_a_ratio_in_log_space_and_hits_the_floor_additively():
+    model = hand_net()
+    moved = {}
+    for update in ("additive", "log"):
+        # L~ = (1, 0.001): task 1 trains far faster, so at alpha = 2 its target is tiny and w_1 goes down.
+        balancer = GradNorm(2, [model.shared_layer.weight], alpha=2.0, initial_loss=[16.0, 1000.0], weight_update=update)
+        state = balancer.state_dict()
+        state["weights"] = torch.tensor([1.99, 0.01])
+        balancer.load_state_dict(state)
+        balancer.step(hand_losses(model))
+        moved[update] = balancer.weights.tolist()
+    # additive: 0.01 - 0.025 < 0 is clamped to the floor 1e-6, then scaled with 1.99 + 0.025 to sum to 2
+    assert moved["additive"][1] == pytest.approx(2e-6 / (2.015 + 1e-6), rel=1e-3)
+    # log: w_1 = 0.01 e^-0.025 and w_0 = 1.99 e^0.025 before scaling to sum to 2
+    high, low = 1.99 * math.exp(0.025), 0.01 * math.exp(-0.025)
+    assert moved["log"] == pytest.approx([2 * high / (low + high), 2 * low / (low + high)], rel=1e-5)
 
 
 def test_renormalize_keeps_weights_positive_and_summing_to_task_count():

@@ -5,6 +5,8 @@ import math
 
 import pytest
 
+from records import canonical_hash
+
 from study.cli import main
 from workers.config import TrialConfig
 from records import TrialResult
@@ -107,6 +109,18 @@ def test_key_is_stable_and_depends_on_every_training_field():
     assert toy().key() != toy(seed=1).key()
     assert toy().key() != toy(steps=61).key()
     assert TrialConfig.from_dict(toy("gradnorm").to_dict()) == toy("gradnorm")
+
+
+def test_a_field_added_later_leaves_the_keys_of_earlier_configs_unchanged():
+    before = toy("gradnorm").to_dict()
+    del before["weight_update"]  # what a config looked like before the field existed
+    assert toy("gradnorm").key() == canonical_hash(before)[:16]
+    assert toy("gradnorm", weight_update="additive").key() == toy("gradnorm").key()
+    assert toy("gradnorm", weight_update="log").key() != toy("gradnorm").key()
+    with pytest.raises(ValueError, match="^weight_update: does not apply"):
+        toy("equal", weight_update="log")
+    with pytest.raises(ValueError, match="^weight_update: unknown update"):
+        toy("gradnorm", weight_update="exp")
 
 
 def test_cli_train_prints_a_summary(capsys):

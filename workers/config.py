@@ -23,6 +23,12 @@ BALANCER_LR = 0.025
 DEFAULT_SHARED_PARAMS = ("shared_layer.weight",)
 INITIAL_LOSS_MODES = ("first", "theoretical")
 DEFAULT_LOG_EVERY = 100  # a trace point every 100 steps, or only at the end of a shorter run
+# How GradNorm moves w: "additive" is the paper's Adam step on w itself; "log" is our
+# ablation (not in the paper), an Adam step on log w, so a step changes w by a ratio.
+WEIGHT_UPDATES = ("additive", "log")
+# Fields added after studies were recorded: left out of the key while unset, so
+# that configs recorded before they existed keep their keys.
+LATER_FIELDS = ("weight_update",)
 
 # Which method each method-specific field applies to.
 APPLIES_TO = {
@@ -32,6 +38,7 @@ APPLIES_TO = {
     "task": ("single-task",),
     "balancer_lr": ("gradnorm", "uncertainty"),
     "shared_params": ("gradnorm",),
+    "weight_update": ("gradnorm",),
 }
 
 
@@ -53,6 +60,7 @@ class TrialConfig:
     initial_loss: str | tuple[float, ...] = "first"  # gradnorm only
     balancer_lr: float | None = None  # gradnorm, uncertainty
     shared_params: tuple[str, ...] | None = None  # gradnorm only
+    weight_update: str | None = None  # gradnorm only; None: "additive" (the paper's)
     steps: int = 3000
     batch_size: int = 100
     lr: float = 1e-3
@@ -73,6 +81,8 @@ class TrialConfig:
                 set_("alpha", DEFAULT_ALPHA)
             if self.shared_params is None:
                 set_("shared_params", DEFAULT_SHARED_PARAMS)
+        if self.weight_update == "additive":  # the default, spelled out: the same run, the same key
+            set_("weight_update", None)
         if self.log_every is None and isinstance(self.steps, int):
             set_("log_every", min(DEFAULT_LOG_EVERY, self.steps))
         if self.method in APPLIES_TO["balancer_lr"] and self.balancer_lr is None:
@@ -123,7 +133,11 @@ class TrialConfig:
 
     def key(self) -> str:
         """A stable 16-hex-digit hash of everything that decides how the run trains."""
-        return canonical_hash(self.to_dict())[:16]
+        data = self.to_dict()
+        for name in LATER_FIELDS:
+            if data[name] is None:
+                del data[name]
+        return canonical_hash(data)[:16]
 
     def __hash__(self) -> int:  # workload_options is a dict: hash by the canonical key instead
         return hash(self.key())
@@ -191,6 +205,11 @@ def _initial_loss(name: str, value: Any) -> None:
     _positive_values(name, value)
 
 
+def _weight_update(name: str, value: Any) -> None:
+    if value not in WEIGHT_UPDATES:
+        raise ValueError(f"{name}: unknown update {value!r} (choose from {', '.join(WEIGHT_UPDATES)})")
+
+
 def _method(name: str, value: Any) -> None:
     if value not in METHODS:
         raise ValueError(f"{name}: unknown method {value!r} (choose from {', '.join(METHODS)})")
@@ -214,4 +233,5 @@ _CHECKS = {
     "weights": _positive_values,
     "initial_loss": _initial_loss,
     "shared_params": _shared_params,
+    "weight_update": _weight_update,
 }

@@ -51,7 +51,8 @@ def pack_group(config: TrialConfig) -> str | None:
     method = config.method
     if method in FIXED_WEIGHT_METHODS:
         kind = "fixed"
-    elif method == "gradnorm" and config.shared_params == DEFAULT_SHARED_PARAMS and config.initial_loss == "first":
+    elif (method == "gradnorm" and config.shared_params == DEFAULT_SHARED_PARAMS and config.initial_loss == "first"
+          and config.weight_update is None):
         kind = "gradnorm"
     else:
         return None

@@ -44,6 +44,7 @@ def make_balancer(config: TrialConfig, workload: Workload) -> Balancer:
             lr=config.balancer_lr,
             initial_loss=config.initial_loss,
             theoretical_initial_losses=workload.theoretical_initial_losses,
+            weight_update=config.weight_update,
         )
     raise ValueError(f"method: unknown method {config.method!r}")
 

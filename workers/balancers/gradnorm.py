@@ -10,6 +10,10 @@ numbers and against the double-backward formulation:
     dL_grad/dw_i = sign(G_i - target_i) * ||grad_W L_i||_2
 
 so no double backward is needed, and L_grad never reaches the network.
+
+The paper steps w itself with Adam ("additive"). Our ablation, not in the paper,
+steps log w instead ("log"): dL_grad/d(log w_i) = w_i dL_grad/dw_i, so a step
+changes w_i by a ratio and a small weight cannot be pushed through its floor.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import torch
 
 from workers.balancers.base import Balancer, check_weights
 from workers.balancers.static import normalize_to_task_count
-from workers.config import BALANCER_LR, DEFAULT_ALPHA
+from workers.config import BALANCER_LR, DEFAULT_ALPHA, WEIGHT_UPDATES
 
 # Weights are clamped here before renormalizing so that they stay positive:
 # an Adam step of size ~lr can overshoot a weight that is already near zero.
@@ -61,6 +65,11 @@ def gradnorm_weight_gradient(
     return torch.sign(grad_norms - targets) * task_grad_norms, grad_norms, targets
 
 
+def log_space_gradient(weight_gradient: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """dL/d(log w_i) = w_i dL/dw_i: the same gradient for a parameter held as log w."""
+    return weight_gradient * weights
+
+
 def renormalize(weights: torch.Tensor, floor: float = WEIGHT_FLOOR) -> torch.Tensor:
     """Clamp to a positive floor, then scale so that sum_i w_i = T."""
     return normalize_to_task_count(weights.clamp(min=floor))
@@ -94,6 +103,7 @@ class GradNorm(Balancer):
         lr: float = BALANCER_LR,
         initial_loss: str | Sequence[float] = "first",
         theoretical_initial_losses: Sequence[float] | None = None,
+        weight_update: str | None = None,
     ) -> None:
         super().__init__(num_tasks)
         if not isinstance(alpha, (int, float)) or isinstance(alpha, bool) or not alpha >= 0:
@@ -105,15 +115,24 @@ class GradNorm(Balancer):
             raise ValueError("shared_params: GradNorm needs at least one shared parameter")
         self.alpha = float(alpha)
         self.initial_losses = _initial_losses(initial_loss, theoretical_initial_losses, num_tasks)
-        self._weights = torch.ones(num_tasks, requires_grad=True)
-        self._optimizer = torch.optim.Adam([self._weights], lr=lr)
+        if weight_update not in (None, *WEIGHT_UPDATES):
+            raise ValueError(f"weight_update: unknown update {weight_update!r} (choose from {', '.join(WEIGHT_UPDATES)})")
+        self.in_log_space = weight_update == "log"
+        # What Adam steps: w itself, or log w (then w = exp of it); both start at w = 1.
+        self._parameter = torch.zeros(num_tasks, requires_grad=True) if self.in_log_space else torch.ones(num_tasks, requires_grad=True)
+        self._optimizer = torch.optim.Adam([self._parameter], lr=lr)
         # G_i and targets of the last step, for traces.
         self.last_grad_norms: torch.Tensor | None = None
         self.last_targets: torch.Tensor | None = None
 
     @property
     def weights(self) -> torch.Tensor:
-        return self._weights.detach()
+        parameter = self._parameter.detach()
+        return parameter.exp() if self.in_log_space else parameter
+
+    def _set_weights(self, weights: torch.Tensor) -> None:
+        with torch.no_grad():
+            self._parameter.copy_(weights.log() if self.in_log_space else weights)
 
     def step(self, task_losses: torch.Tensor, task_grad_norms: torch.Tensor | None = None) -> None:
         """One GradNorm update from this step's task losses.
@@ -132,10 +151,9 @@ class GradNorm(Balancer):
         gradient, self.last_grad_norms, self.last_targets = gradnorm_weight_gradient(
             self.weights, task_grad_norms, ratios, self.alpha
         )
-        self._weights.grad = gradient
+        self._parameter.grad = log_space_gradient(gradient, self.weights) if self.in_log_space else gradient
         self._optimizer.step()
-        with torch.no_grad():
-            self._weights.copy_(renormalize(self._weights))
+        self._set_weights(renormalize(self.weights))
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -147,8 +165,7 @@ class GradNorm(Balancer):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
-        with torch.no_grad():
-            self._weights.copy_(state["weights"])
+        self._set_weights(state["weights"])
         initial = state["initial_losses"]
         self.initial_losses = None if initial is None else initial.clone()
         self._optimizer.load_state_dict(state["optimizer"])
