@@ -34,6 +34,7 @@ from sqlalchemy.engine import URL
 
 from db import LEASE_TTL_S, DatabaseInputError, StudyBusy, ResultsReader, ResultsWriter, open_reader, open_writer, parse_url, spec_hash
 from records import Status, TrialResult
+from study.choices import resolve_choices
 from study.errors import BadInput
 from study.plan import PlannedTrial, check_workload, plan_study
 from study.progress import Progress, plural
@@ -84,6 +85,7 @@ def launch(
 ) -> LaunchSummary:
     stream = stream or sys.stderr
     started = time.monotonic()
+    spec = resolve_choices(spec, storage)  # alpha_from: the alpha another study chose on validation
     shape = check_workload(spec)  # the workload's shape also sizes the packs
     planned = plan_study(spec, shape)
     url = parse_url(storage)  # a bad URL is refused before Ray starts

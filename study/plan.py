@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from study.spec import SpecError, StudySpec
+from study.spec import DEFAULT_CONCENTRATION, DEFAULT_SMALLEST, SpecError, StudySpec
 from workers.config import TrialConfig
 from workers.workloads import WorkloadError, WorkloadShape, check_task_count, inspect_workload
 
@@ -25,9 +25,29 @@ class PlannedTrial:
     depends_on: str | None = None
 
 
-def random_static_weights(runs: int, tasks: int, weight_seed: int) -> np.ndarray:
-    """`runs` weight vectors, each w_i ~ U(0, 1) then scaled to sum to T."""
-    draws = np.random.default_rng(weight_seed).uniform(0.0, 1.0, size=(runs, tasks))
+def random_static_weights(
+    runs: int,
+    tasks: int,
+    weight_seed: int,
+    sampler: str = "uniform",
+    concentration: float = DEFAULT_CONCENTRATION,
+    smallest: float = DEFAULT_SMALLEST,
+) -> np.ndarray:
+    """`runs` weight vectors, each scaled to sum to T. The draw before scaling:
+
+    uniform      w_i ~ U(0, 1)                     (the paper's)
+    log-uniform  log w_i ~ U(log smallest, 0)       (every decade of w_i as likely)
+    dirichlet    w / T ~ Dirichlet(concentration)   (1: uniform on the simplex; < 1: towards its corners)
+    """
+    rng = np.random.default_rng(weight_seed)
+    if sampler == "uniform":
+        draws = rng.uniform(0.0, 1.0, size=(runs, tasks))
+    elif sampler == "log-uniform":
+        draws = np.exp(rng.uniform(np.log(smallest), 0.0, size=(runs, tasks)))
+    elif sampler == "dirichlet":
+        draws = rng.dirichlet(np.full(tasks, concentration), size=runs)
+    else:
+        raise ValueError(f"sampler: unknown sampler {sampler!r}")
     return draws * (tasks / draws.sum(axis=1, keepdims=True))
 
 
@@ -77,10 +97,9 @@ def _random_static(spec: StudySpec, seed: int, tasks: int) -> list[PlannedTrial]
     # The reference first: an interrupted study can already draw Figure 4 from the runs it has.
     reference = _planned(spec, seed, method="gradnorm", **_gradnorm(spec, spec.gradnorm.alpha))
     planned = [reference]
-    planned += [
-        _planned(spec, seed, method="static", weights=tuple(float(w) for w in weights))
-        for weights in random_static_weights(section.runs, tasks, section.weight_seed)
-    ]
+    parameters = {name: getattr(section, name) for name in ("concentration", "smallest") if getattr(section, name) is not None}
+    draws = random_static_weights(section.runs, tasks, section.weight_seed, section.sampler, **parameters)
+    planned += [_planned(spec, seed, method="static", weights=tuple(float(w) for w in weights)) for weights in draws]
     if section.gradnorm_static:
         planned.append(_planned(spec, seed, depends_on=reference.key, method="gradnorm-static", weights_from=reference.key))
     return planned
@@ -106,18 +125,24 @@ def _methods(spec: StudySpec, seed: int, tasks: int) -> list[PlannedTrial]:
             planned.append(reference)
         elif method == "gradnorm-static":
             planned.append(_planned(spec, seed, depends_on=reference.key, method=method, weights_from=reference.key))
+        elif method == "uncertainty" and spec.methods.uncertainty_lrs is not None:
+            planned += [_planned(spec, seed, method=method, balancer_lr=lr) for lr in spec.methods.uncertainty_lrs]
         else:
             planned.append(_planned(spec, seed, method=method))
     return planned
 
 
-def _gradnorm(spec: StudySpec, alpha: float) -> dict[str, Any]:
+def _gradnorm(spec: StudySpec, alpha: float | None) -> dict[str, Any]:
     options = spec.gradnorm
+    if alpha is None:  # only alpha_from leaves it open
+        raise SpecError(f"gradnorm.alpha_from: the alpha that study {options.alpha_from!r} chose has not been "
+                        "read yet (gns plan and gns launch read it from --storage)")
     return {
         "alpha": alpha,
         "initial_loss": options.initial_loss,
         "balancer_lr": options.balancer_lr,
         "shared_params": options.shared_params,
+        "weight_update": options.weight_update,
     }
 
 

@@ -20,9 +20,14 @@ from typing import Any, Mapping
 import yaml
 
 from study.errors import BadInput
-from workers.config import DEFAULT_ALPHA, check_field, check_training, default
+from workers.config import DEFAULT_ALPHA, DEFAULT_LOG_EVERY, check_field, check_training, default
 
 KINDS = ("random-static", "alpha-sweep", "methods")
+# How random-static draws its weightings (study.plan.random_static_weights): the paper's, then two
+# that reach the small weights the paper's almost never draws.
+SAMPLERS = ("uniform", "log-uniform", "dirichlet")
+DEFAULT_CONCENTRATION = 1.0  # dirichlet: uniform on the simplex
+DEFAULT_SMALLEST = 1e-3  # log-uniform: draws span [1e-3, 1] before scaling
 # Study names become database keys, report folders and Optuna study names: bounded and plain.
 STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
@@ -50,30 +55,65 @@ class Training:
 
 @dataclass(frozen=True)
 class GradNormOptions:
-    """Applies to every GradNorm run (alpha-sweep takes its alphas from its own list)."""
+    """Applies to every GradNorm run (alpha-sweep takes its alphas from its own list).
 
-    alpha: float = DEFAULT_ALPHA
+    `alpha_from` names an alpha-sweep study in the same database: the launch takes
+    the alpha it chose on validation (study.choices) and records it in `alpha`.
+    """
+
+    alpha: float | None = None  # None: DEFAULT_ALPHA, or (with alpha_from) not chosen yet
+    alpha_from: str | None = None
     initial_loss: str | tuple[float, ...] = default("initial_loss")
     balancer_lr: float | None = None
     shared_params: tuple[str, ...] | None = None
+    weight_update: str | None = None  # None: the paper's additive step; "log": our ablation
 
     def __post_init__(self) -> None:
-        for name in ("alpha", "initial_loss", "balancer_lr", "shared_params"):
+        for name in ("alpha", "initial_loss", "balancer_lr", "shared_params", "weight_update"):
             if getattr(self, name) is not None:
                 _trial_check(check_field, name, getattr(self, name))
+        if self.alpha_from is not None:
+            check_study_name(self.alpha_from, "alpha_from")
+        elif self.alpha is None:
+            object.__setattr__(self, "alpha", DEFAULT_ALPHA)
 
 
 @dataclass(frozen=True)
 class RandomStatic:
-    """Figure 4: `runs` static-weight runs drawn uniformly, plus a GradNorm reference."""
+    """Figure 4: `runs` random static weightings, each trained at every seed, plus GradNorm references.
+
+    `budgets`: steps at which the report also draws Figure 4, read from the runs'
+    traces (each a log point of the run); the full run is always one.
+    """
 
     runs: int = 100
     weight_seed: int = 0
     gradnorm_static: bool = True
+    sampler: str = "uniform"
+    concentration: float | None = None  # dirichlet only
+    smallest: float | None = None  # log-uniform only
+    budgets: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         _at_least("runs", self.runs, 1)
         _at_least("weight_seed", self.weight_seed, 0)
+        if self.sampler not in SAMPLERS:
+            _fail("sampler", _unknown("sampler", self.sampler, SAMPLERS))
+        for name, owner, fallback in (("concentration", "dirichlet", DEFAULT_CONCENTRATION),
+                                      ("smallest", "log-uniform", DEFAULT_SMALLEST)):
+            if self.sampler != owner:
+                if getattr(self, name) is not None:
+                    _fail(name, f"only applies to sampler {owner} (this one is {self.sampler})")
+            elif getattr(self, name) is None:
+                object.__setattr__(self, name, fallback)
+        if self.concentration is not None:
+            _positive("concentration", self.concentration)
+        if self.smallest is not None and not 0 < self.smallest < 1:
+            _fail("smallest", f"must be between 0 and 1 (the draws span [smallest, 1]), got {self.smallest}")
+        if self.budgets is not None:
+            _distinct_values("budgets", self.budgets, "budget")
+            for i, budget in enumerate(self.budgets):
+                _at_least(f"budgets[{i}]", budget, 1)
 
 
 @dataclass(frozen=True)
@@ -94,6 +134,9 @@ class Methods:
 
     methods: tuple[str, ...] = ("single-task", "equal", "uncertainty", "gradnorm", "gradnorm-static")
     weights: tuple[float, ...] | None = None  # for `static`
+    # Uncertainty weighting at each of these learning rates for its log-variances; the report
+    # picks one on validation (None: the one default rate).
+    uncertainty_lrs: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         if not self.methods:
@@ -110,6 +153,12 @@ class Methods:
             if "static" not in self.methods:
                 _fail("weights", "only applies when 'static' is among the methods")
             _trial_check(check_field, "weights", self.weights)
+        if self.uncertainty_lrs is not None:
+            if "uncertainty" not in self.methods:
+                _fail("uncertainty_lrs", "only applies when 'uncertainty' is among the methods")
+            _distinct_values("uncertainty_lrs", self.uncertainty_lrs, "learning rate")
+            for i, lr in enumerate(self.uncertainty_lrs):
+                _trial_check(check_field, "balancer_lr", lr, path=f"uncertainty_lrs[{i}]")
 
 
 @dataclass(frozen=True)
@@ -166,6 +215,14 @@ class StudySpec:
         if getattr(self, own_section) is None:  # the kind's section with its defaults
             defaults = {"random_static": RandomStatic, "alpha_sweep": AlphaSweep, "methods": Methods}
             object.__setattr__(self, own_section, defaults[own_section]())
+        if self.random_static is not None and self.random_static.budgets is not None:
+            log_every = self.training.log_every or min(DEFAULT_LOG_EVERY, self.training.steps)
+            for i, budget in enumerate(self.random_static.budgets):
+                if budget > self.training.steps or budget % log_every:
+                    _fail(f"random_static.budgets[{i}]", f"{budget} is not a logged step of the runs "
+                          f"(a multiple of log_every {log_every}, at most training.steps {self.training.steps})")
+        if self.gradnorm.alpha_from is not None and self.kind == "alpha-sweep":
+            _fail("gradnorm.alpha_from", "an alpha-sweep study sweeps alpha itself")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data with every default filled in (what the database keeps)."""

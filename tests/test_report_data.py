@@ -7,10 +7,14 @@ import pandas as pd
 import pytest
 
 from db import ResultsDB
+from study.choices import resolve_choices
+from study.errors import BadInput
+from study.plan import plan_study
 from study.report.dynamics import dynamics_data
 from study.report.figure4 import figure4_data
 from study.report.figure7 import figure7_data
 from study.report.tables import method_table
+from study.spec import parse_spec
 from records import TaskMetric
 from tests.fake_results import diverged_result, fake_result
 from workers.config import TrialConfig
@@ -119,8 +123,9 @@ def test_figure7_gains_vs_equal_weights_of_the_same_seed(sweep_study):
     assert data.stats["best_alpha"] == 0.5 and data.stats["first_unstable_alpha"] == 5.0
 
 
-def test_figure7_chooses_alpha_on_validation_and_reports_its_test_gain(results):
-    results.create_study("sweep", "alpha-sweep", {"study": "sweep"})
+def add_validation_sweep(results, spec=None):
+    """Alpha 1.5 wins on validation, 0.5 on the test set (numbers below)."""
+    results.create_study("sweep", "alpha-sweep", spec or {"study": "sweep"})
 
     def run(test, validation):
         return dataclasses.replace(fake_result(final_test_losses=test), final_validation_losses=validation)
@@ -135,6 +140,10 @@ def test_figure7_chooses_alpha_on_validation_and_reports_its_test_gain(results):
     }
     for (alpha, seed), (test, validation) in sweep.items():
         add(results, "sweep", TrialConfig(method="gradnorm", alpha=alpha, seed=seed), run(test, validation))
+
+
+def test_figure7_chooses_alpha_on_validation_and_reports_its_test_gain(results):
+    add_validation_sweep(results)
     data = figure7_data(results.runs("sweep"))
     by_alpha = data.by_alpha.set_index("alpha")
     assert by_alpha.loc[0.5, "mean_validation_gain_pct"] == pytest.approx(0.0)
@@ -142,6 +151,23 @@ def test_figure7_chooses_alpha_on_validation_and_reports_its_test_gain(results):
     assert data.stats["alpha_chosen_on_validation"] == 1.5
     assert data.stats["test_gain_pct_at_chosen"] == pytest.approx(12.5)  # mean of 0 and 25
     assert data.stats["best_alpha"] == 0.5 and data.stats["best_mean_gain_pct"] == pytest.approx(25.0)  # hindsight
+
+
+def test_a_spec_takes_the_alpha_a_sweep_chose_on_validation(results, sqlite_url):
+    base = {"study": "f4", "kind": "random-static", "workload_options": {"tasks": 2, "train_size": 400, "test_size": 100},
+            "training": {"steps": 40, "log_every": 20}, "random_static": {"runs": 2}}
+    sweep_spec = parse_spec({**base, "study": "sweep", "kind": "alpha-sweep", "random_static": None})
+    add_validation_sweep(results, sweep_spec.to_dict())
+    spec = resolve_choices(parse_spec({**base, "gradnorm": {"alpha_from": "sweep"}}), sqlite_url)
+    assert spec.gradnorm.alpha == 1.5 and spec.gradnorm.alpha_from == "sweep"  # validation's choice, not the test's 0.5
+    assert [p.config.alpha for p in plan_study(spec) if p.config.method == "gradnorm"] == [1.5]
+    assert parse_spec(spec.to_dict()).identity() == spec.identity()  # the stored spec plans the same again
+    other = parse_spec({**base, "training": {"steps": 60, "log_every": 20}, "gradnorm": {"alpha_from": "sweep"}})
+    with pytest.raises(BadInput, match="^gradnorm.alpha_from: study 'sweep' has a different training"):
+        resolve_choices(other, sqlite_url)
+    with pytest.raises(BadInput, match="^gradnorm.alpha_from: study 'f4' is a random-static study"):
+        results.create_study("f4", "random-static", spec.to_dict())
+        resolve_choices(parse_spec({**base, "study": "g", "gradnorm": {"alpha_from": "f4"}}), sqlite_url)
 
 
 def test_figure7_without_validation_losses_chooses_nothing_on_them(sweep_study):

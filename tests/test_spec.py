@@ -81,6 +81,23 @@ BAD_SPECS = [
     (changed(workload="tests.user_workload:not_a_workload"), "returned dict, not a workers.workloads.base.Workload"),
     (changed(workload="no_such_module_here:f"), "workload: cannot import 'no_such_module_here'"),
     (changed(gradnorm={"shared_params": []}), "gradnorm.shared_params: must name at least one shared parameter"),
+    (changed(random_static__sampler="normal"), "random_static.sampler: unknown sampler 'normal'"),
+    (changed(random_static__concentration=0.5), "random_static.concentration: only applies to sampler dirichlet"),
+    (changed(random_static__sampler="dirichlet", random_static__concentration=0), "random_static.concentration: must be > 0"),
+    (changed(random_static__sampler="log-uniform", random_static__smallest=1.5), "random_static.smallest: must be between 0 and 1"),
+    (changed(random_static__budgets=[30]), "random_static.budgets[0]: 30 is not a logged step of the runs"),
+    (changed(random_static__budgets=[60]), "random_static.budgets[0]: 60 is not a logged step"),
+    (changed(gradnorm={"weight_update": "exp"}), "gradnorm.weight_update: unknown update 'exp'"),
+    (changed(gradnorm={"alpha_from": "no-such-sweep"}), "gradnorm.alpha_from: no study 'no-such-sweep'"),
+    (changed(gradnorm={"alpha_from": "../x"}), "gradnorm.alpha_from: '../x' is not a study name"),
+    (
+        changed(kind="methods", random_static=DELETE, methods={"methods": ["equal"], "uncertainty_lrs": [0.01]}),
+        "methods.uncertainty_lrs: only applies when 'uncertainty' is among the methods",
+    ),
+    (
+        changed(kind="methods", random_static=DELETE, methods={"methods": ["uncertainty"], "uncertainty_lrs": [0.01, -1]}),
+        "methods.uncertainty_lrs[1]: must be a number > 0",
+    ),
 ]
 
 
@@ -170,6 +187,50 @@ def test_random_static_weights_are_uniform_draws_scaled_to_sum_to_t():
     # w_i = 3 u_i / (u_1 + u_2 + u_3) with u ~ U(0, 1): by symmetry every task averages 1
     assert weights.mean(axis=0) == pytest.approx([1.0, 1.0, 1.0], abs=0.03)
     assert (random_static_weights(5, 3, 1) == weights[:5]).all()
+
+
+@pytest.mark.parametrize("sampler", ["uniform", "log-uniform", "dirichlet"])
+def test_every_sampler_draws_positive_weights_summing_to_t_and_is_reproducible(sampler):
+    weights = random_static_weights(runs=2000, tasks=3, weight_seed=2, sampler=sampler)
+    assert weights.sum(axis=1) == pytest.approx(3.0)
+    assert (weights > 0).all()
+    assert weights.mean(axis=0) == pytest.approx([1.0, 1.0, 1.0], abs=0.06)  # every sampler is symmetric in the tasks
+    assert (random_static_weights(5, 3, 2, sampler=sampler) == weights[:5]).all()
+
+
+def test_log_uniform_and_dirichlet_reach_the_small_weights_uniform_almost_never_draws():
+    # T = 2, uniform: w_0 = 2 u_0 / (u_0 + u_1) < 0.02 needs u_0 < u_1 / 99: P = 1/198 (about 0.5 %)
+    share = {s: float((random_static_weights(40000, 2, 0, sampler=s)[:, 0] < 0.02).mean()) for s in ("uniform", "log-uniform")}
+    assert share["uniform"] == pytest.approx(1 / 198, abs=0.0015)
+    # log-uniform on [1e-3, 1]: w_0 < 0.02 needs log(u_0/u_1) < log(1/99); the difference of two
+    # U(0, ln 1000) variables has a triangular density: P = (ln 1000 - ln 99)^2 / (2 ln^2 1000) = 0.0561
+    assert share["log-uniform"] == pytest.approx(0.0561, abs=0.005)
+    # Dirichlet(0.2) puts most of its mass near the simplex's corners
+    corners = random_static_weights(40000, 2, 0, sampler="dirichlet", concentration=0.2)
+    assert float((corners.min(axis=1) < 0.02).mean()) > 0.3
+
+
+def test_a_samplers_parameter_is_filled_in_and_recorded_with_the_study():
+    spec = parse_spec(changed(random_static__sampler="log-uniform"))
+    recorded = spec.to_dict()["random_static"]
+    assert (recorded["sampler"], recorded["smallest"], recorded["concentration"]) == ("log-uniform", 0.001, None)
+    assert spec.identity() != parse_spec(GOOD).identity()  # another sampler, another plan
+    draws = [p.config.weights for p in plan_study(spec) if p.config.method == "static"]
+    assert draws == [tuple(w) for w in random_static_weights(3, 2, 0, sampler="log-uniform").tolist()]
+
+
+def test_methods_plan_trains_uncertainty_at_each_listed_lr():
+    spec = parse_spec(changed(kind="methods", random_static=DELETE, seeds=[0, 1],
+                              methods={"methods": ["equal", "uncertainty"], "uncertainty_lrs": [0.001, 0.1]}))
+    assert Counter((p.config.method, p.config.balancer_lr, p.config.seed) for p in plan_study(spec)) == {
+        ("equal", None, 0): 1, ("uncertainty", 0.001, 0): 1, ("uncertainty", 0.1, 0): 1,
+        ("equal", None, 1): 1, ("uncertainty", 0.001, 1): 1, ("uncertainty", 0.1, 1): 1,
+    }
+
+
+def test_the_log_space_update_reaches_every_gradnorm_run_of_the_plan():
+    planned = plan_study(parse_spec(changed(gradnorm={"weight_update": "log"})))
+    assert [p.config.weight_update for p in planned if p.config.method == "gradnorm"] == ["log"]
 
 
 def test_alpha_sweep_plan_has_equal_weights_and_each_alpha_per_seed():

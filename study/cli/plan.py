@@ -7,6 +7,8 @@ import json
 
 import pandas as pd
 
+from study.choices import resolve_choices
+from study.cli.common import add_storage_argument
 from study.output import write_frame
 from study.plan import describe, plan_study
 from study.spec import load_spec
@@ -16,11 +18,12 @@ def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("plan", help="print the trials a spec makes (nothing runs)")
     parser.add_argument("spec", help="a study spec (YAML)")
     parser.add_argument("--json", action="store_true", help="a JSON list of {key, config, after}")
+    add_storage_argument(parser)  # read only for gradnorm.alpha_from
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    spec = load_spec(args.spec)
+    spec = resolve_choices(load_spec(args.spec), args.storage)
     planned = plan_study(spec)
     if args.json:
         print(json.dumps([{"key": p.key, "config": p.config.to_dict(), "after": p.depends_on} for p in planned], indent=2))
