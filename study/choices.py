@@ -34,6 +34,9 @@ def resolve_choices(spec: StudySpec, storage: str) -> StudySpec:
             if info.spec.get(name) != spec.to_dict()[name]:
                 raise BadInput(f"gradnorm.alpha_from: study {source!r} has a different {name}: its alpha was chosen for another setting")
         runs = results.runs(source)
+    if info.planned_trials is not None and len(runs) < info.planned_trials:  # a choice from part of a sweep is another choice
+        raise BadInput(f"gradnorm.alpha_from: study {source!r} is not finished ({len(runs)} of {info.planned_trials} trials "
+                       "recorded): launch it to the end first")
     alpha = alpha_chosen_on_validation(runs)
     if alpha is None:
         raise BadInput(f"gradnorm.alpha_from: study {source!r} has no alpha chosen on validation yet "

@@ -13,6 +13,7 @@ from study.plan import plan_study
 from study.report.dynamics import dynamics_data
 from study.report.figure4 import figure4_data
 from study.report.figure7 import figure7_data
+from study.report.stats import wilson_interval
 from study.report.tables import method_table
 from study.spec import parse_spec
 from records import TaskMetric
@@ -67,6 +68,66 @@ def test_figure4_distances_and_changes_by_hand(figure4_study):
     assert data.stats["gradnorm_time_averaged_weights"] == {0: {"a": pytest.approx(1.2), "b": pytest.approx(0.8)}}
 
 
+def test_figure4_over_seeds_pools_each_weighting_and_gives_intervals_by_hand(results):
+    results.create_study("seeds", "random-static", {"study": "seeds"})
+    references = {0: ((1.0, 1.0), (1.0, 10.0)), 1: ((1.2, 0.8), (3.0, 10.0))}  # seed: (E_t[w], test losses)
+    for seed, (weights, losses) in references.items():
+        add(results, "seeds", TrialConfig(method="gradnorm", seed=seed), fake_result(final_test_losses=losses, time_averaged_weights=weights))
+    static_losses = {  # (weights, seed): test losses -> % change vs that seed's GradNorm
+        ((1.0, 1.0), 0): (0.5, 10.0),  # +25, distance 0
+        ((0.5, 1.5), 0): (2.0, 10.0),  # -50, sqrt(0.5)
+        ((1.5, 0.5), 0): (1.0, 5.0),  # +25, sqrt(0.5)
+        ((1.0, 1.0), 1): (3.0, 10.0),  # 0, sqrt(0.08)
+        ((0.5, 1.5), 1): (6.0, 10.0),  # -50, sqrt(0.98)
+        ((1.5, 0.5), 1): (3.0, 20.0),  # -50, sqrt(0.18)
+    }
+    for (weights, seed), losses in static_losses.items():
+        add(results, "seeds", static(weights, seed), fake_result(final_test_losses=losses, time_averaged_weights=weights))
+    data = figure4_data(results.runs("seeds"))
+    pooled = data.weightings.set_index("w.a")
+    assert pooled["change_pct"].to_dict() == pytest.approx({1.0: 12.5, 0.5: -50.0, 1.5: -12.5})
+    assert pooled.loc[1.0, "distance"] == pytest.approx(math.sqrt(0.08) / 2)
+    assert pooled.loc[0.5, "distance"] == pytest.approx((math.sqrt(0.5) + math.sqrt(0.98)) / 2)
+    assert pooled.loc[1.0, "change_std"] == pytest.approx(25 / math.sqrt(2))  # std of (25, 0)
+    assert pooled["seeds"].tolist() == [2, 2, 2]
+    stats = data.stats
+    assert (stats["weightings_beating_gradnorm"], stats["weightings"], stats["beat_gradnorm"], stats["static_runs"]) == (1, 3, 2, 6)
+    assert (stats["share_ci_low"], stats["share_ci_high"]) == pytest.approx(wilson_interval(1, 3))
+    # GradNorm's mean test losses (2, 10): seed 0 at 100 * mean(1/2, 0) = +25, seed 1 at -25
+    assert stats["gradnorm_spread_pct"] == {0: pytest.approx(25.0), 1: pytest.approx(-25.0)}
+    assert stats["per_seed"][0]["beat_gradnorm"] == 2 and stats["per_seed"][1]["beat_gradnorm"] == 0
+    assert stats["ols_n"] == 3 and stats["bootstrap_slope_low"] <= stats["ols_slope"] <= stats["bootstrap_slope_high"]
+
+
+def test_figure4_at_a_budget_reads_the_traces_at_that_step_by_hand(figure4_study):
+    from study.report.budgets import budget_table, runs_at_budget
+
+    runs = figure4_study.runs("f4")
+    gradnorm, near, far = TrialConfig(method="gradnorm").key(), static((1.0, 1.0)).key(), static((0.2, 1.8)).key()
+    rows = []
+    for key, points in {
+        gradnorm: {10: ((1.0, 100.0), (1.4, 0.6)), 20: ((2.0, 100.0), (1.0, 1.0))},  # (test losses, weights)
+        near: {10: ((0.5, 100.0), (1.0, 1.0)), 20: ((4.0, 100.0), (1.0, 1.0))},
+        far: {10: ((1.0, 200.0), (0.2, 1.8))},  # not logged at step 20: it drops out there
+    }.items():
+        for step, (losses, weights) in points.items():
+            rows += [{"key": key, "step": step, "task": task, "test_loss": loss, "weight": weight}
+                     for task, loss, weight in zip(("a", "b"), losses, weights)]
+    traces = pd.DataFrame(rows)
+    at_10 = figure4_data(runs_at_budget(runs, traces, 10)).points.set_index("key")
+    # GradNorm's E_t[w] over (0, 10] is (1.4, 0.6); its test losses there (1, 100)
+    assert at_10.loc[near, "distance"] == pytest.approx(math.sqrt(0.32)) and at_10.loc[near, "change_pct"] == pytest.approx(25.0)
+    assert at_10.loc[far, "distance"] == pytest.approx(math.sqrt(2.88)) and at_10.loc[far, "change_pct"] == pytest.approx(-50.0)
+    assert set(at_10.index) == {near, far}  # runs without traces, and GradNorm-Static, are not at this budget
+    at_20 = figure4_data(runs_at_budget(runs, traces, 20)).points.set_index("key")
+    # over (0, 20]: E_t[w] = (1.2, 0.8), losses (2, 100)
+    assert at_20.loc[near, "distance"] == pytest.approx(math.sqrt(0.08)) and at_20.loc[near, "change_pct"] == pytest.approx(-50.0)
+    table = budget_table(runs, traces, [20, 10]).set_index("steps")
+    assert table.loc[10, ["weightings", "beating_gradnorm"]].tolist() == [2, 1]
+    assert table.loc[20, ["weightings", "beating_gradnorm"]].tolist() == [1, 0]
+    assert table.loc[10, "share_ci_high_pct"] == pytest.approx(100 * wilson_interval(1, 2)[1])
+
+
 def test_figure4_regression_uses_only_the_static_runs(figure4_study):
     data = figure4_data(figure4_study.runs("f4"))
     # x = sqrt(2) u with u = (0, 0.2, 0.3, 1), mean u 0.375; y = (0, 12.5, -10, -25), mean -5.625.
@@ -88,7 +149,7 @@ def test_figure4_with_too_few_runs_says_so(results):
     add(results, "thin", TrialConfig(method="gradnorm"), fake_result())
     data = figure4_data(results.runs("thin"))
     assert data.fit is None and len(data.points) == 1
-    assert "needs at least 3 finished static runs; 1 have finished" in data.problems[0]
+    assert "needs at least 3 finished static weightings; 1 have finished" in data.problems[0]
 
 
 @pytest.fixture
@@ -165,6 +226,9 @@ def test_a_spec_takes_the_alpha_a_sweep_chose_on_validation(results, sqlite_url)
     other = parse_spec({**base, "training": {"steps": 60, "log_every": 20}, "gradnorm": {"alpha_from": "sweep"}})
     with pytest.raises(BadInput, match="^gradnorm.alpha_from: study 'sweep' has a different training"):
         resolve_choices(other, sqlite_url)
+    results.set_planned_trials("sweep", 7)
+    with pytest.raises(BadInput, match=r"^gradnorm.alpha_from: study 'sweep' is not finished \(6 of 7 trials recorded\)"):
+        resolve_choices(parse_spec({**base, "gradnorm": {"alpha_from": "sweep"}}), sqlite_url)
     with pytest.raises(BadInput, match="^gradnorm.alpha_from: study 'f4' is a random-static study"):
         results.create_study("f4", "random-static", spec.to_dict())
         resolve_choices(parse_spec({**base, "study": "g", "gradnorm": {"alpha_from": "f4"}}), sqlite_url)
@@ -269,7 +333,7 @@ def test_every_mark_of_figure4_has_a_legend_entry(figure4_study):
 
     names = [trace.name for trace in figure4_plot(figure4_data(figure4_study.runs("f4"))).data]
     # 3 static runs worse than GradNorm (grey-blue), 1 better (green), each colour its own legend entry
-    assert "static weights (worse than GradNorm)" in names and "static weights that beat GradNorm" in names
+    assert "static weights, worse than GradNorm" in names and "static weights that beat GradNorm" in names
     assert "GradNorm (0 %)" in names and "GradNorm-Static" in names
 
 

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from study.report.stats import fit_line, percent_change, spearman
+from study.report.stats import bootstrap_line, fit_line, percent_change, spearman, wilson_interval
 
 
 def test_ols_on_four_points_by_hand():
@@ -61,3 +61,31 @@ def test_percent_change_vs_reference_by_hand():
     assert percent_change([1.0, 1.0], [0.5, 2.0]) == pytest.approx(-25.0)
     rows = percent_change(np.array([[1.0, 1.0], [4.0, 2.0]]), np.array([[0.5, 2.0], [2.0, 1.0]]))
     assert rows.tolist() == pytest.approx([-25.0, 50.0])
+
+
+def test_wilson_interval_by_hand():
+    # k = 0: centre = half = (z^2/2) / (n + z^2), so the interval is [0, z^2 / (n + z^2)]
+    z2 = 1.959964**2
+    assert wilson_interval(0, 100) == pytest.approx((0.0, z2 / (100 + z2)), abs=1e-6)  # 0 of 100: up to 3.7 %
+    # k = n: [n / (n + z^2), 1]
+    assert wilson_interval(20, 20) == pytest.approx((20 / (20 + z2), 1.0), abs=1e-6)
+    # 5 of 20: centre (5 + z^2/2) / (20 + z^2), half z / (20 + z^2) sqrt(5 * 15 / 20 + z^2 / 4)
+    centre, half = (5 + z2 / 2) / (20 + z2), math.sqrt(z2) / (20 + z2) * math.sqrt(75 / 20 + z2 / 4)
+    assert wilson_interval(5, 20) == pytest.approx((centre - half, centre + half), abs=1e-6)
+    assert wilson_interval(5, 20) == pytest.approx((0.1119, 0.4687), abs=1e-4)
+    with pytest.raises(ValueError, match="0 <= successes <= trials"):
+        wilson_interval(3, 2)
+
+
+def test_bootstrap_of_a_perfect_line_has_no_width_and_a_noisy_one_covers_its_fit():
+    x = np.arange(10.0)
+    exact = bootstrap_line(x, 3 * x + 1)
+    assert (exact.slope_low, exact.slope_high) == pytest.approx((3.0, 3.0)) and exact.r_low == pytest.approx(1.0)
+    noisy_y = 3 * x + np.random.default_rng(1).normal(0, 4, size=10)
+    noisy = bootstrap_line(x, noisy_y, resamples=4000, seed=2)
+    fit = fit_line(x, noisy_y)
+    assert noisy.slope_low < fit.slope < noisy.slope_high and noisy.slope_high - noisy.slope_low > 0.5
+    assert noisy.r_low < fit.pearson_r < noisy.r_high <= 1.0
+    assert bootstrap_line(x, noisy_y, resamples=4000, seed=2) == noisy  # the same seed, the same interval
+    # Resamples that drew one x value only have no slope: they are left out and counted.
+    assert bootstrap_line([0.0, 0.0, 1.0], [1.0, 2.0, 3.0], resamples=500).resamples < 500

@@ -9,6 +9,7 @@ from pathlib import Path
 from db import open_reader
 from study.cli.common import add_storage_argument
 from study.errors import BadInput
+from study.progress import plural
 
 
 def add_parser(subparsers) -> None:
@@ -53,10 +54,18 @@ def headline(summary: dict) -> list[str]:
     fig4 = summary.get("figure4")
     if fig4 and "ols_slope" in fig4:
         lines.append(
-            f"Figure 4: slope {fig4['ols_slope']:.4g} %/unit distance, intercept {fig4['ols_intercept']:.4g} %, "
-            f"Pearson r = {fig4['ols_pearson_r']:.3f} (p = {fig4['ols_p_value']:.3g}), Spearman rho = {fig4['spearman_rho']:.3f}; "
-            f"{fig4['beat_gradnorm']}/{fig4['static_runs']} static runs beat GradNorm"
+            f"Figure 4: slope {fig4['ols_slope']:.4g} %/unit distance (bootstrap 95 % CI {fig4['bootstrap_slope_low']:.4g} to "
+            f"{fig4['bootstrap_slope_high']:.4g}), intercept {fig4['ols_intercept']:.4g} %, Pearson r = {fig4['ols_pearson_r']:.3f} "
+            f"(p = {fig4['ols_p_value']:.3g}), Spearman rho = {fig4['spearman_rho']:.3f}"
         )
+    if fig4 and fig4.get("weightings"):
+        lines.append(
+            f"Figure 4: {fig4['weightings_beating_gradnorm']}/{fig4['weightings']} weightings beat GradNorm over "
+            f"{plural(fig4['seeds'], 'seed')} (Wilson 95 % CI {100 * fig4['share_ci_low']:.1f}-{100 * fig4['share_ci_high']:.1f} %)"
+        )
+    for row in summary.get("figure4_by_budget", []):
+        lines.append(f"  at {row['steps']} steps: {row['beating_gradnorm']}/{row['weightings']} beat GradNorm "
+                     f"({row['share_ci_low_pct']:.1f}-{row['share_ci_high_pct']:.1f} %), median {row['median_change_pct']:+.2f} %")
     if fig4 and "gradnorm_static_change_pct" in fig4:
         lines.append(f"GradNorm-Static vs GradNorm: {fig4['gradnorm_static_change_pct']:+.2f} %")
     fig7 = summary.get("figure7")

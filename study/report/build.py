@@ -16,6 +16,7 @@ import pandas as pd
 
 from db import ResultsReader
 from records import Status
+from study.report.budgets import budget_plot, budget_table
 from study.report.dynamics import (
     RISE_FACTOR,
     DynamicsData,
@@ -56,7 +57,7 @@ def build_report(results: ResultsReader, study: str, out_dir: Path, png: bool = 
         "problems": [],
     }
     if info.kind == "random-static":
-        sections = _random_static(results, study, runs, summary)
+        sections = _random_static(results, study, runs, summary, info.spec)
     elif info.kind == "alpha-sweep":
         sections = _alpha_sweep(results, study, runs, summary)
     else:
@@ -68,37 +69,71 @@ def build_report(results: ResultsReader, study: str, out_dir: Path, png: bool = 
     return Report(written, summary)
 
 
-def _random_static(results: ResultsReader, study: str, runs: pd.DataFrame, summary: dict[str, Any]) -> list[Section]:
+def _random_static(
+    results: ResultsReader, study: str, runs: pd.DataFrame, summary: dict[str, Any], spec: dict[str, Any]
+) -> list[Section]:
     data = figure4_data(runs)
     summary["problems"] += data.problems
     summary["figure4"] = data.stats
-    stats = data.stats
-    text = [
-        "Each point is a network trained with fixed random weights; x is the L2 distance from its weights to the "
-        "GradNorm run's time-averaged weights E_t[w], y is 100 · mean_i (L_i^GN − L_i^static) / L_i^GN on the test "
-        "set after the same number of steps (negative: the static run does worse than GradNorm).",
-        f"{stats['beat_gradnorm']} of {stats['static_runs']} finished static runs beat GradNorm"
-        + (f"; {stats['static_failed']} static runs failed." if stats["static_failed"] else "."),
-    ]
-    if data.fit is not None:
-        fit = data.fit
-        text.append(
-            f"OLS: slope {fit.slope:.4g} %/unit (95 % CI {fit.slope_ci_low:.4g} to {fit.slope_ci_high:.4g}), "
-            f"intercept {fit.intercept:.4g} %, Pearson r = {fit.pearson_r:.3f} (p = {fit.p_value:.3g}), "
-            f"Spearman ρ = {stats['spearman_rho']:.3f} (p = {stats['spearman_p']:.3g}), n = {fit.n}."
-        )
-    if "gradnorm_static_change_pct" in stats:
-        text.append(f"GradNorm-Static (retrained with E_t[w]): {stats['gradnorm_static_change_pct']:+.2f} % vs GradNorm.")
-    sections = [Section("figure4", "Figure 4: performance vs distance to GradNorm's weights", text, figure4_plot(data), data.points)]
-    if len(data.points):
+    sampler = (spec.get("random_static") or {}).get("sampler", "uniform")
+    summary["figure4"]["sampler"] = sampler
+    sections = [Section("figure4", "Figure 4: performance vs distance to GradNorm's weights", figure4_text(data.stats, sampler),
+                        figure4_plot(data), data.points)]
+    if len(data.weightings):
         sections.append(
             Section("weights-parallel", "Static weights in parallel coordinates",
-                    ["Each line is one static run's weights, coloured by its % change vs GradNorm; the black line is "
-                     "GradNorm's time-averaged weights."],
-                    weights_parallel_plot(data), data.points)
+                    ["Each line is one static weighting, coloured by its % change vs GradNorm (mean over seeds); the "
+                     "black line is GradNorm's time-averaged weights."],
+                    weights_parallel_plot(data), data.weightings)
         )
+    budgets = [b for b in (spec.get("random_static") or {}).get("budgets") or [] if isinstance(b, int)]
+    if budgets and len(data.weightings):
+        keys = runs.loc[runs["method"].isin(["static", "gradnorm"]), "key"].tolist()
+        table = budget_table(runs, results.traces(study, keys=keys), budgets)
+        summary["figure4_by_budget"] = table.to_dict(orient="records")
+        sections.append(Section(
+            "budgets", "Figure 4 against the step budget",
+            ["The same comparison at each budget in the spec, read from the runs' traces: test losses at that step, "
+             "GradNorm's E_t[w] averaged over the logged steps up to it. Shares with Wilson 95 % intervals, slopes and "
+             "r with bootstrap 95 % intervals over weightings."],
+            budget_plot(table), table, table.to_html(index=False, float_format=lambda v: f"{v:.3g}", na_rep="–"),
+        ))
     keys = runs.loc[runs["method"] != "static", "key"].tolist()
     return sections + _dynamics_sections(results, study, runs, keys)
+
+
+def figure4_text(stats: dict[str, Any], sampler: str) -> list[str]:
+    """What Figure 4 shows, in sentences with their intervals."""
+    seeds = stats["seeds"]
+    text = [
+        f"Each point is one static weighting (drawn by the {sampler} sampler) trained with fixed weights"
+        + (f" at each of {seeds} seeds, shown as its mean over seeds ± std" if seeds > 1 else "")
+        + "; x is the L2 distance from its weights to the GradNorm run's time-averaged weights E_t[w], y is "
+        "100 · mean_i (L_i^GN − L_i^static) / L_i^GN on the test set after the same number of steps, against the "
+        "GradNorm run of the same seed (negative: the static run does worse than GradNorm).",
+    ]
+    if stats["weightings"]:
+        share = (f"{stats['weightings_beating_gradnorm']} of {stats['weightings']} weightings beat GradNorm "
+                 f"({100 * stats['share_beating_gradnorm']:.1f} %, Wilson 95 % CI {100 * stats['share_ci_low']:.1f}–"
+                 f"{100 * stats['share_ci_high']:.1f} %)")
+        if seeds > 1:
+            share += f"; run by run, {stats['beat_gradnorm']} of {stats['static_runs']} static runs beat their seed's GradNorm"
+        text.append(share + (f"; {stats['static_failed']} static runs failed." if stats["static_failed"] else "."))
+    if seeds > 1:
+        spread = stats["gradnorm_spread_pct"].values()
+        text.append(f"GradNorm's own seed spread (grey band): {min(spread):+.2f} % to {max(spread):+.2f} % around the mean "
+                    "of its test losses; a weighting inside the band is within GradNorm's seed noise.")
+    if "ols_slope" in stats:
+        text.append(
+            f"OLS over weightings: slope {stats['ols_slope']:.4g} %/unit (t 95 % CI {stats['ols_slope_ci_low']:.4g} to "
+            f"{stats['ols_slope_ci_high']:.4g}; bootstrap {stats['bootstrap_slope_low']:.4g} to {stats['bootstrap_slope_high']:.4g}), "
+            f"Pearson r = {stats['ols_pearson_r']:.3f} (bootstrap {stats['bootstrap_r_low']:.3f} to {stats['bootstrap_r_high']:.3f}; "
+            f"p = {stats['ols_p_value']:.3g}), Spearman ρ = {stats['spearman_rho']:.3f} (p = {stats['spearman_p']:.3g}), n = {stats['ols_n']}."
+        )
+    if "gradnorm_static_change_pct" in stats:
+        spread = f" ± {stats['gradnorm_static_change_std']:.2f} (std over seeds)" if "gradnorm_static_change_std" in stats else ""
+        text.append(f"GradNorm-Static (retrained with E_t[w]): {stats['gradnorm_static_change_pct']:+.2f} %{spread} vs GradNorm.")
+    return text
 
 
 def _alpha_sweep(results: ResultsReader, study: str, runs: pd.DataFrame, summary: dict[str, Any]) -> list[Section]:

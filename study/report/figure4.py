@@ -3,11 +3,18 @@
 x = ||w_static - E_t[w_GradNorm]||_2, y = 100 * mean_i (L_i^GN - L_i^static) / L_i^GN
 (final test losses after the same number of steps; negative: worse than
 GradNorm). Each static run is compared with the GradNorm run of its own seed.
+
+With several seeds every weighting is trained at each seed: a weighting's
+point is its mean over seeds (x: the mean distance to each seed's E_t[w]), the
+line is fitted to those points with bootstrap intervals over weightings, and
+the share of weightings that beat GradNorm gets a Wilson interval. GradNorm's
+own seed spread (each seed's % change vs the mean of GradNorm's test losses)
+is drawn as a band around 0.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -15,7 +22,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from study.report.frames import task_names, task_values
-from study.report.stats import LinearFit, fit_line, percent_change, spearman
+from study.report.stats import LinearFit, bootstrap_line, fit_line, percent_change, spearman, wilson_interval
 from records import Status
 
 OK = str(Status.OK)
@@ -27,8 +34,9 @@ MIN_POINTS = 3
 class Figure4Data:
     tasks: tuple[str, ...]
     points: pd.DataFrame  # one row per static or GradNorm-Static run
-    references: pd.DataFrame  # one row per seed: the GradNorm run
-    fit: LinearFit | None
+    weightings: pd.DataFrame  # one row per static weighting: its mean over seeds
+    references: pd.DataFrame  # one row per seed: the GradNorm run, with its spread_pct
+    fit: LinearFit | None  # fitted to the weightings' means
     stats: dict[str, Any]
     problems: list[str] = field(default_factory=list)
 
@@ -62,48 +70,110 @@ def figure4_data(runs: pd.DataFrame) -> Figure4Data:
     points["beats_gradnorm"] = points["change_pct"] > 0
 
     static = points[points["method"] == "static"]
+    weightings = mean_over_seeds(static, tasks)
+    references = references.assign(spread_pct=gradnorm_spread(references, tasks))
     fit = None
     stats: dict[str, Any] = {
+        "seeds": int(len(references)),
         "static_runs": int(len(static)),
         "static_failed": failed_static,
         "beat_gradnorm": int(static["beats_gradnorm"].sum()),
-        "best_static_change_pct": float(static["change_pct"].max()) if len(static) else None,
-        "median_static_change_pct": float(static["change_pct"].median()) if len(static) else None,
+        "weightings": int(len(weightings)),
+        "weightings_beating_gradnorm": int(weightings["beats_gradnorm"].sum()),
+        "best_static_change_pct": float(weightings["change_pct"].max()) if len(weightings) else None,
+        "median_static_change_pct": float(weightings["change_pct"].median()) if len(weightings) else None,
+        "gradnorm_spread_pct": {int(seed): float(v) for seed, v in references["spread_pct"].items()},
     }
-    if len(static) >= MIN_POINTS and static["distance"].nunique() > 1:
-        fit = fit_line(static["distance"], static["change_pct"])
-        rho, rho_p = spearman(static["distance"], static["change_pct"])
+    if len(weightings):
+        low, high = wilson_interval(stats["weightings_beating_gradnorm"], len(weightings))
+        stats.update({"share_beating_gradnorm": stats["weightings_beating_gradnorm"] / len(weightings),
+                      "share_ci_low": low, "share_ci_high": high})
+    if len(weightings) >= MIN_POINTS and weightings["distance"].nunique() > 1:
+        fit = fit_line(weightings["distance"], weightings["change_pct"])
+        rho, rho_p = spearman(weightings["distance"], weightings["change_pct"])
         stats.update({f"ols_{k}": v for k, v in fit.to_dict().items() if k not in ("x_mean", "x_sum_squares")})
         stats.update({"spearman_rho": rho, "spearman_p": rho_p})
+        stats.update({f"bootstrap_{k}": v for k, v in asdict(bootstrap_line(weightings["distance"], weightings["change_pct"])).items()})
     elif not references.empty:
         problems.append(
-            f"Figure 4's regression needs at least {MIN_POINTS} finished static runs; {len(static)} have finished."
+            f"Figure 4's regression needs at least {MIN_POINTS} finished static weightings; {len(weightings)} have finished."
         )
+    if stats["seeds"] > 1:
+        stats["per_seed"] = per_seed_stats(static)
     static_retrained = points[points["method"] == "gradnorm-static"]
     if len(static_retrained):
         stats["gradnorm_static_change_pct"] = float(static_retrained["change_pct"].mean())
+        if len(static_retrained) > 1:
+            stats["gradnorm_static_change_std"] = float(static_retrained["change_pct"].std())
     stats["gradnorm_time_averaged_weights"] = {
         int(seed): dict(zip(tasks, map(float, row))) for seed, row in zip(references.index, task_values(references, "time_averaged_weight", tasks))
     }
-    return Figure4Data(tasks, points, references.reset_index(), fit, stats, problems)
+    return Figure4Data(tasks, points, weightings, references.reset_index(), fit, stats, problems)
+
+
+def mean_over_seeds(static: pd.DataFrame, tasks: tuple[str, ...]) -> pd.DataFrame:
+    """One row per weighting (the same w at every seed): mean distance and % change, their spread, seeds."""
+    weight_columns = [f"w.{task}" for task in tasks]
+    grouped = static.assign(weighting=static[weight_columns].round(9).apply(tuple, axis=1)).groupby("weighting", sort=False)
+    weightings = grouped.agg(
+        distance=("distance", "mean"),
+        change_pct=("change_pct", "mean"),
+        change_std=("change_pct", "std"),
+        seeds=("seed", "nunique"),
+        **{column: (column, "first") for column in weight_columns},
+    ).reset_index(drop=True)
+    weightings["beats_gradnorm"] = weightings["change_pct"] > 0
+    return weightings
+
+
+def gradnorm_spread(references: pd.DataFrame, tasks: tuple[str, ...]) -> np.ndarray:
+    """Each seed's GradNorm run as a % change vs the mean of GradNorm's test losses over seeds."""
+    losses = task_values(references, "test_loss", tasks)
+    if not len(losses):
+        return np.zeros(0)
+    return percent_change(losses.mean(axis=0, keepdims=True), losses)
+
+
+def per_seed_stats(static: pd.DataFrame) -> dict[int, dict[str, Any]]:
+    """Figure 4 seed by seed: how many runs beat that seed's GradNorm, and the line through them."""
+    result = {}
+    for seed, runs in static.groupby("seed"):
+        entry: dict[str, Any] = {"static_runs": int(len(runs)), "beat_gradnorm": int(runs["beats_gradnorm"].sum()),
+                                 "median_change_pct": float(runs["change_pct"].median())}
+        if len(runs) >= MIN_POINTS and runs["distance"].nunique() > 1:
+            fit = fit_line(runs["distance"], runs["change_pct"])
+            entry.update({"ols_slope": fit.slope, "ols_pearson_r": fit.pearson_r, "ols_p_value": fit.p_value})
+        result[int(seed)] = entry
+    return result
 
 
 def figure4_plot(data: Figure4Data) -> go.Figure:
     figure = go.Figure()
-    static = data.points[data.points["method"] == "static"]
-    hover = "key " + static["key"] + "<br>change " + static["change_pct"].map("{:+.2f} %".format)
+    static = data.weightings
+    several_seeds = data.stats["seeds"] > 1
+    hover = "change " + static["change_pct"].map("{:+.2f} %".format)
+    if several_seeds:
+        hover = hover + " ± " + static["change_std"].map("{:.2f}".format) + " (std over " + static["seeds"].astype(str) + " seeds)"
     for task in data.tasks:
         hover = hover + f"<br>w.{task} = " + static[f"w.{task}"].map("{:.3f}".format)
+    spread = data.references["spread_pct"]
+    right = max(float(static["distance"].max()) if len(static) else 1.0, 1e-9)
+    if several_seeds:  # GradNorm's own seed noise: points inside the band are within it
+        figure.add_trace(go.Scatter(x=[0, right, right, 0], y=[spread.min(), spread.min(), spread.max(), spread.max()],
+                                    fill="toself", line={"width": 0}, fillcolor="rgba(0,0,0,0.08)", hoverinfo="skip",
+                                    name=f"GradNorm's range over {len(spread)} seeds"))
     # One trace per colour, so that the legend names every kind of mark drawn.
-    for beats, name, colour in ((False, "static weights (worse than GradNorm)", "#577590"),
-                                (True, "static weights that beat GradNorm", "#2a9d8f")):
+    what = "weightings (mean over seeds)" if several_seeds else "static weights"
+    for beats, name, colour in ((False, f"{what}, worse than GradNorm", "#577590"),
+                                (True, f"{what} that beat GradNorm", "#2a9d8f")):
         chosen = (static["beats_gradnorm"] == beats).to_numpy()
         if chosen.any():
+            error = {"type": "data", "array": static["change_std"][chosen], "thickness": 1, "width": 0} if several_seeds else None
             figure.add_trace(go.Scattergl(x=static["distance"][chosen], y=static["change_pct"][chosen], mode="markers",
-                                          name=name, marker={"size": 7, "color": colour, "opacity": 0.8},
+                                          name=name, marker={"size": 7, "color": colour, "opacity": 0.8}, error_y=error,
                                           hovertext=hover[chosen].tolist(), hoverinfo="text"))
     if data.fit is not None:
-        xs = np.linspace(0, max(float(static["distance"].max()), 1e-9), 100)
+        xs = np.linspace(0, right, 100)
         low, high = data.fit.band(xs)
         figure.add_trace(go.Scatter(x=np.r_[xs, xs[::-1]], y=np.r_[high, low[::-1]], fill="toself", line={"width": 0},
                                     fillcolor="rgba(231,111,81,0.18)", name="95 % confidence band", hoverinfo="skip"))
@@ -111,13 +181,16 @@ def figure4_plot(data: Figure4Data) -> go.Figure:
                                     name=f"OLS: slope {data.fit.slope:.3g}, r = {data.fit.pearson_r:.3f}, p = {data.fit.p_value:.2g}"))
     retrained = data.points[data.points["method"] == "gradnorm-static"]
     if len(retrained):
-        figure.add_trace(go.Scatter(x=retrained["distance"], y=retrained["change_pct"], mode="markers", name="GradNorm-Static",
+        figure.add_trace(go.Scatter(x=retrained["distance"], y=retrained["change_pct"], mode="markers", name="GradNorm-Static" + (" (one star per seed)" if several_seeds else ""),
                                     marker={"symbol": "star", "size": 16, "color": "#f4a261", "line": {"width": 1, "color": "black"}}))
-    right = max(float(static["distance"].max()) if len(static) else 1.0, 1e-9)
     figure.add_trace(go.Scatter(x=[0, right], y=[0, 0], mode="lines", name="GradNorm (0 %)", hoverinfo="skip",
                                 line={"color": "black", "dash": "dash", "width": 1}))
+    stats = data.stats
+    share = ""
+    if "share_ci_low" in stats:
+        share = f" (95 % CI {100 * stats['share_ci_low']:.0f}–{100 * stats['share_ci_high']:.0f} %)"
     figure.update_layout(
-        title=f"Static weights vs GradNorm ({data.stats['beat_gradnorm']} of {data.stats['static_runs']} static runs beat it)",
+        title=f"Static weights vs GradNorm: {stats['weightings_beating_gradnorm']} of {stats['weightings']} weightings beat it{share}",
         xaxis_title="L2 distance to GradNorm's time-averaged weights",
         yaxis_title="% change in test loss vs GradNorm (higher is better)",
         template="plotly_white",
@@ -136,7 +209,7 @@ def weights_parallel_plot(data: Figure4Data) -> go.Figure:
     T = 2: w_1 = 2 - w_0, so every line would cross at one point; the % change
     against w_0 says the same thing readably.
     """
-    static = data.points[data.points["method"] == "static"]
+    static = data.weightings
     references = data.references
     change = static["change_pct"].to_numpy()
     colourbar = {"title": "% change vs GradNorm<br>(green: better)"}

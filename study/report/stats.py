@@ -1,4 +1,5 @@
-"""The statistics the reports print: OLS with its confidence band, % changes."""
+"""The statistics the reports print: OLS with its confidence band, % changes,
+Wilson intervals for shares, and bootstrap intervals for a line's slope and r."""
 
 from __future__ import annotations
 
@@ -94,3 +95,53 @@ def percent_change(reference: np.ndarray, other: np.ndarray) -> np.ndarray:
     """
     reference, other = np.asarray(reference, dtype=float), np.asarray(other, dtype=float)
     return 100.0 * ((reference - other) / reference).mean(axis=-1)
+
+
+def wilson_interval(successes: int, trials: int) -> tuple[float, float]:
+    """95 % Wilson score interval for a share successes / trials (Wilson 1927).
+
+    centre = (k + z^2/2) / (n + z^2), half = z / (n + z^2) * sqrt(k (n - k) / n + z^2 / 4);
+    unlike the normal approximation it stays inside [0, 1] and is not empty at k = 0.
+    """
+    if trials <= 0 or not 0 <= successes <= trials:
+        raise ValueError(f"a share needs 0 <= successes <= trials and trials > 0, got {successes} of {trials}")
+    z = float(stats.norm.ppf(0.5 + CONFIDENCE / 2))
+    k, n = float(successes), float(trials)
+    centre = (k + z * z / 2) / (n + z * z)
+    half = z / (n + z * z) * math.sqrt(k * (n - k) / n + z * z / 4)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+@dataclass(frozen=True)
+class BootstrapLine:
+    """Percentile intervals of the OLS slope and Pearson r over resampled points."""
+
+    resamples: int
+    slope_low: float
+    slope_high: float
+    r_low: float
+    r_high: float
+
+
+def bootstrap_line(x: Sequence[float], y: Sequence[float], resamples: int = 2000, seed: int = 0) -> BootstrapLine:
+    """Resample the (x, y) pairs with replacement; resamples with a single x value are skipped.
+
+    The points are the unit of resampling: in Figure 4 a point is one weighting
+    (its mean over seeds), so the interval says how much the line depends on
+    which weightings were drawn.
+    """
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if len(x) < 3:
+        raise ValueError(f"a bootstrap of a line needs at least 3 points, got {len(x)}")
+    rows = np.random.default_rng(seed).integers(0, len(x), size=(resamples, len(x)))
+    xs, ys = x[rows], y[rows]
+    dx, dy = xs - xs.mean(axis=1, keepdims=True), ys - ys.mean(axis=1, keepdims=True)
+    sxx, syy, sxy = (dx * dx).sum(axis=1), (dy * dy).sum(axis=1), (dx * dy).sum(axis=1)
+    usable = sxx > 0
+    slopes = sxy[usable] / sxx[usable]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = np.where(syy[usable] > 0, sxy[usable] / np.sqrt(sxx[usable] * syy[usable]), 0.0)
+    tail = 100 * (1 - CONFIDENCE) / 2
+    slope_low, slope_high = np.percentile(slopes, [tail, 100 - tail])
+    r_low, r_high = np.percentile(r, [tail, 100 - tail])
+    return BootstrapLine(int(usable.sum()), float(slope_low), float(slope_high), float(r_low), float(r_high))

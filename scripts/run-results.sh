@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Re-run the studies behind docs/results.md: each spec in docs/results/specs/ into the
+# SQLite file of its workload under docs/results/ (a finished study is skipped in about
+# a second, so this resumes where it stopped). Usage: scripts/run-results.sh [study ...]
+set -u
+cd "$(dirname "$0")/.."
+GNS=${GNS:-.venv/bin/gns}
+ORDER=(mm-alpha mm-fig4-uniform mm-fig4-log digits-raw-alpha digits-raw-fig4 digits-std-alpha digits-std-fig4
+       toy2-fig4-paper toy2-fig4-scaled toy2-methods toy2-methods-log toy10-methods mm-methods)
+studies=("${@:-${ORDER[@]}}")
+for study in "${studies[@]}"; do
+  case $study in
+    mm-*) db=multimnist ;;
+    digits-*) db=digits ;;
+    *) db=toy ;;
+  esac
+  echo "== $study ($(date -u +%H:%M:%S))"
+  $GNS launch "docs/results/specs/$study.yaml" --storage "sqlite:///docs/results/$db.db" || echo "!! $study: exit $?"
+done
