@@ -17,7 +17,8 @@ from records import Status
 OK = str(Status.OK)
 
 # Config fields shown as run columns, in this order.
-CONFIG_COLUMNS = ("method", "workload", "seed", "alpha", "task", "steps", "batch_size", "lr", "weights_from")
+CONFIG_COLUMNS = ("method", "workload", "seed", "alpha", "task", "steps", "batch_size", "lr", "weights_from",
+                  "balancer_lr", "weight_update")
 TASK_QUANTITIES = {
     "initial_loss": "initial_loss",
     "final_test_loss": "test_loss",

@@ -376,3 +376,21 @@ def test_the_validation_view_puts_validation_metrics_under_the_test_names():
     view = validation_view(runs)
     assert view["accuracy.a"].tolist() == [0.7] and "test_loss.a" in view and view["validation_value"].tolist() == [3.0]
     assert validation_view(runs.assign(**{"validation_accuracy.a": [None], "validation_loss.a": [None]})) is None
+
+
+def test_a_method_swept_over_its_lr_gets_one_row_per_lr_and_one_chosen_on_validation(results):
+    from study.report.tables import chosen_on_validation
+
+    results.create_study("lrs", "methods", {"study": "lrs"})
+    for seed in (0, 1):
+        add(results, "lrs", TrialConfig(method="equal", seed=seed), fake_result())
+        # validation values: lr 0.01 at 3 and 5 (mean 4), lr 0.1 at 2 and 8 (mean 5)
+        for lr, validation in ((0.01, (3.0, 5.0)[seed]), (0.1, (2.0, 8.0)[seed])):
+            result = dataclasses.replace(fake_result(), validation_metric=validation)
+            add(results, "lrs", TrialConfig(method="uncertainty", balancer_lr=lr, seed=seed), result)
+    runs = results.runs("lrs")
+    table = method_table(runs, results.metric_directions("lrs"))
+    assert list(table.mean.index) == ["equal", "uncertainty lr=0.01", "uncertainty lr=0.1"]
+    chosen = chosen_on_validation(runs)
+    assert chosen == {"uncertainty": {"label": "uncertainty lr=0.01", "validation_value": pytest.approx(4.0),
+                                      "variants": {"uncertainty lr=0.01": pytest.approx(4.0), "uncertainty lr=0.1": pytest.approx(5.0)}}}

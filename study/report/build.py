@@ -29,7 +29,7 @@ from study.report.dynamics import (
 from study.report.figure4 import figure4_data, figure4_plot, weights_parallel_plot
 from study.report.figure7 import figure7_data, figure7_plot
 from study.report.page import Section, WrittenReport, write_report
-from study.report.tables import DELTA_M, SINGLE_TASK, method_table, table_html, table_stats
+from study.report.tables import DELTA_M, SINGLE_TASK, chosen_on_validation, method_table, table_html, table_stats
 
 
 OK = str(Status.OK)
@@ -171,6 +171,12 @@ def _methods(results: ResultsReader, study: str, runs: pd.DataFrame, summary: di
             "that metric's task, 100/K · Σ_j (−1)^h_j (M_j − M_single,j) / M_single,j with h_j = 1 where higher is "
             "better. Lower is better; 0 matches training each task alone."
         )
+    chosen = chosen_on_validation(runs)
+    if chosen:
+        summary["chosen_on_validation"] = chosen
+        text += [f"{method}: {choice['label']} chosen on validation (mean validation value {choice['validation_value']:.4g}, "
+                 "lower is better; the other variants' rows are shown for reference, not as separate methods)."
+                 for method, choice in chosen.items()]
     sections = [Section("methods", "Per-task test metrics per method", text, None, table.long(), table_html(table))]
     validation = validation_view(runs)
     if validation is not None:

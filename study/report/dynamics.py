@@ -14,7 +14,7 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
-from study.report.frames import run_label, task_names
+from study.report.frames import run_labels, task_names
 
 # Loss and weight axes go logarithmic when the curves span more than this factor.
 LOG_SCALE_SPAN = 100.0
@@ -35,7 +35,7 @@ class DynamicsData:
 
 
 def dynamics_data(runs: pd.DataFrame, traces: pd.DataFrame) -> DynamicsData:
-    labels = runs.set_index("key").apply(run_label, axis=1).rename("label")
+    labels = pd.Series(run_labels(runs).to_numpy(), index=runs["key"], name="label")
     tasks = task_names(runs)
     initial = runs.set_index("key")[[f"initial_loss.{t}" for t in tasks]]
     initial.columns = list(tasks)

@@ -30,7 +30,22 @@ def run_label(row: pd.Series) -> str:
     """How a run is named in legends and tables."""
     method = row["method"]
     if method == "gradnorm" and pd.notna(row.get("alpha")):
-        return f"gradnorm α={row['alpha']:g}"
+        update = row.get("weight_update")
+        return f"gradnorm α={row['alpha']:g}" + (f" ({update} update)" if isinstance(update, str) else "")
     if method == "single-task" and pd.notna(row.get("task")):
         return f"single-task {int(row['task'])}"
     return method
+
+
+def run_labels(runs: pd.DataFrame) -> pd.Series:
+    """run_label, plus the balancer's learning rate for a method the study trains at several."""
+    labels = runs.apply(run_label, axis=1) if len(runs) else pd.Series([], dtype=object)
+    if "balancer_lr" not in runs.columns:
+        return labels
+    rates = runs.groupby("method")["balancer_lr"].nunique()
+    swept = runs["method"].isin(rates[rates > 1].index)
+    if not swept.any():
+        return labels
+    labels = labels.copy()
+    labels[swept] = labels[swept] + " lr=" + runs.loc[swept, "balancer_lr"].map("{:g}".format)
+    return labels

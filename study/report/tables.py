@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from study.report.frames import quantity_of, run_label, task_names, task_of
+from study.report.frames import quantity_of, run_labels, task_names, task_of
 from records import METHODS, Status
 
 OK = str(Status.OK)
@@ -50,7 +50,7 @@ def method_table(runs: pd.DataFrame, higher_is_better: dict[str, bool]) -> Metho
     tasks = task_names(runs)
     columns = [f"{metric}.{task}" for task in tasks for metric in higher_is_better if f"{metric}.{task}" in runs.columns]
     ok = runs[runs["status"] == OK].copy()
-    ok["label"] = ok.apply(run_label, axis=1)
+    ok["label"] = run_labels(ok)
     # Rows in the methods' canonical order (then alpha), whatever order the runs were recorded in.
     ok["order"] = ok["method"].map({method: i for i, method in enumerate(METHODS)})
     ok = ok.sort_values(["order", "alpha"], kind="stable", na_position="first")
@@ -113,3 +113,17 @@ def table_html(table: MethodTable) -> str:
             cells.append("0 (baseline)" if label == SINGLE_TASK else f"{table.delta_m[label]:+.2f}")
         rows.append("<tr>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>")
     return "<table>" + "".join(rows) + "</table>"
+
+
+def chosen_on_validation(runs: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    """For each method trained in several variants (e.g. uncertainty at several lrs): the variant
+    with the lowest mean validation value (the workload's primary metric on validation)."""
+    ok = runs[(runs["status"] == OK) & runs["validation_value"].notna()].copy()
+    ok["label"] = run_labels(ok)
+    chosen = {}
+    for method, variants in ok.groupby("method"):
+        means = variants.groupby("label")["validation_value"].mean()
+        if method != SINGLE_TASK and len(means) > 1:
+            chosen[str(method)] = {"label": str(means.idxmin()), "validation_value": float(means.min()),
+                                   "variants": {str(k): float(v) for k, v in means.items()}}
+    return chosen
