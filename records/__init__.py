@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 # Every loss-weighting method a trial can name.
-METHODS = ("equal", "static", "uncertainty", "gradnorm", "gradnorm-static", "single-task")
+METHODS = ("equal", "static", "uncertainty", "gradnorm", "gradnorm-static", "single-task", "dwa", "rlw", "famo")
 
 
 class Status(enum.StrEnum):

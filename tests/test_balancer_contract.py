@@ -7,7 +7,18 @@ import pytest
 import torch
 from torch import nn
 
-from workers.balancers import EqualWeights, GradNorm, SingleTask, StaticWeights, UncertaintyWeighting
+from workers.balancers import (
+    FAMO,
+    DynamicWeightAverage,
+    EqualWeights,
+    GradNorm,
+    RandomLossWeighting,
+    SingleTask,
+    StaticWeights,
+    UncertaintyWeighting,
+)
+from workers.balancers.dwa import dwa_weights
+from workers.balancers.famo import famo_logit_gradient, famo_weights
 from workers.model import MultiTaskNet
 from workers.probe import LinearLayerProbe
 
@@ -30,6 +41,10 @@ BALANCERS = {
         lambda m: GradNorm(TASKS, [m.shared_layer.weight], alpha=1.5, initial_loss="theoretical", theoretical_initial_losses=[1.0, 50.0, 0.1]),
         True,
     ),
+    "gradnorm-log": (lambda m: GradNorm(TASKS, [m.shared_layer.weight], alpha=0.5, weight_update="log"), True),
+    "dwa": (lambda m: DynamicWeightAverage(TASKS, window=2), True),
+    "rlw": (lambda m: RandomLossWeighting(TASKS, seed=3), True),
+    "famo": (lambda m: FAMO(TASKS), True),
 }
 
 
@@ -132,6 +147,10 @@ def test_gradnorm_probe_and_autograd_paths_agree():
         (lambda: SingleTask(2, 2), "task"),
         (lambda: UncertaintyWeighting(2, lr=-1.0), "lr"),
         (lambda: EqualWeights(0), "num_tasks"),
+        (lambda: DynamicWeightAverage(2, window=0), "window"),
+        (lambda: DynamicWeightAverage(2, temperature=0.0), "temperature"),
+        (lambda: FAMO(2, lr=0.0), "lr"),
+        (lambda: GradNorm(2, [torch.zeros(1, requires_grad=True)], weight_update="exp"), "weight_update"),
     ],
 )
 def test_bad_arguments_raise_value_error_naming_the_argument(make, argument):
@@ -151,3 +170,48 @@ def test_uncertainty_weighting_learns_lower_weight_for_the_noisier_task():
         balancer.step(losses)
     assert float(balancer.weights[0]) > 1.0 > float(balancer.weights[1])
     assert balancer.log_variances.detach().tolist() == pytest.approx([math.log(0.5), math.log(20.0)], abs=0.05)
+
+
+def test_dwa_weights_by_hand():
+    # r = (0.5, 1.0): T softmax(r / 2) = 2 (e^0.25, e^0.5) / (e^0.25 + e^0.5)
+    weights = dwa_weights(torch.tensor([1.0, 4.0]), torch.tensor([2.0, 4.0]))
+    low, high = math.exp(0.25), math.exp(0.5)
+    assert weights.tolist() == pytest.approx([2 * low / (low + high), 2 * high / (low + high)])
+
+
+def test_dwa_keeps_equal_weights_for_two_windows_then_favours_the_task_that_stalls():
+    balancer = DynamicWeightAverage(2, window=2)
+    for losses in ([4.0, 4.0], [4.0, 4.0], [2.0, 4.0]):
+        balancer.step(torch.tensor(losses))
+        assert balancer.weights.tolist() == [1.0, 1.0]  # one window done, then mid-window
+    balancer.step(torch.tensor([2.0, 4.0]))  # second window: means (2, 4) after (4, 4): r = (0.5, 1)
+    assert balancer.weights.tolist() == pytest.approx(dwa_weights(torch.tensor([2.0, 4.0]), torch.tensor([4.0, 4.0])).tolist())
+    assert float(balancer.weights[1]) > 1.0 > float(balancer.weights[0])
+
+
+def test_rlw_draws_fresh_softmax_normal_weights_each_step_reproducibly():
+    a, b = RandomLossWeighting(3, seed=5), RandomLossWeighting(3, seed=5)
+    generator = torch.Generator().manual_seed(5)
+    for _ in range(4):
+        assert torch.allclose(a.weights, 3 * torch.softmax(torch.randn(3, generator=generator), dim=-1))
+        a.step(torch.ones(3))
+        b.step(torch.ones(3))
+    assert torch.equal(a.weights, b.weights)
+    assert not torch.equal(a.weights, RandomLossWeighting(3, seed=6).weights)
+
+
+def test_famo_weights_and_logit_gradient_by_hand():
+    # z = softmax(0, 0) = (1/2, 1/2); L = (1, 4): z / L = (1/2, 1/8), lambda = (0.8, 0.2), w = 2 lambda
+    assert famo_weights(torch.zeros(2), torch.tensor([1.0, 4.0])).tolist() == pytest.approx([1.6, 0.4])
+    # delta = log(previous / now) = (log 2, 0); z . delta = log(2) / 2; gradient = z (delta - z . delta) = (+log2/4, -log2/4)
+    gradient = famo_logit_gradient(torch.zeros(2), torch.tensor([2.0, 4.0]), torch.tensor([1.0, 4.0]))
+    assert gradient.tolist() == pytest.approx([math.log(2) / 4, -math.log(2) / 4])
+
+
+def test_famo_takes_weight_from_the_task_whose_loss_falls_fastest():
+    balancer = FAMO(2)
+    losses = torch.tensor([1.0, 1.0])
+    for _ in range(200):
+        balancer.step(losses)
+        losses = losses * torch.tensor([0.97, 1.0])  # task 0 keeps improving, task 1 stalls
+    assert float(balancer.logits.detach()[0]) < 0 < float(balancer.logits.detach()[1])

@@ -41,6 +41,16 @@ def test_same_seed_is_reproducible_and_methods_start_from_the_same_point():
     assert c.final_test_losses != a.final_test_losses
 
 
+@pytest.mark.parametrize("method", ["dwa", "rlw", "famo"])
+def test_each_cheap_baseline_trains_end_to_end_and_moves_its_weights(method):
+    result = train(toy(method, steps=240, log_every=40))
+    assert result.ok and result.steps_completed == 240
+    weights = [point.weights for point in result.trace]
+    assert len(set(weights)) > 1  # the weights change during the run
+    assert sum(result.time_averaged_weights) == pytest.approx(2.0, rel=1e-4)
+    assert train(toy(method, steps=240, log_every=40)).final_test_losses == result.final_test_losses  # reproducible
+
+
 def test_static_weights_time_average_is_the_normalized_weights():
     result = train(toy("static", weights=(3.0, 1.0)))
     assert result.time_averaged_weights == pytest.approx((1.5, 0.5))

@@ -36,7 +36,7 @@ APPLIES_TO = {
     "weights": ("static", "gradnorm-static"),
     "weights_from": ("gradnorm-static",),
     "task": ("single-task",),
-    "balancer_lr": ("gradnorm", "uncertainty"),
+    "balancer_lr": ("gradnorm", "uncertainty", "famo"),
     "shared_params": ("gradnorm",),
     "weight_update": ("gradnorm",),
 }

@@ -14,7 +14,17 @@ from typing import Callable
 
 import torch
 
-from workers.balancers import Balancer, EqualWeights, GradNorm, SingleTask, StaticWeights, UncertaintyWeighting
+from workers.balancers import (
+    FAMO,
+    Balancer,
+    DynamicWeightAverage,
+    EqualWeights,
+    GradNorm,
+    RandomLossWeighting,
+    SingleTask,
+    StaticWeights,
+    UncertaintyWeighting,
+)
 from workers.config import TrialConfig
 from workers.probe import LinearLayerProbe
 from records import Status, TracePoint, TrialResult
@@ -36,6 +46,12 @@ def make_balancer(config: TrialConfig, workload: Workload) -> Balancer:
         return SingleTask(num_tasks, config.task)
     if config.method == "uncertainty":
         return UncertaintyWeighting(num_tasks, lr=config.balancer_lr)
+    if config.method == "dwa":
+        return DynamicWeightAverage(num_tasks)
+    if config.method == "rlw":
+        return RandomLossWeighting(num_tasks, seed=config.seed)
+    if config.method == "famo":
+        return FAMO(num_tasks, lr=config.balancer_lr)
     if config.method == "gradnorm":
         return GradNorm(
             num_tasks,
