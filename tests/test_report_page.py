@@ -51,7 +51,7 @@ def test_report_writes_page_pngs_csvs_and_summary(capsys, tmp_path, study_url):
     out = tmp_path / "report"
     assert main(["report", "f4", "--storage", study_url, "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "Figure 4: slope" in printed and "1/4 static runs beat GradNorm" in printed
+    assert "Figure 4: slope" in printed and "1/4 weightings beat GradNorm over 1 seed (Wilson 95 % CI 4.6-69.9 %)" in printed
     assert printed.strip().endswith(f"report: {(out / 'index.html').resolve().as_uri()}")
     names = {p.name for p in out.iterdir()}
     figures = ["figure4", "weights-parallel", "weights", "losses"]

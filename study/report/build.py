@@ -61,7 +61,7 @@ def build_report(results: ResultsReader, study: str, out_dir: Path, png: bool = 
     elif info.kind == "alpha-sweep":
         sections = _alpha_sweep(results, study, runs, summary)
     else:
-        sections = _methods(results, study, runs, summary)
+        sections = _methods(results, study, runs, summary, info.spec)
     if not summary["trials_ok"]:
         summary["problems"].insert(0, "No trial of this study has finished yet: nothing to plot.")
     title = f"{study}: {info.kind} on {info.spec.get('workload', '?')}"
@@ -77,8 +77,8 @@ def _random_static(
     summary["figure4"] = data.stats
     sampler = (spec.get("random_static") or {}).get("sampler", "uniform")
     summary["figure4"]["sampler"] = sampler
-    sections = [Section("figure4", "Figure 4: performance vs distance to GradNorm's weights", figure4_text(data.stats, sampler),
-                        figure4_plot(data), data.points)]
+    text = figure4_text(data.stats, sampler) + alpha_source(spec)
+    sections = [Section("figure4", "Figure 4: performance vs distance to GradNorm's weights", text, figure4_plot(data), data.points)]
     if len(data.weightings):
         sections.append(
             Section("weights-parallel", "Static weights in parallel coordinates",
@@ -100,6 +100,17 @@ def _random_static(
         ))
     keys = runs.loc[runs["method"] != "static", "key"].tolist()
     return sections + _dynamics_sections(results, study, runs, keys)
+
+
+def alpha_source(spec: dict[str, Any]) -> list[str]:
+    """Which split chose GradNorm's alpha, as the stored spec says."""
+    options = spec.get("gradnorm") or {}
+    alpha, source = options.get("alpha"), options.get("alpha_from")
+    if not isinstance(alpha, (int, float)):
+        return []
+    if isinstance(source, str):
+        return [f"GradNorm's α = {alpha:g}, chosen on the validation split by the alpha-sweep study {source!r}."]
+    return [f"GradNorm's α = {alpha:g}, set in the spec (not chosen by this tool on any split)."]
 
 
 def figure4_text(stats: dict[str, Any], sampler: str) -> list[str]:
@@ -160,7 +171,9 @@ def _alpha_sweep(results: ResultsReader, study: str, runs: pd.DataFrame, summary
     return sections + _dynamics_sections(results, study, runs, runs["key"].tolist())
 
 
-def _methods(results: ResultsReader, study: str, runs: pd.DataFrame, summary: dict[str, Any]) -> list[Section]:
+def _methods(
+    results: ResultsReader, study: str, runs: pd.DataFrame, summary: dict[str, Any], spec: dict[str, Any]
+) -> list[Section]:
     table = method_table(runs, results.metric_directions(study))
     summary["problems"] += table.problems
     summary["methods_table"] = table_stats(table)
@@ -171,6 +184,7 @@ def _methods(results: ResultsReader, study: str, runs: pd.DataFrame, summary: di
             "that metric's task, 100/K · Σ_j (−1)^h_j (M_j − M_single,j) / M_single,j with h_j = 1 where higher is "
             "better. Lower is better; 0 matches training each task alone."
         )
+    text += alpha_source(spec) if "gradnorm" in runs["method"].unique() else []
     chosen = chosen_on_validation(runs)
     if chosen:
         summary["chosen_on_validation"] = chosen

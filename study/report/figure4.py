@@ -151,11 +151,7 @@ def figure4_plot(data: Figure4Data) -> go.Figure:
     figure = go.Figure()
     static = data.weightings
     several_seeds = data.stats["seeds"] > 1
-    hover = "change " + static["change_pct"].map("{:+.2f} %".format)
-    if several_seeds:
-        hover = hover + " ± " + static["change_std"].map("{:.2f}".format) + " (std over " + static["seeds"].astype(str) + " seeds)"
-    for task in data.tasks:
-        hover = hover + f"<br>w.{task} = " + static[f"w.{task}"].map("{:.3f}".format)
+    hover = np.array([_hover(row, data.tasks, several_seeds) for _, row in static.iterrows()], dtype=object)
     spread = data.references["spread_pct"]
     right = max(float(static["distance"].max()) if len(static) else 1.0, 1e-9)
     if several_seeds:  # GradNorm's own seed noise: points inside the band are within it
@@ -197,6 +193,13 @@ def figure4_plot(data: Figure4Data) -> go.Figure:
         legend={"orientation": "h", "y": -0.2},
     )
     return figure
+
+
+def _hover(weighting: pd.Series, tasks: tuple[str, ...], several_seeds: bool) -> str:
+    text = f"change {weighting['change_pct']:+.2f} %"
+    if several_seeds:
+        text += f" ± {weighting['change_std']:.2f} (std over {int(weighting['seeds'])} seeds)"
+    return text + "".join(f"<br>w.{task} = {weighting[f'w.{task}']:.3f}" for task in tasks)
 
 
 CHANGE_COLOURS = [[0.0, "#d62828"], [0.5, "#fcbf49"], [1.0, "#2a9d8f"]]  # worse ... better than GradNorm
