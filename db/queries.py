@@ -142,8 +142,8 @@ def runs(session: Session, study_id: int) -> pd.DataFrame:
         ).all(),
         columns=["trial_id", "task_index", "split", "metric", "value"],
     )
-    # test metrics keep their plain names; validation ones are prefixed
-    metrics["metric"] = metrics["metric"].where(metrics["split"] == "test", "validation_" + metrics["metric"])
+    # test and training metrics (stuck_at_step) keep their plain names; validation ones are prefixed
+    metrics["metric"] = metrics["metric"].where(metrics["split"] != "validation", "validation_" + metrics["metric"])
     metrics = metrics.drop(columns="split")
     frame = base
     if not tasks.empty:

@@ -45,7 +45,7 @@ from db.interface import LeaseHolder, RecordOutcome, ResultsWriter, StudyInfo
 from db.retry import retrying
 from db.schema import SCHEMA_VERSION, Base, MetricRow, SchemaInfo, StudyRow, TraceRow, TrialRow, TrialTaskRow
 from db.urls import DEFAULT_URL, display, engine_options, parse_url, sqlite_file
-from records import METHODS, Status, TrialResult, canonical_hash
+from records import METHODS, Status, TaskMetric, TrialResult, canonical_hash
 
 KEY_ATTR = "key"  # Optuna user attribute holding our trial key
 ATTEMPT_ATTR = "attempt"  # Optuna user attribute: which attempt at the key (history is kept when it reruns)
@@ -580,7 +580,8 @@ def _add_result_rows(session: Session, trial_id: int, result: TrialResult) -> No
             "value": _finite(m.value),
             "higher_is_better": m.higher_is_better,
         }
-        for split, metrics in (("test", result.test_metrics), ("validation", result.validation_metrics))
+        for split, metrics in (("test", result.test_metrics), ("validation", result.validation_metrics),
+                               ("training", stuck_metrics(result)))
         for m in metrics
     ]
     if metric_rows:
@@ -705,6 +706,12 @@ def _dead_here(holder: str | None) -> bool:
 
 def _at(values: tuple[float, ...], index: int) -> float | None:
     return values[index] if index < len(values) else None
+
+
+def stuck_metrics(result: TrialResult) -> list[TaskMetric]:
+    """The step each task was taken out of GradNorm's update, as a per-task training-split number."""
+    return [TaskMetric(task, "stuck_at_step", float(step), False)
+            for task, step in zip(result.task_names, result.stuck_at_step) if step is not None]
 
 
 def _finite(value: float | None) -> float | None:

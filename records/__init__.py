@@ -89,6 +89,8 @@ class TrialResult:
     validation_metric: float = math.nan  # task-normalized validation loss, sum_i L_i^val / L_i(0)
     final_validation_losses: tuple[float, ...] = ()
     validation_metrics: tuple[TaskMetric, ...] = ()
+    # GradNorm with stuck-task detection: the step each task was taken out of the update (None: never).
+    stuck_at_step: tuple[int | None, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "status", Status(self.status))
@@ -112,6 +114,7 @@ class TrialResult:
         fields["test_metrics"] = tuple(TaskMetric(**m) for m in fields["test_metrics"])
         fields["validation_metrics"] = tuple(TaskMetric(**m) for m in fields.get("validation_metrics", ()))
         fields["final_validation_losses"] = tuple(fields.get("final_validation_losses", ()))
+        fields["stuck_at_step"] = tuple(fields.get("stuck_at_step", ()))
         for name in ("task_names", "initial_losses", "final_test_losses", "final_weights", "time_averaged_weights"):
             fields[name] = tuple(fields[name])
         return cls(**fields)

@@ -143,6 +143,7 @@ def _gradnorm(spec: StudySpec, alpha: float | None) -> dict[str, Any]:
         "balancer_lr": options.balancer_lr,
         "shared_params": options.shared_params,
         "weight_update": options.weight_update,
+        "stuck_window": options.stuck_window,
     }
 
 

@@ -67,9 +67,10 @@ class GradNormOptions:
     balancer_lr: float | None = None
     shared_params: tuple[str, ...] | None = None
     weight_update: str | None = None  # None: the paper's additive step; "log": our ablation
+    stuck_window: int | None = None  # take stalled tasks out of the update, checked every this many steps
 
     def __post_init__(self) -> None:
-        for name in ("alpha", "initial_loss", "balancer_lr", "shared_params", "weight_update"):
+        for name in ("alpha", "initial_loss", "balancer_lr", "shared_params", "weight_update", "stuck_window"):
             if getattr(self, name) is not None:
                 _trial_check(check_field, name, getattr(self, name))
         if self.alpha_from is not None:

@@ -42,6 +42,7 @@ BALANCERS = {
         True,
     ),
     "gradnorm-log": (lambda m: GradNorm(TASKS, [m.shared_layer.weight], alpha=0.5, weight_update="log"), True),
+    "gradnorm-stuck": (lambda m: GradNorm(TASKS, [m.shared_layer.weight], alpha=1.5, stuck_window=2), True),
     "dwa": (lambda m: DynamicWeightAverage(TASKS, window=2), True),
     "rlw": (lambda m: RandomLossWeighting(TASKS, seed=3), True),
     "famo": (lambda m: FAMO(TASKS), True),
@@ -150,6 +151,7 @@ def test_gradnorm_probe_and_autograd_paths_agree():
         (lambda: DynamicWeightAverage(2, window=0), "window"),
         (lambda: DynamicWeightAverage(2, temperature=0.0), "temperature"),
         (lambda: FAMO(2, lr=0.0), "lr"),
+        (lambda: GradNorm(2, [torch.zeros(1, requires_grad=True)], stuck_window=0), "stuck_window"),
         (lambda: GradNorm(2, [torch.zeros(1, requires_grad=True)], weight_update="exp"), "weight_update"),
     ],
 )

@@ -9,6 +9,8 @@ from torch import nn
 
 from workers.balancers import GradNorm
 from workers.balancers.gradnorm import (
+    renormalize_active,
+    stalled_tasks,
     log_space_gradient,
     gradnorm_loss,
     gradnorm_targets,
@@ -256,3 +258,35 @@ def test_lgrad_never_reaches_the_network_parameters():
     balancer.combine(losses).backward(retain_graph=True)
     balancer.step(losses)
     assert torch.allclose(W.grad, expected, atol=1e-7)
+
+
+def test_a_task_stalls_when_its_mean_ratio_barely_falls_while_its_weight_rises():
+    earlier, last = torch.tensor([0.8, 1.0, 1.0, 0.5]), torch.tensor([0.6, 0.995, 0.995, 0.5])
+    earlier_weights, weights = torch.tensor([1.0, 1.0, 1.2, 1.0]), torch.tensor([0.9, 1.1, 1.1, 1.2])
+    # task 0 fell 25 %; task 1 fell 0.5 % with its weight up: stuck; task 2 fell 0.5 % but its weight went down;
+    # task 3 did not fall at all and its weight rose: stuck
+    assert stalled_tasks(earlier, last, earlier_weights, weights).tolist() == [False, True, False, True]
+
+
+def test_renormalize_active_resets_stuck_tasks_to_one_and_the_rest_share_what_is_left():
+    # T = 3, task 1 stuck: it gets 1, tasks 0 and 2 share 2 in the ratio 3 : 1
+    weights = renormalize_active(torch.tensor([1.5, 2.0, 0.5]), torch.tensor([False, True, False]))
+    assert weights.tolist() == pytest.approx([1.5, 1.0, 0.5])
+    assert renormalize_active(torch.tensor([0.3, 0.1]), torch.tensor([False, False])).tolist() == pytest.approx([1.5, 0.5])
+
+
+def test_gradnorm_takes_a_task_that_cannot_learn_out_of_its_update():
+    model = hand_net()
+    balancer = GradNorm(2, [model.shared_layer.weight], alpha=1.0, initial_loss=[1.0, 1.0], stuck_window=5)
+    norms = torch.tensor([1.0, 1.0])
+    for step in range(30):  # task 0 keeps learning, task 1's loss never moves: GradNorm raises w_1
+        balancer.step(torch.tensor([0.9 ** (step + 1), 1.0]), norms)
+        if step == 8:
+            assert not balancer.stuck.any() and float(balancer.weights[1]) > 1.0  # one window to compare with first
+    assert balancer.stuck.tolist() == [False, True]
+    assert balancer.stuck_at_step == [None, 10]  # the end of the second window
+    assert balancer.weights.tolist() == pytest.approx([1.0, 1.0])  # w_1 reset to 1, task 0 holds the rest of T = 2
+    without = GradNorm(2, [model.shared_layer.weight], alpha=1.0, initial_loss=[1.0, 1.0])
+    for step in range(30):
+        without.step(torch.tensor([0.9 ** (step + 1), 1.0]), norms)
+    assert float(without.weights[1]) > 1.5 and not without.stuck.any()  # left alone, the stuck task takes the weight

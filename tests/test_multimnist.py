@@ -62,3 +62,26 @@ def test_gradnorm_trains_on_multimnist_at_its_linear_shared_layer():
     assert result.trace[-1].grad_norms is not None and sum(result.final_weights) == pytest.approx(3.0, rel=1e-5)
     accuracy = {m.task: m.value for m in result.test_metrics if m.metric == "accuracy"}
     assert set(accuracy) == {"left", "right"}
+
+
+def test_the_random_task_leaves_left_and_right_as_they_are_and_its_labels_follow_nothing():
+    plain = build_workload("multimnist", SMALL, seed=0)
+    noisy = build_workload("multimnist", {**SMALL, "third_task": "random"}, seed=0)
+    assert noisy.task_names == ("left", "right", "random")
+    assert torch.equal(plain.train.inputs, noisy.train.inputs) and torch.equal(plain.test.targets[0], noisy.test.targets[0])
+    labels = noisy.train.targets[2]
+    assert labels.min() >= 0 and labels.max() <= 9
+    assert float((labels == noisy.train.targets[0]).float().mean()) < 0.2  # chance is 0.1
+
+
+@pytest.mark.slow
+def test_stuck_task_detection_takes_the_random_task_out_and_stops_it_squeezing_the_others():
+    options = {"train_size": 2000, "test_size": 200, "validation_size": 200, "third_task": "random"}
+    fields = dict(workload="multimnist", workload_options=options, method="gradnorm", alpha=1.5, steps=400, log_every=100)
+    left_alone = train(TrialConfig(**fields))
+    detected = train(TrialConfig(**fields, stuck_window=100))
+    assert left_alone.stuck_at_step == () and detected.stuck_at_step[:2] == (None, None)
+    assert detected.stuck_at_step[2] is not None and detected.stuck_at_step[2] % 100 == 0
+    # Left alone, GradNorm keeps raising the weight of the task it cannot teach; detected, that task is reset to 1.
+    assert left_alone.final_weights[2] > 1.3 and detected.final_weights[2] == pytest.approx(1.0)
+    assert min(detected.final_weights[:2]) > max(left_alone.final_weights[:2])

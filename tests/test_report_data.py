@@ -394,3 +394,22 @@ def test_a_method_swept_over_its_lr_gets_one_row_per_lr_and_one_chosen_on_valida
     chosen = chosen_on_validation(runs)
     assert chosen == {"uncertainty": {"label": "uncertainty lr=0.01", "validation_value": pytest.approx(4.0),
                                       "variants": {"uncertainty lr=0.01": pytest.approx(4.0), "uncertainty lr=0.1": pytest.approx(5.0)}}}
+
+
+def test_the_step_a_task_was_taken_out_is_stored_queried_and_marked(results):
+    from study.report.dynamics import weights_plot
+
+    results.create_study("stuck", "methods", {"study": "stuck"})
+    config = TrialConfig(method="gradnorm", stuck_window=10)
+    result = dataclasses.replace(fake_result(moving_weights=True), stuck_at_step=(None, 20))
+    add(results, "stuck", config, result)
+    add(results, "stuck", TrialConfig(method="equal"), fake_result())
+    runs = results.runs("stuck").set_index("method")
+    assert runs.loc["gradnorm", "stuck_at_step.b"] == 20 and "stuck_at_step.a" not in runs.columns  # no task a was taken out
+    assert pd.isna(runs.loc["equal", "stuck_at_step.b"])
+    assert "stuck_at_step" not in results.metric_directions("stuck")  # not a column of the methods table
+    runs = results.runs("stuck")
+    data = dynamics_data(runs, results.traces("stuck"))
+    assert data.stuck[["key", "task", "step"]].to_dict(orient="records") == [{"key": config.key(), "task": "b", "step": 20}]
+    marks = [trace for trace in weights_plot(data).data if trace.name == "task taken out (stuck)"]
+    assert len(marks) == 1 and list(marks[0].x) == [20]

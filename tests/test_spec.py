@@ -88,6 +88,7 @@ BAD_SPECS = [
     (changed(random_static__budgets=[30]), "random_static.budgets[0]: 30 is not a logged step of the runs"),
     (changed(random_static__budgets=[60]), "random_static.budgets[0]: 60 is not a logged step"),
     (changed(gradnorm={"weight_update": "exp"}), "gradnorm.weight_update: unknown update 'exp'"),
+    (changed(gradnorm={"stuck_window": 0}), "gradnorm.stuck_window: must be an integer >= 1"),
     (changed(gradnorm={"alpha_from": "no-such-sweep"}), "gradnorm.alpha_from: no study 'no-such-sweep'"),
     (changed(gradnorm={"alpha_from": "../x"}), "gradnorm.alpha_from: '../x' is not a study name"),
     (

@@ -28,7 +28,7 @@ DEFAULT_LOG_EVERY = 100  # a trace point every 100 steps, or only at the end of 
 WEIGHT_UPDATES = ("additive", "log")
 # Fields added after studies were recorded: left out of the key while unset, so
 # that configs recorded before they existed keep their keys.
-LATER_FIELDS = ("weight_update",)
+LATER_FIELDS = ("weight_update", "stuck_window")
 
 # Which method each method-specific field applies to.
 APPLIES_TO = {
@@ -39,6 +39,7 @@ APPLIES_TO = {
     "balancer_lr": ("gradnorm", "uncertainty", "famo"),
     "shared_params": ("gradnorm",),
     "weight_update": ("gradnorm",),
+    "stuck_window": ("gradnorm",),
 }
 
 
@@ -61,6 +62,7 @@ class TrialConfig:
     balancer_lr: float | None = None  # gradnorm, uncertainty
     shared_params: tuple[str, ...] | None = None  # gradnorm only
     weight_update: str | None = None  # gradnorm only; None: "additive" (the paper's)
+    stuck_window: int | None = None  # gradnorm only: detect stuck tasks every this many steps; None: off
     steps: int = 3000
     batch_size: int = 100
     lr: float = 1e-3
@@ -234,4 +236,5 @@ _CHECKS = {
     "initial_loss": _initial_loss,
     "shared_params": _shared_params,
     "weight_update": _weight_update,
+    "stuck_window": _integer(1),
 }

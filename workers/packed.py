@@ -52,7 +52,7 @@ def pack_group(config: TrialConfig) -> str | None:
     if method in FIXED_WEIGHT_METHODS:
         kind = "fixed"
     elif (method == "gradnorm" and config.shared_params == DEFAULT_SHARED_PARAMS and config.initial_loss == "first"
-          and config.weight_update is None):
+          and config.weight_update is None and config.stuck_window is None):
         kind = "gradnorm"
     else:
         return None

@@ -61,6 +61,7 @@ def make_balancer(config: TrialConfig, workload: Workload) -> Balancer:
             initial_loss=config.initial_loss,
             theoretical_initial_losses=workload.theoretical_initial_losses,
             weight_update=config.weight_update,
+            stuck_window=config.stuck_window,
         )
     raise ValueError(f"method: unknown method {config.method!r}")
 
@@ -218,7 +219,8 @@ def train(
     return trial_result(workload.task_names, initial_losses, final_evaluation(workload) if failure is None else None,
                         balancer.weights, balancer.time_averaged_weights, trace.points,
                         steps_completed=config.steps if failure is None else failure[0],
-                        wall_time_s=time.perf_counter() - started, failure=failure)
+                        wall_time_s=time.perf_counter() - started, failure=failure,
+                        stuck_at_step=tuple(getattr(balancer, "stuck_at_step", ())) if config.stuck_window else ())
 
 
 def trial_result(
@@ -231,6 +233,7 @@ def trial_result(
     steps_completed: int,
     wall_time_s: float,
     failure: tuple[int, str] | None,
+    stuck_at_step: tuple[int | None, ...] = (),
 ) -> TrialResult:
     """The one place a TrialResult is built (a run alone or in a pack): OK with its metrics,
     or DIVERGED at a step with a reason."""
@@ -254,6 +257,7 @@ def trial_result(
         trace=tuple(trace),
         diverged_step=None if ok else failure[0],
         failure_reason=None if ok else failure[1],
+        stuck_at_step=stuck_at_step,
     )
 
 

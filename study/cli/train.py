@@ -14,7 +14,15 @@ from study.cli.common import add_storage_argument
 from study.errors import BadInput
 from study.output import format_value
 from study.spec import check_study_name
-from workers.config import DEFAULT_ALPHA, DEFAULT_LOG_EVERY, INITIAL_LOSS_MODES, TrialConfig, default
+from workers.config import (
+    BALANCER_LR,
+    DEFAULT_ALPHA,
+    DEFAULT_LOG_EVERY,
+    INITIAL_LOSS_MODES,
+    WEIGHT_UPDATES,
+    TrialConfig,
+    default,
+)
 from workers.threads import DEFAULT_THREADS, set_threads
 
 ADHOC_KIND = "runs"  # a study of single `gns train` runs, not planned from a spec
@@ -31,6 +39,12 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--alpha", type=float, help=f"GradNorm's alpha (default {DEFAULT_ALPHA})")
     parser.add_argument("--weights", type=_floats, help="static weights, comma-separated")
     parser.add_argument("--task", type=int, help="the task index for single-task")
+    parser.add_argument("--balancer-lr", type=float, help=f"the learning rate of GradNorm's weights, uncertainty's "
+                        f"log-variances or FAMO's logits (default {BALANCER_LR})")
+    parser.add_argument("--weight-update", choices=WEIGHT_UPDATES,
+                        help="GradNorm: additive (the paper's, the default) or log (our ablation: Adam on log w)")
+    parser.add_argument("--stuck-window", type=int, metavar="STEPS",
+                        help="GradNorm: every STEPS steps take tasks that stopped learning out of the update (default: off)")
     parser.add_argument(
         "--initial-loss", default=default("initial_loss"),
         help=f"GradNorm's L_i(0): {' or '.join(INITIAL_LOSS_MODES)}, or comma-separated values",
@@ -85,6 +99,9 @@ def config_from_args(args: argparse.Namespace) -> TrialConfig:
             alpha=args.alpha,
             weights=args.weights,
             task=args.task,
+            balancer_lr=args.balancer_lr,
+            weight_update=args.weight_update,
+            stuck_window=args.stuck_window,
             initial_loss=initial_loss,
             steps=args.steps,
             batch_size=args.batch_size,

