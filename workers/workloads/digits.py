@@ -10,9 +10,6 @@ tasks with loss scales four orders of magnitude apart:
 
 Test (20 %), validation (16 %) and train (64 %) splits and the noise are fixed
 by `split_seed`, so every run of a study sees the same data.
-`random_task` adds a fifth task, `noise`: ten classes drawn at random for each
-image, independent of it, so nothing can be learned but memorization (the
-task that tests GradNorm's stuck-task detection).
 `standardize_targets` z-scores the regression targets (ink, denoise) with the
 training split's mean and standard deviation, so that no task dwarfs the
 others by its units alone (docs/decisions.md).
@@ -50,16 +47,14 @@ class DigitsOptions:
     noise: float = 0.3  # std of the noise added to the [0, 1]-scaled input
     split_seed: int = 0
     standardize_targets: bool = False  # z-score ink and denoise on the training split (the paper-faithful raw units by default)
-    random_task: bool = False  # a fifth task with random labels: one that cannot be learned
 
     def __post_init__(self) -> None:
         check_option(isinstance(self.noise, (int, float)) and self.noise >= 0, "noise", "must be a number >= 0")
         check_option(is_int(self.split_seed) and self.split_seed >= 0, "split_seed", "must be an integer >= 0")
         check_option(isinstance(self.standardize_targets, bool), "standardize_targets", "must be true or false")
-        check_option(isinstance(self.random_task, bool), "random_task", "must be true or false")
 
     def task_names(self) -> tuple[str, ...]:
-        return ("digit", "parity", "ink", "denoise") + (("noise",) if self.random_task else ())
+        return ("digit", "parity", "ink", "denoise")
 
 
 def build(options: Mapping[str, Any]) -> Workload:
@@ -77,8 +72,6 @@ def build(options: Mapping[str, Any]) -> Workload:
     targets = (labels, labels % 2, pixels.sum(dim=1, keepdim=True), pixels)
 
     order = torch.randperm(len(labels), generator=generator)
-    if opts.random_task:  # drawn last, so that the other tasks' data stay as they are without it
-        targets += (torch.randint(0, 10, (len(labels),), generator=generator),)
     test_size = int(round(TEST_FRACTION * len(labels)))
     validation_size = int(round(VALIDATION_FRACTION * (len(labels) - test_size)))
     everything = Split(inputs, targets)
@@ -93,14 +86,14 @@ def build(options: Mapping[str, Any]) -> Workload:
         Task("parity", CLASSIFICATION),
         Task("ink", REGRESSION),
         Task("denoise", REGRESSION),
-    ) + ((Task("noise", CLASSIFICATION),) if opts.random_task else ())
+    )
     return Workload(
         name="digits",
         tasks=tasks,
         train=train,
         test=test,
         validation=validation,
-        model=fully_connected_net(pixels.shape[1], HIDDEN_UNITS, TRUNK_DEPTH, [10, 2, 1, pixels.shape[1]] + [10] * opts.random_task),
+        model=fully_connected_net(pixels.shape[1], HIDDEN_UNITS, TRUNK_DEPTH, [10, 2, 1, pixels.shape[1]]),
         theoretical_initial_losses=zero_output_losses(tasks, train),
     )
 

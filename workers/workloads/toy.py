@@ -9,10 +9,6 @@ x ~ N(0, I); a fixed pool of `train_size` training and `test_size` test
 samples drawn from `problem_seed`, so that every run of a study sees the same
 data whatever its own seed; sigma = (1, 100) for T = 2 and |N(0, 10^2)|
 per task for other T.
-
-`random_task` adds a last task, `noise`, whose targets are N(0, 1) draws
-independent of x: nothing in it can be learned (20,000 x 100 random numbers
-are too many to memorize), the task that tests GradNorm's stuck-task detection.
 """
 
 from __future__ import annotations
@@ -47,7 +43,6 @@ class ToyOptions:
     train_size: int = 20000
     test_size: int = 2000
     validation_size: int = 2000  # drawn after the test set, so train and test are as before
-    random_task: bool = False  # a last task of pure noise, drawn after everything else
 
     def __post_init__(self) -> None:
         check_option(is_int(self.tasks) and self.tasks >= 1, "tasks", f"must be an integer >= 1, got {self.tasks!r}")
@@ -65,11 +60,10 @@ class ToyOptions:
             )
         check_option(isinstance(self.input_scale, (int, float)) and math.isfinite(self.input_scale) and self.input_scale > 0,
                      "input_scale", f"must be a number > 0, got {self.input_scale!r}")
-        check_option(isinstance(self.random_task, bool), "random_task", "must be true or false")
         check_data_options(self)
 
     def task_names(self) -> tuple[str, ...]:
-        return tuple(f"task{i}" for i in range(self.tasks)) + (("noise",) if self.random_task else ())
+        return tuple(f"task{i}" for i in range(self.tasks))
 
 
 def task_scales(options: ToyOptions, generator: torch.Generator) -> torch.Tensor:
@@ -94,9 +88,8 @@ def build(options: Mapping[str, Any]) -> Workload:
         inputs = torch.randn(size, INPUT_DIM, generator=generator) * opts.input_scale
         return Split(inputs, tuple(sigma * torch.tanh(inputs @ m.T) for sigma, m in zip(sigmas.tolist(), task_maps)))
 
-    splits = [sample(opts.train_size), sample(opts.test_size), sample(opts.validation_size)]
-    if opts.random_task:
-        splits = [Split(s.inputs, s.targets + (torch.randn(len(s.inputs), OUTPUT_DIM, generator=generator),)) for s in splits]
-    model = fully_connected_net(INPUT_DIM, HIDDEN_UNITS, TRUNK_DEPTH, [OUTPUT_DIM] * len(opts.task_names()))
-    train, test, validation = splits
-    return regression_workload("toy", opts.task_names(), train, test, model, validation=validation)
+    model = fully_connected_net(INPUT_DIM, HIDDEN_UNITS, TRUNK_DEPTH, [OUTPUT_DIM] * opts.tasks)
+    return regression_workload(
+        "toy", opts.task_names(), sample(opts.train_size), sample(opts.test_size), model,
+        validation=sample(opts.validation_size),
+    )
