@@ -99,6 +99,7 @@ class ResultsDB(ResultsWriter):
         self.display_url = display(self.url)
         self.writable = create
         self.token = uuid.uuid4().hex  # names this writer's claims and lease
+        self._method_choices_seen: dict[int, tuple[str, ...]] = {}  # per Optuna study: see _method_choices
         path = sqlite_file(self.url)
         existing_file = path is not None and check_sqlite_file(path, self.display_url, must_exist=not create)
         # An existing SQLite file is first opened read-only: nothing (not even the WAL pragma)
@@ -361,7 +362,8 @@ class ResultsDB(ResultsWriter):
         claim = self._claim(row.id, key, config, Status.RUNNING, wait=False)
         if claim is None or claim.complete or claim.optuna_trial_id is not None:
             return
-        frozen = _optuna_trial(key, claim.attempt, config, None, None, None, running=True)
+        frozen = _optuna_trial(key, claim.attempt, config, None, None, None, running=True,
+                               method_choices=self._method_choices(row.optuna_study_id))
         optuna_trial_id = self.optuna.create_new_trial(row.optuna_study_id, template_trial=frozen)
         self._set_optuna_ids(claim.id, optuna_trial_id)
 
@@ -395,7 +397,8 @@ class ResultsDB(ResultsWriter):
         ok = result is not None and result.ok
         optuna_trial_id = claim.optuna_trial_id or self._find_optuna_trial(study_row.optuna_study_id, key, claim.attempt)
         if optuna_trial_id is None:
-            frozen = _optuna_trial(key, claim.attempt, config, result, failure, worker)
+            frozen = _optuna_trial(key, claim.attempt, config, result, failure, worker,
+                                   method_choices=self._method_choices(study_row.optuna_study_id))
             optuna_trial_id = self.optuna.create_new_trial(study_row.optuna_study_id, template_trial=frozen)
             self._set_optuna_ids(claim.id, optuna_trial_id)
         elif not self.optuna.get_trial(optuna_trial_id).state.is_finished():  # started RUNNING: finish it
@@ -487,6 +490,19 @@ class ResultsDB(ResultsWriter):
             session.execute(
                 update(TrialRow).where(TrialRow.id == trial_id).values(optuna_trial_id=optuna_trial_id, optuna_number=number)
             )
+
+    def _method_choices(self, optuna_study_id: int) -> tuple[str, ...]:
+        """The choices of the `method` param in this Optuna study. Optuna refuses a categorical
+        whose choices change within a study, so a study keeps the METHODS of its first trial
+        (a release that adds methods must not break a study recorded before it)."""
+        if optuna_study_id not in self._method_choices_seen:
+            choices = METHODS
+            for trial in self.optuna.get_all_trials(optuna_study_id, deepcopy=False):
+                if "method" in trial.distributions:
+                    choices = tuple(trial.distributions["method"].choices)
+                    break
+            self._method_choices_seen[optuna_study_id] = choices
+        return self._method_choices_seen[optuna_study_id]
 
     def _find_optuna_trial(self, optuna_study_id: int, key: str, attempt: int) -> int | None:
         """This attempt's Optuna trial for `key`, left by a crash before our rows pointed at it."""
@@ -623,7 +639,7 @@ def _outcome_attrs(result: TrialResult | None, failure: str | None, worker: str 
 
 def _optuna_trial(
     key: str, attempt: int, config: Mapping[str, Any], result: TrialResult | None, failure: str | None, worker: str | None,
-    running: bool = False,
+    running: bool = False, method_choices: tuple[str, ...] = METHODS,
 ) -> optuna.trial.FrozenTrial:
     """Params (method, seed, budget, alpha, task, w_i), value and state for Optuna.
 
@@ -631,8 +647,10 @@ def _optuna_trial(
     study's plan, not sampled. The workload is a user attribute (a name, which
     Optuna's fixed categorical choices could not hold across studies).
     """
-    params: dict[str, Any] = {"method": config["method"]}
-    distributions: dict[str, Any] = {"method": CategoricalDistribution(METHODS)}
+    params: dict[str, Any] = {}
+    distributions: dict[str, Any] = {}
+    if config["method"] in method_choices:  # else the method is in the `config` attribute only
+        params["method"], distributions["method"] = config["method"], CategoricalDistribution(method_choices)
     for name in ("seed", "steps", "batch_size", "task"):
         if config.get(name) is not None:
             params[name] = int(config[name])

@@ -252,3 +252,24 @@ def test_best_value_is_the_lowest_successful_value(results):
     record(results, STATIC, fake_result(final_test_losses=(0.5, 20.0)))  # 0.5 + 0.2
     record(results, TrialConfig(method="equal"), fake_result(final_test_losses=(0.25, 10.0)))  # 0.25 + 0.1
     assert results.best_value("fig4") == pytest.approx(0.35)
+
+
+def test_a_study_recorded_before_new_methods_existed_keeps_recording(results, database_url, monkeypatch):
+    """Optuna refuses a categorical param whose choices change within a study: a release that
+    adds methods keeps each study's own choices, and a method outside them lives in the config only."""
+    import db.store
+
+    older = ("equal", "static", "uncertainty", "gradnorm", "gradnorm-static", "single-task")
+    monkeypatch.setattr(db.store, "METHODS", older)
+    results.create_study("old", "methods", {"study": "old"})
+    results.record("old", TrialConfig(method="equal").key(), TrialConfig(method="equal").to_dict(), fake_result())
+    monkeypatch.undo()  # the release with more methods opens the same database
+    with ResultsDB(database_url) as newer:
+        for method in ("gradnorm", "famo"):
+            config = TrialConfig(method=method)
+            newer.start_trial("old", config.key(), config.to_dict())
+            newer.record("old", config.key(), config.to_dict(), fake_result())
+        assert sorted(newer.runs("old")["method"]) == ["equal", "famo", "gradnorm"]
+    optuna_study = optuna.load_study(study_name="old", storage=database_url)
+    assert [t.params.get("method") for t in optuna_study.trials] == ["equal", "gradnorm", None]
+    assert optuna_study.trials[1].distributions["method"].choices == older
