@@ -75,7 +75,8 @@ def _random_static(
     data = figure4_data(runs)
     summary["problems"] += data.problems
     summary["figure4"] = data.stats
-    sampler = (spec.get("random_static") or {}).get("sampler", "uniform")
+    section = spec_section(spec, "random_static")
+    sampler = str(section.get("sampler", "uniform"))
     summary["figure4"]["sampler"] = sampler
     text = figure4_text(data.stats, sampler) + alpha_source(spec)
     sections = [Section("figure4", "Figure 4: performance vs distance to GradNorm's weights", text, figure4_plot(data), data.points)]
@@ -86,7 +87,8 @@ def _random_static(
                      "black line is GradNorm's time-averaged weights."],
                     weights_parallel_plot(data), data.weightings)
         )
-    budgets = [b for b in (spec.get("random_static") or {}).get("budgets") or [] if isinstance(b, int)]
+    stored = section.get("budgets")
+    budgets = [b for b in stored if isinstance(b, int) and not isinstance(b, bool)] if isinstance(stored, list) else []
     if budgets and len(data.weightings):
         keys = runs.loc[runs["method"].isin(["static", "gradnorm"]), "key"].tolist()
         table = budget_table(runs, results.traces(study, keys=keys), budgets)
@@ -102,9 +104,15 @@ def _random_static(
     return sections + _dynamics_sections(results, study, runs, keys)
 
 
+def spec_section(spec: Any, name: str) -> dict[str, Any]:
+    """A section of a stored spec, or {} where it is missing or not a mapping (the database is untrusted)."""
+    section = spec.get(name) if isinstance(spec, dict) else None
+    return section if isinstance(section, dict) else {}
+
+
 def alpha_source(spec: dict[str, Any]) -> list[str]:
     """Which split chose GradNorm's alpha, as the stored spec says."""
-    options = spec.get("gradnorm") or {}
+    options = spec_section(spec, "gradnorm")
     alpha, source = options.get("alpha"), options.get("alpha_from")
     if not isinstance(alpha, (int, float)):
         return []
