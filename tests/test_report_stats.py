@@ -89,3 +89,42 @@ def test_bootstrap_of_a_perfect_line_has_no_width_and_a_noisy_one_covers_its_fit
     assert bootstrap_line(x, noisy_y, resamples=4000, seed=2) == noisy  # the same seed, the same interval
     # Resamples that drew one x value only have no slope: they are left out and counted.
     assert bootstrap_line([0.0, 0.0, 1.0], [1.0, 2.0, 3.0], resamples=500).resamples < 500
+
+
+def test_expected_best_of_k_by_hand_and_against_every_subset():
+    from itertools import combinations
+
+    from study.report.search import expected_best_of_k
+
+    validation, change = [1.0, 2.0, 3.0], [10.0, 0.0, -10.0]
+    assert expected_best_of_k(validation, change, 1) == pytest.approx(0.0)  # each run alone, equally likely
+    # k = 2: the best-validation run is in 2 of the 3 pairs, the second-best wins the remaining pair
+    assert expected_best_of_k(validation, change, 2) == pytest.approx(2 / 3 * 10.0)
+    assert expected_best_of_k(validation, change, 3) == pytest.approx(10.0)
+    rng = np.random.default_rng(4)
+    validation, change = rng.normal(size=7), rng.normal(size=7)
+    for k in range(1, 8):
+        subsets = list(combinations(range(7), k))
+        brute = np.mean([change[min(s, key=lambda j: validation[j])] for s in subsets])
+        assert expected_best_of_k(validation, change, k) == pytest.approx(brute)
+    with pytest.raises(ValueError, match="k must be between 1 and the 7 runs"):
+        expected_best_of_k(validation, change, 8)
+
+
+def test_random_search_curve_averages_seeds_and_finds_the_crossing_point():
+    import pandas as pd
+
+    from study.report.search import crossing_point, random_search_curve
+
+    points = pd.DataFrame({
+        "method": ["static"] * 6 + ["gradnorm-static"],
+        "seed": [0, 0, 0, 1, 1, 1, 0],
+        "validation_value": [1.0, 2.0, 3.0, 3.0, 2.0, 1.0, 0.1],
+        "change_pct": [10.0, 0.0, -10.0, -30.0, -20.0, 4.0, 50.0],
+    })
+    curve = random_search_curve(points).set_index("runs")
+    # seed 0: E_1 = 0, E_2 = 20/3, E_3 = 10; seed 1 (best validation is the +4 run): E_1 = -46/3, E_2 = (2 * 4 - 20) / 3 = -4, E_3 = 4
+    assert curve["mean_change_pct"].tolist() == pytest.approx([-23 / 3, (20 / 3 - 4) / 2, 7.0])
+    assert curve.loc[2, ["low_change_pct", "high_change_pct"]].tolist() == pytest.approx([-4.0, 20 / 3])
+    assert crossing_point(curve.reset_index()) == {"runs_to_match_gradnorm": 2, "runs_searched": 3,
+                                                   "best_of_all_change_pct": pytest.approx(7.0)}

@@ -66,6 +66,13 @@ def headline(summary: dict) -> list[str]:
     for row in summary.get("figure4_by_budget", []):
         lines.append(f"  at {row['steps']} steps: {row['beating_gradnorm']}/{row['weightings']} beat GradNorm "
                      f"({row['share_ci_low_pct']:.1f}-{row['share_ci_high_pct']:.1f} %), median {row['median_change_pct']:+.2f} %")
+    search = summary.get("random_search")
+    if search:
+        lines.append(
+            f"Random search: {search['runs_to_match_gradnorm']} static runs (chosen on validation) match one GradNorm run on average"
+            if search["runs_to_match_gradnorm"] else
+            f"Random search: the best of {search['runs_searched']} static runs does not match one GradNorm run on average"
+        )
     if fig4 and "gradnorm_static_change_pct" in fig4:
         lines.append(f"GradNorm-Static vs GradNorm: {fig4['gradnorm_static_change_pct']:+.2f} %")
     fig7 = summary.get("figure7")

@@ -17,6 +17,7 @@ import pandas as pd
 from db import ResultsReader
 from records import Status
 from study.report.budgets import budget_plot, budget_table
+from study.report.search import crossing_point, random_search_curve, search_plot
 from study.report.dynamics import (
     RISE_FACTOR,
     DynamicsData,
@@ -87,6 +88,23 @@ def _random_static(
                      "black line is GradNorm's time-averaged weights."],
                     weights_parallel_plot(data), data.weightings)
         )
+    curve = random_search_curve(data.points)
+    if len(curve):
+        crossing = crossing_point(curve)
+        summary["random_search"] = {**crossing, "curve": curve.to_dict(orient="records")}
+        steps = spec_section(spec, "training").get("steps")
+        steps = steps if isinstance(steps, int) and not isinstance(steps, bool) else None
+        matched = (f"on average {crossing['runs_to_match_gradnorm']} random static runs match one GradNorm run"
+                   if crossing["runs_to_match_gradnorm"] else
+                   f"even the best of all {crossing['runs_searched']} static runs does not match one GradNorm run on average")
+        sections.append(Section(
+            "random-search", "Random search at equal compute",
+            ["A random search trains k weightings and keeps the one with the best validation value; the curve is the "
+             "expected test % change vs GradNorm of that choice over every order the weightings could have been "
+             f"drawn in (exact, per seed, then averaged), against the compute spent. Here {matched} "
+             f"(best of all {crossing['runs_searched']}: {crossing['best_of_all_change_pct']:+.2f} %)."],
+            search_plot(curve, steps, data.stats.get("gradnorm_static_change_pct")), curve,
+        ))
     stored = section.get("budgets")
     budgets = [b for b in stored if isinstance(b, int) and not isinstance(b, bool)] if isinstance(stored, list) else []
     if budgets and len(data.weightings):

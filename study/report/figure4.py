@@ -63,6 +63,7 @@ def figure4_data(runs: pd.DataFrame) -> Figure4Data:
             "distance": np.linalg.norm(weights - reference_weights, axis=1),
             "change_pct": percent_change(reference_losses, task_values(compared, "test_loss", tasks)),
             "value": compared["value"].to_numpy(),
+            "validation_value": compared["validation_value"].to_numpy() if "validation_value" in compared else np.nan,
         }
     )
     for i, task in enumerate(tasks):

@@ -1,0 +1,87 @@
+"""Random search at equal compute: how many static runs does it take to match one GradNorm run?
+
+A user who searches static weights at random trains k weightings, keeps the one
+with the best validation value (the workload's primary metric on the
+validation split) and reports its test performance. Over every order in which
+the n trained weightings could have been drawn, the expected test % change vs
+GradNorm of that choice is exact:
+
+    E_k = sum_j P(j is the best on validation among k drawn) * change_j
+        = sum_j C(n - r_j, k - 1) / C(n, k) * change_j
+
+with r_j the validation rank of weighting j (1 = best). Computed per seed (each
+seed's static runs against its own GradNorm run), then averaged over seeds.
+The crossing point is the smallest k whose mean E_k reaches GradNorm (0 %).
+"""
+
+from __future__ import annotations
+
+from math import comb
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+
+def expected_best_of_k(validation: np.ndarray, change: np.ndarray, k: int) -> float:
+    """E[test change of the run with the best (lowest) validation value among k drawn without replacement]."""
+    validation, change = np.asarray(validation, dtype=float), np.asarray(change, dtype=float)
+    n = len(validation)
+    if not 1 <= k <= n:
+        raise ValueError(f"k must be between 1 and the {n} runs, got {k}")
+    order = np.argsort(validation, kind="stable")  # best first
+    ranks = np.arange(1, n + 1)
+    chances = np.array([comb(n - r, k - 1) for r in ranks], dtype=float) / comb(n, k)
+    return float((chances * change[order]).sum())
+
+
+def random_search_curve(points: pd.DataFrame) -> pd.DataFrame:
+    """Per k (runs trained): the mean over seeds of E_k and its min and max over seeds.
+
+    `points`: static runs with seed, validation_value and change_pct (Figure4Data.points).
+    """
+    static = points[(points["method"] == "static") & points["validation_value"].notna()]
+    per_seed = {int(seed): runs for seed, runs in static.groupby("seed")}
+    if not per_seed:
+        return pd.DataFrame(columns=["runs", "mean_change_pct", "low_change_pct", "high_change_pct", "seeds"])
+    most = min(len(runs) for runs in per_seed.values())  # every seed can draw this many
+    rows = []
+    for k in range(1, most + 1):
+        values = [expected_best_of_k(runs["validation_value"], runs["change_pct"], k) for runs in per_seed.values()]
+        rows.append({"runs": k, "mean_change_pct": float(np.mean(values)), "low_change_pct": float(np.min(values)),
+                     "high_change_pct": float(np.max(values)), "seeds": len(values)})
+    return pd.DataFrame(rows)
+
+
+def crossing_point(curve: pd.DataFrame) -> dict[str, Any]:
+    """The fewest random static runs whose validation-chosen best matches GradNorm on test, on average."""
+    reached = curve[curve["mean_change_pct"] >= 0]
+    runs = int(reached["runs"].iloc[0]) if len(reached) else None
+    return {"runs_to_match_gradnorm": runs, "runs_searched": int(curve["runs"].max()) if len(curve) else 0,
+            "best_of_all_change_pct": float(curve["mean_change_pct"].iloc[-1]) if len(curve) else None}
+
+
+def search_plot(curve: pd.DataFrame, steps: int | None, gradnorm_static_change: float | None):
+    """Best found (expected, validation-chosen) vs compute, GradNorm at one run's compute."""
+    import plotly.graph_objects as go
+
+    per_run = steps or 1
+    unit = "training steps" if steps else "runs"
+    x = curve["runs"] * per_run
+    figure = go.Figure()
+    figure.add_trace(go.Scatter(x=np.r_[x, x[::-1]], y=np.r_[curve["high_change_pct"], curve["low_change_pct"][::-1]],
+                                fill="toself", line={"width": 0}, fillcolor="rgba(87,117,144,0.2)", hoverinfo="skip",
+                                name="range over seeds"))
+    figure.add_trace(go.Scatter(x=x, y=curve["mean_change_pct"], mode="lines+markers", line={"color": "#577590"},
+                                name="random search: expected best (chosen on validation), mean over seeds"))
+    figure.add_trace(go.Scatter(x=[per_run], y=[0.0], mode="markers", marker={"symbol": "diamond", "size": 12, "color": "black"},
+                                name="one GradNorm run (0 %)"))
+    if gradnorm_static_change is not None:
+        figure.add_trace(go.Scatter(x=[2 * per_run], y=[gradnorm_static_change], mode="markers",
+                                    marker={"symbol": "star", "size": 14, "color": "#f4a261", "line": {"width": 1, "color": "black"}},
+                                    name="GradNorm + GradNorm-Static (two runs)"))
+    figure.update_layout(title="Random search over static weights vs one GradNorm run, at equal compute",
+                         xaxis={"title": f"compute spent ({unit})", "type": "log"},
+                         yaxis_title="test % change vs GradNorm (higher is better)", template="plotly_white",
+                         legend={"orientation": "h", "y": -0.25})
+    return figure
