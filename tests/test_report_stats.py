@@ -128,3 +128,11 @@ def test_random_search_curve_averages_seeds_and_finds_the_crossing_point():
     assert curve.loc[2, ["low_change_pct", "high_change_pct"]].tolist() == pytest.approx([-4.0, 20 / 3])
     assert crossing_point(curve.reset_index()) == {"runs_to_match_gradnorm": 2, "runs_searched": 3,
                                                    "best_of_all_change_pct": pytest.approx(7.0)}
+
+
+def test_mean_interval_half_width_by_hand():
+    from study.report.stats import mean_interval_half_width
+
+    # n = 3: t(0.975, 2) = 4.302653, so the half width is 4.302653 * std / sqrt(3)
+    assert mean_interval_half_width(2.0, 3) == pytest.approx(4.302653 * 2.0 / math.sqrt(3), rel=1e-6)
+    assert math.isnan(mean_interval_half_width(2.0, 1)) and math.isnan(mean_interval_half_width(float("nan"), 3))

@@ -179,13 +179,15 @@ def _alpha_sweep(results: ResultsReader, study: str, runs: pd.DataFrame, summary
     summary["figure7"] = {**data.stats, "by_alpha": data.by_alpha.to_dict(orient="records")}
     text = [
         "Gain = 100 · mean_i (L_i^equal − L_i^α) / L_i^equal on the test set, against the equal-weights run of the "
-        "same seed (positive: GradNorm does better). Mean ± std over seeds; red crosses mark α where runs diverged."
+        "same seed (positive: GradNorm does better). Mean ± std over seeds; red crosses mark α where runs diverged. "
+        "The table gives each α's Student-t 95 % interval of the mean gain over seeds."
     ]
     if "alpha_chosen_on_validation" in data.stats:
         text.append(
             f"α chosen on the validation split: {data.stats['alpha_chosen_on_validation']:g} (validation gain "
             f"{data.stats['validation_gain_pct_at_chosen']:+.2f} %), whose test gain is "
-            f"{data.stats['test_gain_pct_at_chosen']:+.2f} %. The best α on the test set itself, in hindsight: "
+            f"{data.stats['test_gain_pct_at_chosen']:+.2f} % (t 95 % CI over seeds {data.stats['test_gain_ci_at_chosen'][0]:+.1f} "
+            f"to {data.stats['test_gain_ci_at_chosen'][1]:+.1f} %). The best α on the test set itself, in hindsight: "
             f"{data.stats['best_alpha']:g} ({data.stats['best_mean_gain_pct']:+.2f} %)."
         )
     elif "best_alpha" in data.stats:

@@ -17,7 +17,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from study.report.frames import task_names, task_values
-from study.report.stats import percent_change
+from study.report.stats import mean_interval_half_width, percent_change
 from records import Status
 
 OK = str(Status.OK)
@@ -61,6 +61,11 @@ def figure7_data(runs: pd.DataFrame) -> Figure7Data:
         .reset_index()
         .sort_values("alpha")
     )
+    # Student-t 95 % interval of the mean gain over seeds (each seed paired with its own equal-weights run).
+    ok_seeds = gains[gains["gain_pct"].notna()].groupby("alpha")["gain_pct"].count().reindex(by_alpha["alpha"]).to_numpy()
+    half = np.array([mean_interval_half_width(std, n) for std, n in zip(by_alpha["std_gain_pct"], ok_seeds)])
+    by_alpha["gain_ci_low_pct"] = by_alpha["mean_gain_pct"] - half
+    by_alpha["gain_ci_high_pct"] = by_alpha["mean_gain_pct"] + half
     stats: dict[str, Any] = {"alphas": int(len(by_alpha)), "runs": int(len(gains))}
     finished = by_alpha.dropna(subset=["mean_gain_pct"])
     if len(finished):
@@ -73,6 +78,7 @@ def figure7_data(runs: pd.DataFrame) -> Figure7Data:
             "alpha_chosen_on_validation": float(pick["alpha"]),
             "validation_gain_pct_at_chosen": float(pick["mean_validation_gain_pct"]),
             "test_gain_pct_at_chosen": float(pick["mean_gain_pct"]),
+            "test_gain_ci_at_chosen": [float(pick["gain_ci_low_pct"]), float(pick["gain_ci_high_pct"])],
         })
     unstable = by_alpha[by_alpha["seeds_failed"] > 0]
     stats["first_unstable_alpha"] = float(unstable["alpha"].min()) if len(unstable) else None

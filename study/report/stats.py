@@ -47,6 +47,14 @@ def _t_critical(degrees_of_freedom: int) -> float:
     return float(stats.t.ppf(0.5 + CONFIDENCE / 2, degrees_of_freedom))
 
 
+def mean_interval_half_width(std: float, n: float) -> float:
+    """Half the width of the Student-t CONFIDENCE interval of a mean of n values with sample std `std`
+    (NaN below two values)."""
+    if not n >= 2 or not np.isfinite(std):
+        return float("nan")
+    return _t_critical(int(n) - 1) * float(std) / math.sqrt(n)
+
+
 def fit_line(x: Sequence[float], y: Sequence[float]) -> LinearFit:
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     n = len(x)
