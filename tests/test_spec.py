@@ -303,3 +303,13 @@ def test_example_specs_are_valid():
     assert examples
     for path in examples:
         assert plan_study(load_spec(path)), path
+
+
+def test_the_specs_behind_docs_results_load():
+    """Their plans need the database (alpha_from); loading checks every field."""
+    from pathlib import Path
+
+    specs = sorted(Path(__file__).parents[1].joinpath("docs", "results", "specs").glob("*.yaml"))
+    assert len(specs) >= 10
+    for path in specs:
+        assert load_spec(path).study == path.stem, path
