@@ -5,6 +5,7 @@
 set -u
 cd "$(dirname "$0")/.."
 GNS=${GNS:-.venv/bin/gns}
+DB_DIR=${DB_DIR:-docs/results}  # where the <workload>.db files are
 studies=("$@")
 [ ${#studies[@]} -gt 0 ] || studies=($(ls docs/results/specs | sed 's/\.yaml$//'))
 for study in "${studies[@]}"; do
@@ -13,7 +14,7 @@ for study in "${studies[@]}"; do
     digits-*) db=digits ;;
     *) db=toy ;;
   esac
-  $GNS report "$study" --storage "sqlite:///docs/results/$db.db" --out "reports/$study" > /dev/null || { echo "!! $study: not reported"; continue; }
+  $GNS report "$study" --storage "sqlite:///$DB_DIR/$db.db" --out "reports/$study" > /dev/null || { echo "!! $study: not reported"; continue; }
   mkdir -p "docs/results/$study"
   cp reports/"$study"/*.csv reports/"$study"/summary.json "docs/results/$study/"
   cp reports/"$study"/*.png "docs/results/$study/" 2>/dev/null || true

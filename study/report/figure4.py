@@ -157,7 +157,7 @@ def figure4_plot(data: Figure4Data) -> go.Figure:
     right = max(float(static["distance"].max()) if len(static) else 1.0, 1e-9)
     if several_seeds:  # GradNorm's own seed noise: points inside the band are within it
         figure.add_trace(go.Scatter(x=[0, right, right, 0], y=[spread.min(), spread.min(), spread.max(), spread.max()],
-                                    fill="toself", line={"width": 0}, fillcolor="rgba(0,0,0,0.08)", hoverinfo="skip",
+                                    mode="lines", fill="toself", line={"width": 0}, fillcolor="rgba(0,0,0,0.08)", hoverinfo="skip",
                                     name=f"GradNorm's range over {len(spread)} seeds"))
     # One trace per colour, so that the legend names every kind of mark drawn.
     what = "weightings (mean over seeds)" if several_seeds else "static weights"
