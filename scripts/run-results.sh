@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Re-run the studies behind docs/results.md: each spec in docs/results/specs/ into the
-# SQLite file of its workload under docs/results/ (a finished study is skipped in about
-# a second, so this resumes where it stopped). Usage: scripts/run-results.sh [study ...]
+# SQLite file of its workload under docs/results/ (a finished study is skipped in
+# seconds, so this resumes where it stopped). Usage: scripts/run-results.sh [study ...]
 set -u
 cd "$(dirname "$0")/.."
 GNS=${GNS:-.venv/bin/gns}
