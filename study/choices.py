@@ -30,8 +30,9 @@ def resolve_choices(spec: StudySpec, storage: str) -> StudySpec:
             raise BadInput(f"gradnorm.alpha_from: no study {source!r} in {results.display_url}")
         if info.kind != "alpha-sweep":
             raise BadInput(f"gradnorm.alpha_from: study {source!r} is a {info.kind} study, not an alpha-sweep")
+        wanted = spec.to_dict()
         for name in ("workload", "workload_options", "training"):
-            if info.spec.get(name) != spec.to_dict()[name]:
+            if info.spec.get(name) != wanted[name]:
                 raise BadInput(f"gradnorm.alpha_from: study {source!r} has a different {name}: its alpha was chosen for another setting")
         runs = results.runs(source)
     if info.planned_trials is not None and len(runs) < info.planned_trials:  # a choice from part of a sweep is another choice
