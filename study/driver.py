@@ -10,7 +10,8 @@ While it runs, the driver is the study's one writer: it holds the study lease
 Tune callback records each trial the moment its final report arrives, so a
 killed driver loses only the trials in flight, and a relaunch runs only the
 keys the database does not hold. GradNorm-Static trials run in a second
-phase, once their GradNorm reference is recorded.
+phase, once their GradNorm reference is recorded; a search study runs in
+rounds, each planned from the outcomes the rounds before recorded.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from db import LEASE_TTL_S, DatabaseInputError, StudyBusy, ResultsReader, Result
 from records import Status, TrialResult
 from study.choices import resolve_choices
 from study.errors import BadInput
-from study.plan import PlannedTrial, check_workload, plan_study
+from study.plan import PlannedTrial, check_workload, plan_study, planned_count, recorded_outcomes
 from study.progress import Progress, plural
 from study.spec import SpecError, StudySpec, parse_spec
 from workers.packed import pack_group, pack_sizes
@@ -87,46 +88,42 @@ def launch(
     started = time.monotonic()
     spec = resolve_choices(spec, storage)  # alpha_from: the alpha another study chose on validation
     shape = check_workload(spec)  # the workload's shape also sizes the packs
-    planned = plan_study(spec, shape)
+    planned = plan_study(spec, shape)  # a search study: the trials it can propose before any result
+    total = planned_count(spec, planned)
     url = parse_url(storage)  # a bad URL is refused before Ray starts
-    keys = {p.key for p in planned}
 
-    done = _already_done(url, spec, keys, force_new, retry_failed)  # also refuses a study another driver runs
+    done = _already_done(url, spec, shape, force_new, retry_failed)  # also refuses a study another driver runs
     if done is not None:
-        print(f"study {spec.study!r}: all {plural(len(planned), 'planned trial')} are recorded; nothing to run", file=stream)
-        return LaunchSummary(spec.study, len(planned), len(planned), 0, 0, 0, time.monotonic() - started, False,
+        print(f"study {spec.study!r}: all {plural(total, 'planned trial')} are recorded; nothing to run", file=stream)
+        return LaunchSummary(spec.study, total, total, 0, 0, 0, time.monotonic() - started, False,
                              ray_started=False, failures=done[0], failure_reasons=done[1])
 
     start_ray(address)
     try:
         check_resources(spec, ray.cluster_resources())
         with open_writer(url) as results:
-            prepare_study(results, spec, len(planned), force_new, stream)  # takes the study lease
+            prepare_study(results, spec, total, force_new, stream)  # takes the study lease
             try:
                 with LeaseKeeper(results, spec.study) as keeper:
                     requeued = results.requeue(spec.study, failed=retry_failed)
-                    recorded = results.recorded_keys(spec.study) & keys
-                    todo = [p for p in planned if p.key not in recorded]
+                    planned = plan_study(spec, shape, recorded_outcomes(results.runs(spec.study)))
+                    recorded_before = results.recorded_keys(spec.study) & {p.key for p in planned}
                     print(
-                        f"study {spec.study!r} ({spec.kind}, {spec.workload}): {plural(len(planned), 'trial')} planned, "
-                        f"{len(recorded)} already recorded, {len(todo)} to run"
+                        f"study {spec.study!r} ({spec.kind}, {spec.workload}): {plural(total, 'trial')} planned, "
+                        f"{len(recorded_before)} already recorded, {total - len(recorded_before)} to run"
                         + (f" ({requeued} re-queued)" if requeued else "")
                         + f", results in {results.display_url}",
                         file=stream,
                         flush=True,
                     )
-                    failures_before = sum(failure_counts(results, spec.study, keys)[0].values())
-                    progress = Progress(spec.study, len(planned), len(recorded) - failures_before, failures_before,
+                    failures_before = sum(failure_counts(results, spec.study, recorded_before)[0].values())
+                    progress = Progress(spec.study, total, len(recorded_before) - failures_before, failures_before,
                                         results.best_value(spec.study), stream)
                     recorder = Recorder(results, spec.study, progress, keeper)
-                    interrupted = run_trials(spec, shape, [p for p in todo if p.depends_on is None], recorder,
-                                             max_concurrent)
-                    if not interrupted:
-                        dependents = [p for p in todo if p.depends_on is not None]
-                        runnable = resolve_dependents(results, spec.study, dependents, recorded | recorder.keys, recorder)
-                        interrupted = run_trials(spec, shape, runnable, recorder, max_concurrent)
+                    planned, interrupted = run_rounds(spec, shape, planned, recorded_before, recorder, max_concurrent)
                     progress.close()
-                    missing = len(keys - recorded - recorder.keys)
+                    keys = {p.key for p in planned}
+                    missing = total - len(keys & (recorded_before | recorder.keys))
                     failures, reasons = failure_counts(results, spec.study, keys)
             finally:
                 results.release_lease(spec.study)
@@ -134,8 +131,8 @@ def launch(
         ray.shutdown()
     return LaunchSummary(
         study=spec.study,
-        planned=len(planned),
-        recorded_before=len(recorded),
+        planned=total,
+        recorded_before=len(recorded_before),
         recorded_now=recorder.recorded,
         failed_now=recorder.failed,
         missing=missing,
@@ -148,7 +145,7 @@ def launch(
 
 
 def _already_done(
-    url: URL, spec: StudySpec, keys: set[str], force_new: bool, retry_failed: bool
+    url: URL, spec: StudySpec, shape: WorkloadShape, force_new: bool, retry_failed: bool
 ) -> tuple[dict[str, int], dict[str, str]] | None:
     """The failure counts of a study already complete under the same plan (nothing to run), else None.
 
@@ -164,7 +161,9 @@ def _already_done(
                 raise StudyBusy(f"study {spec.study!r} is already being run by {holder.describe()}; wait for it or stop it")
             if existing is None or spec_hash(_identity_of(existing.spec)) != spec_hash(spec.identity()):
                 return None
-            if not keys <= results.recorded_keys(spec.study):
+            planned = plan_study(spec, shape, recorded_outcomes(results.runs(spec.study)))
+            keys = {p.key for p in planned}
+            if len(keys) < planned_count(spec, planned) or not keys <= results.recorded_keys(spec.study):
                 return None
             failures = failure_counts(results, spec.study, keys)
     except StudyBusy:
@@ -345,6 +344,36 @@ class Recorder:
         self.recorded += 1
         self.failed += value is None
         self.progress.finished(key, value)
+
+
+def run_rounds(
+    spec: StudySpec,
+    shape: WorkloadShape,
+    planned: list[PlannedTrial],
+    recorded: set[str],
+    recorder: Recorder,
+    max_concurrent: int | None,
+) -> tuple[list[PlannedTrial], bool]:
+    """Train what the plan holds and the database does not, round after round; the last plan, and
+    whether a trial ended unrecorded (interrupted).
+
+    One round for every kind but search, whose next proposals are planned from the
+    outcomes recorded in the round before (study.searchers); GradNorm-Static trials
+    run at the end of their round, once their GradNorm reference is recorded.
+    """
+    while True:
+        done = recorded | recorder.keys
+        todo = [p for p in planned if p.key not in done]
+        if not todo:
+            return planned, False
+        interrupted = run_trials(spec, shape, [p for p in todo if p.depends_on is None], recorder, max_concurrent)
+        if not interrupted:
+            dependents = [p for p in todo if p.depends_on is not None]
+            runnable = resolve_dependents(recorder.results, spec.study, dependents, done | recorder.keys, recorder)
+            interrupted = run_trials(spec, shape, runnable, recorder, max_concurrent)
+        if interrupted:
+            return planned, True
+        planned = plan_study(spec, shape, recorded_outcomes(recorder.results.runs(spec.study)))
 
 
 def make_packs(spec: StudySpec, shape: WorkloadShape, trials: list[PlannedTrial], slots: int) -> list[list[PlannedTrial]]:

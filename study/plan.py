@@ -7,13 +7,17 @@ keys the database does not hold yet.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
+import pandas as pd
 
+from records import Status
+from study.searchers import Proposal, propose, trial_count
 from study.spec import DEFAULT_CONCENTRATION, DEFAULT_SMALLEST, SpecError, StudySpec
-from workers.config import TrialConfig
+from workers.config import DEFAULT_LOG_EVERY, TrialConfig
 from workers.workloads import WorkloadError, WorkloadShape, check_task_count, inspect_workload
 
 
@@ -69,8 +73,14 @@ def check_workload(spec: StudySpec) -> WorkloadShape:
     return shape
 
 
-def plan_study(spec: StudySpec, shape: WorkloadShape | None = None) -> list[PlannedTrial]:
+def plan_study(
+    spec: StudySpec, shape: WorkloadShape | None = None, outcomes: Mapping[str, float] | None = None
+) -> list[PlannedTrial]:
     """Every trial of the study, GradNorm references before the runs that are compared with them.
+
+    A search study's later proposals depend on results: `outcomes` (recorded
+    keys: validation value, inf where the run failed) gives what is known, and
+    the plan holds every trial that can be proposed from it (study.searchers).
 
     Raises SpecError for anything a launch would refuse (the workload is built once
     to check, unless the caller passes the shape check_workload gave it).
@@ -82,6 +92,8 @@ def plan_study(spec: StudySpec, shape: WorkloadShape | None = None) -> list[Plan
             planned += _random_static(spec, seed, len(tasks))
         elif spec.kind == "alpha-sweep":
             planned += _alpha_sweep(spec, seed)
+        elif spec.kind == "search":
+            planned += _search(spec, seed, len(tasks), outcomes or {})
         else:
             planned += _methods(spec, seed, len(tasks))
     # GradNorm references first, whatever their seed (a stable sort keeps the rest in order).
@@ -95,19 +107,71 @@ def plan_study(spec: StudySpec, shape: WorkloadShape | None = None) -> list[Plan
 def _random_static(spec: StudySpec, seed: int, tasks: int) -> list[PlannedTrial]:
     section = spec.random_static
     # The reference first: an interrupted study can already draw Figure 4 from the runs it has.
-    reference = _planned(spec, seed, method="gradnorm", **_gradnorm(spec, spec.gradnorm.alpha))
+    reference = planned_trial(spec, seed, method="gradnorm", **_gradnorm(spec, spec.gradnorm.alpha))
     planned = [reference]
     parameters = {name: getattr(section, name) for name in ("concentration", "smallest") if getattr(section, name) is not None}
     draws = random_static_weights(section.runs, tasks, section.weight_seed, section.sampler, **parameters)
-    planned += [_planned(spec, seed, method="static", weights=tuple(float(w) for w in weights)) for weights in draws]
+    planned += [planned_trial(spec, seed, method="static", weights=tuple(float(w) for w in weights)) for weights in draws]
     if section.gradnorm_static:
-        planned.append(_planned(spec, seed, depends_on=reference.key, method="gradnorm-static", weights_from=reference.key))
+        planned.append(planned_trial(spec, seed, depends_on=reference.key, method="gradnorm-static", weights_from=reference.key))
     return planned
 
 
+def _search(spec: StudySpec, seed: int, tasks: int, outcomes: Mapping[str, float]) -> list[PlannedTrial]:
+    section = spec.search
+    reference = planned_trial(spec, seed, method="gradnorm", **_gradnorm(spec, spec.gradnorm.alpha))
+    planned = [reference]
+    planned += [trial for _, trial in search_proposals(spec, seed, tasks, outcomes)]
+    if section.gradnorm_static:
+        planned.append(planned_trial(spec, seed, depends_on=reference.key, method="gradnorm-static", weights_from=reference.key))
+    return planned
+
+
+def search_proposals(
+    spec: StudySpec, seed: int, tasks: int, outcomes: Mapping[str, float]
+) -> list[tuple[Proposal, PlannedTrial]]:
+    """Each searcher's proposals at `seed` that the outcomes known so far determine, with their trials.
+
+    The report replays the search with this (only the task count is needed, not the workload).
+    """
+    pairs = []
+    for searcher in spec.search.searchers:
+        proposals = propose(spec.search, tasks, spec.training.steps, seed, searcher,
+                            lambda proposal: outcomes.get(search_trial(spec, proposal).key))
+        pairs += [(proposal, search_trial(spec, proposal)) for proposal in proposals]
+    return pairs
+
+
+def search_trial(spec: StudySpec, proposal: Proposal) -> PlannedTrial:
+    """A searcher's proposal as a static run (halving's short rungs log at their end at the latest)."""
+    log_every = min(spec.training.log_every or DEFAULT_LOG_EVERY, proposal.steps)
+    return planned_trial(spec, proposal.seed, method="static", weights=proposal.weights, steps=proposal.steps,
+                         log_every=log_every)
+
+
+def recorded_outcomes(runs: pd.DataFrame) -> dict[str, float]:
+    """What a search's next proposals are modelled on: each recorded key's validation value.
+
+    A failed run, or one without a validation value, is the worst outcome (inf).
+    """
+    outcomes = {}
+    for key, status, value in zip(runs["key"], runs["status"], runs["validation_value"]):
+        good = status == str(Status.OK) and value is not None and math.isfinite(value)
+        outcomes[str(key)] = float(value) if good else math.inf
+    return outcomes
+
+
+def planned_count(spec: StudySpec, planned: list[PlannedTrial]) -> int:
+    """Trials the study trains in all: a search's count is known before its later proposals are."""
+    if spec.kind != "search":
+        return len(planned)
+    per_seed = 1 + trial_count(spec.search, spec.training.steps) + spec.search.gradnorm_static
+    return per_seed * len(spec.seeds)
+
+
 def _alpha_sweep(spec: StudySpec, seed: int) -> list[PlannedTrial]:
-    planned = [_planned(spec, seed, method="equal")]
-    planned += [_planned(spec, seed, method="gradnorm", **_gradnorm(spec, alpha)) for alpha in spec.alpha_sweep.alphas]
+    planned = [planned_trial(spec, seed, method="equal")]
+    planned += [planned_trial(spec, seed, method="gradnorm", **_gradnorm(spec, alpha)) for alpha in spec.alpha_sweep.alphas]
     return planned
 
 
@@ -117,18 +181,18 @@ def _methods(spec: StudySpec, seed: int, tasks: int) -> list[PlannedTrial]:
     # gradnorm first, so that gradnorm-static can name its key
     for method in sorted(spec.methods.methods, key=lambda m: m == "gradnorm-static"):
         if method == "single-task":
-            planned += [_planned(spec, seed, method=method, task=task) for task in range(tasks)]
+            planned += [planned_trial(spec, seed, method=method, task=task) for task in range(tasks)]
         elif method == "static":
-            planned.append(_planned(spec, seed, method=method, weights=spec.methods.weights))
+            planned.append(planned_trial(spec, seed, method=method, weights=spec.methods.weights))
         elif method == "gradnorm":
-            reference = _planned(spec, seed, method=method, **_gradnorm(spec, spec.gradnorm.alpha))
+            reference = planned_trial(spec, seed, method=method, **_gradnorm(spec, spec.gradnorm.alpha))
             planned.append(reference)
         elif method == "gradnorm-static":
-            planned.append(_planned(spec, seed, depends_on=reference.key, method=method, weights_from=reference.key))
+            planned.append(planned_trial(spec, seed, depends_on=reference.key, method=method, weights_from=reference.key))
         elif method == "uncertainty" and spec.methods.uncertainty_lrs is not None:
-            planned += [_planned(spec, seed, method=method, balancer_lr=lr) for lr in spec.methods.uncertainty_lrs]
+            planned += [planned_trial(spec, seed, method=method, balancer_lr=lr) for lr in spec.methods.uncertainty_lrs]
         else:
-            planned.append(_planned(spec, seed, method=method))
+            planned.append(planned_trial(spec, seed, method=method))
     return planned
 
 
@@ -147,16 +211,15 @@ def _gradnorm(spec: StudySpec, alpha: float | None) -> dict[str, Any]:
     }
 
 
-def _planned(spec: StudySpec, seed: int, depends_on: str | None = None, **fields: Any) -> PlannedTrial:
+def planned_trial(spec: StudySpec, seed: int, depends_on: str | None = None, **fields: Any) -> PlannedTrial:
     training = spec.training
+    fields = {"steps": training.steps, "log_every": training.log_every, **fields}
     try:
         config = TrialConfig(
             workload=spec.workload,
             workload_options=dict(spec.workload_options),
-            steps=training.steps,
             batch_size=training.batch_size,
             lr=training.lr,
-            log_every=training.log_every,
             seed=seed,
             **fields,
         )
@@ -174,6 +237,7 @@ def describe(planned: PlannedTrial) -> dict[str, Any]:
         "seed": config.seed,
         "alpha": config.alpha,
         "task": config.task,
+        "steps": config.steps,
         "weights": None if config.weights is None else [round(w, 4) for w in config.weights],
         "after": planned.depends_on,
     }

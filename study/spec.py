@@ -20,14 +20,19 @@ from typing import Any, Mapping
 import yaml
 
 from study.errors import BadInput
+from study.searchers import halving_first_rung, rung_sizes, rung_steps
 from workers.config import DEFAULT_ALPHA, DEFAULT_LOG_EVERY, check_field, check_training, default
 
-KINDS = ("random-static", "alpha-sweep", "methods")
+KINDS = ("random-static", "alpha-sweep", "methods", "search")
 # How random-static draws its weightings (study.plan.random_static_weights): the paper's, then two
 # that reach the small weights the paper's almost never draws.
 SAMPLERS = ("uniform", "log-uniform", "dirichlet")
 DEFAULT_CONCENTRATION = 1.0  # dirichlet: uniform on the simplex
 DEFAULT_SMALLEST = 1e-3  # log-uniform: draws span [1e-3, 1] before scaling
+# How a search study looks for static weights (study.searchers): the baseline, a model-based
+# search and a multi-fidelity one.
+SEARCHERS = ("random", "tpe", "halving")
+DEFAULT_BUDGET_RUNS = 8  # search: each searcher's default budget, in full runs' worth of steps
 # Study names become database keys, report folders and Optuna study names: bounded and plain.
 STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
@@ -163,6 +168,43 @@ class Methods:
 
 
 @dataclass(frozen=True)
+class Search:
+    """Beyond the paper: searches over static weights at a compute budget, against one GradNorm run per seed.
+
+    Each searcher spends `budget_steps` training steps per seed (None: DEFAULT_BUDGET_RUNS
+    full runs' worth), chooses on validation, and is scored on test. Every weighting is
+    w = T * u / sum(u) with each u_i in [smallest, 1] on a log scale, for all searchers.
+    """
+
+    searchers: tuple[str, ...] = SEARCHERS
+    budget_steps: int | None = None
+    batch: int = 2  # tpe: weightings proposed per round, trained side by side
+    startup: int | None = None  # tpe: random weightings before its model takes over (None: one batch)
+    eta: int = 3  # halving: each rung keeps the best 1/eta and trains them eta times longer
+    rungs: int = 3  # halving: budgets training.steps / eta^(rungs-1), ..., training.steps
+    smallest: float = DEFAULT_SMALLEST
+    weight_seed: int = 0
+    gradnorm_static: bool = True
+
+    def __post_init__(self) -> None:
+        _distinct_values("searchers", self.searchers, "searcher")
+        for i, searcher in enumerate(self.searchers):
+            if searcher not in SEARCHERS:
+                _fail(f"searchers[{i}]", _unknown("searcher", searcher, SEARCHERS))
+        if self.budget_steps is not None:
+            _at_least("budget_steps", self.budget_steps, 1)
+        _at_least("batch", self.batch, 1)
+        if self.startup is None:
+            object.__setattr__(self, "startup", self.batch)
+        _at_least("startup", self.startup, 1)
+        _at_least("eta", self.eta, 2)
+        _at_least("rungs", self.rungs, 1)
+        if not 0 < self.smallest < 1:
+            _fail("smallest", f"must be between 0 and 1 (each u_i spans [smallest, 1]), got {self.smallest}")
+        _at_least("weight_seed", self.weight_seed, 0)
+
+
+@dataclass(frozen=True)
 class Resources:
     """What one trial asks of a Ray worker."""
 
@@ -194,6 +236,7 @@ class StudySpec:
     random_static: RandomStatic | None = None
     alpha_sweep: AlphaSweep | None = None
     methods: Methods | None = None
+    search: Search | None = None
     resources: Resources = field(default_factory=Resources)
     max_concurrent: int | None = None
     retries: int = 2
@@ -210,11 +253,11 @@ class StudySpec:
             _at_least("max_concurrent", self.max_concurrent, 1)
         _at_least("retries", self.retries, 0)
         own_section = self.kind.replace("-", "_")
-        for section in ("random_static", "alpha_sweep", "methods"):
+        for section in ("random_static", "alpha_sweep", "methods", "search"):
             if section != own_section and getattr(self, section) is not None:
                 _fail(section, f"does not apply to a {self.kind} study (its section is {own_section})")
         if getattr(self, own_section) is None:  # the kind's section with its defaults
-            defaults = {"random_static": RandomStatic, "alpha_sweep": AlphaSweep, "methods": Methods}
+            defaults = {"random_static": RandomStatic, "alpha_sweep": AlphaSweep, "methods": Methods, "search": Search}
             object.__setattr__(self, own_section, defaults[own_section]())
         if self.random_static is not None and self.random_static.budgets is not None:
             log_every = self.training.log_every or min(DEFAULT_LOG_EVERY, self.training.steps)
@@ -222,8 +265,28 @@ class StudySpec:
                 if budget > self.training.steps or budget % log_every:
                     _fail(f"random_static.budgets[{i}]", f"{budget} is not a logged step of the runs "
                           f"(a multiple of log_every {log_every}, at most training.steps {self.training.steps})")
+        if self.search is not None:
+            self._check_search_budget()
         if self.gradnorm.alpha_from is not None and self.kind == "alpha-sweep":
             _fail("gradnorm.alpha_from", "an alpha-sweep study sweeps alpha itself")
+
+    def _check_search_budget(self) -> None:
+        """The budget buys at least one full run, and halving's shortest rung at least one step."""
+        section, steps = self.search, self.training.steps
+        if section.budget_steps is None:
+            object.__setattr__(self, "search", dataclasses.replace(section, budget_steps=DEFAULT_BUDGET_RUNS * steps))
+        elif section.budget_steps < steps:
+            _fail("search.budget_steps", f"{section.budget_steps} buys less than one run of training.steps {steps}")
+        section = self.search
+        if "halving" in section.searchers:
+            if steps < section.eta ** (section.rungs - 1):
+                _fail("search.rungs", f"{section.rungs} rungs at eta {section.eta} leave the shortest rung under one "
+                      f"step of training.steps {steps}")
+            if not halving_first_rung(section.budget_steps, steps, section.eta, section.rungs):
+                least = sum(n * b for n, b in zip(rung_sizes(section.eta ** (section.rungs - 1), section.eta, section.rungs),
+                                                   rung_steps(steps, section.eta, section.rungs)))
+                _fail("search.budget_steps", f"{section.budget_steps} does not pay for halving's {section.rungs} rungs "
+                      f"(at least {least} steps at eta {section.eta})")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data with every default filled in (what the database keeps)."""

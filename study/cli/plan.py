@@ -10,7 +10,7 @@ import pandas as pd
 from study.choices import resolve_choices
 from study.cli.common import add_storage_argument
 from study.output import write_frame
-from study.plan import describe, plan_study
+from study.plan import describe, plan_study, planned_count
 from study.spec import load_spec
 
 
@@ -28,6 +28,11 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([{"key": p.key, "config": p.config.to_dict(), "after": p.depends_on} for p in planned], indent=2))
         return 0
-    print(f"study {spec.study!r}: {spec.kind} on {spec.workload}, {len(planned)} trials of {spec.training.steps} steps")
+    total = planned_count(spec, planned)
+    if total > len(planned):  # a search: later rounds are proposed from the results of earlier ones
+        print(f"study {spec.study!r}: search on {spec.workload}, {total} trials in all; the first {len(planned)} "
+              "(below) need no results, the others are proposed from them during the launch")
+    else:
+        print(f"study {spec.study!r}: {spec.kind} on {spec.workload}, {len(planned)} trials of {spec.training.steps} steps")
     write_frame(pd.DataFrame([describe(p) for p in planned]), "table")
     return 0

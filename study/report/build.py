@@ -3,6 +3,7 @@
 `build_report` picks what fits the study's kind:
     random-static  Figure 4, the weights in parallel coordinates, GradNorm's w_i(t)
     alpha-sweep    Figure 7, dynamics per alpha
+    search         best found vs compute per searcher, against GradNorm
     methods, runs  the method table, dynamics per method
 """
 
@@ -16,6 +17,10 @@ import pandas as pd
 
 from db import ResultsReader
 from records import Status
+from study.errors import BadInput
+from study.plan import recorded_outcomes, search_proposals
+from study.report.best_found import best_found_data, best_found_plot
+from study.report.frames import task_names
 from study.report.budgets import budget_plot, budget_table
 from study.report.search import crossing_point, random_search_curve, search_plot
 from study.report.dynamics import (
@@ -31,6 +36,8 @@ from study.report.figure4 import figure4_data, figure4_plot, weights_parallel_pl
 from study.report.figure7 import figure7_data, figure7_plot
 from study.report.page import Section, WrittenReport, write_report
 from study.report.tables import DELTA_M, SINGLE_TASK, chosen_on_validation, method_table, table_html, table_stats
+from study.searchers import rung_steps
+from study.spec import StudySpec, parse_spec
 
 
 OK = str(Status.OK)
@@ -61,6 +68,8 @@ def build_report(results: ResultsReader, study: str, out_dir: Path, png: bool = 
         sections = _random_static(results, study, runs, summary, info.spec)
     elif info.kind == "alpha-sweep":
         sections = _alpha_sweep(results, study, runs, summary)
+    elif info.kind == "search":
+        sections = _search(results, study, runs, summary, info.spec)
     else:
         sections = _methods(results, study, runs, summary, info.spec)
     if not summary["trials_ok"]:
@@ -120,6 +129,74 @@ def _random_static(
         ))
     keys = runs.loc[runs["method"] != "static", "key"].tolist()
     return sections + _dynamics_sections(results, study, runs, keys)
+
+
+def _search(
+    results: ResultsReader, study: str, runs: pd.DataFrame, summary: dict[str, Any], spec: dict[str, Any]
+) -> list[Section]:
+    try:
+        parsed = parse_spec(spec)  # the stored spec is untrusted: validated like a user's
+    except BadInput as error:
+        summary["problems"].append(f"The stored spec cannot be read ({error}): the search cannot be replayed.")
+        return []
+    order = search_order(parsed, runs)
+    data = best_found_data(runs, order, parsed.training.steps)
+    summary["problems"] += data.problems
+    summary["search"] = {**data.stats, "budget_steps": parsed.search.budget_steps,
+                         "curve": data.curve.to_dict(orient="records")}
+    text = best_found_text(data.stats, parsed) + alpha_source(spec)
+    table = data.curve.to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="–")
+    sections = [
+        Section("best-found", "Best found vs training steps spent", text, best_found_plot(data, "compute_steps"), data.runs, table),
+        Section("best-found-time", "Best found vs worker time spent",
+                ["The same curves against the worker seconds spent (each packed run is charged its share of its "
+                 "pack's time; GradNorm's own overhead per step shows here and not in steps)."],
+                best_found_plot(data, "compute_s")),
+    ]
+    keys = runs.loc[runs["method"] != "static", "key"].tolist()
+    return sections + _dynamics_sections(results, study, runs, keys)
+
+
+def search_order(spec: StudySpec, runs: pd.DataFrame) -> pd.DataFrame:
+    """The search replayed from the recorded outcomes: each searcher's proposals in order, with keys."""
+    outcomes = recorded_outcomes(runs)
+    tasks = len(task_names(runs)) if len(runs) else 0
+    rows = []
+    for seed in spec.seeds if tasks else ():
+        for proposal, trial in search_proposals(spec, seed, tasks, outcomes):
+            rows.append({"searcher": proposal.searcher, "seed": seed, "index": proposal.index, "key": trial.key,
+                         "steps": proposal.steps, "rung": proposal.rung})
+    return pd.DataFrame(rows, columns=["searcher", "seed", "index", "key", "steps", "rung"])
+
+
+def best_found_text(stats: dict[str, Any], spec: StudySpec) -> list[str]:
+    section = spec.search
+    steps = spec.training.steps
+    text = [
+        f"Each searcher spends up to {section.budget_steps} training steps per seed ({section.budget_steps / steps:g} "
+        f"runs of {steps} steps) on static weights w = T·u/Σu, each u_i log-uniform in [{section.smallest:g}, 1]; after "
+        "each run its choice is the best on the validation split among its longest-trained runs, scored on the test set "
+        "as 100 · mean_i (L_i^GN − L_i^choice) / L_i^GN against the GradNorm run of the same seed (positive: better "
+        f"than GradNorm). Lines: mean over {stats['seeds']} seeds; bands: their range.",
+        f"TPE: {section.startup} random weightings, then {section.batch} per round modelled on all earlier rounds. "
+        f"Successive halving: rungs of {', '.join(map(str, rung_steps(steps, section.eta, section.rungs)))} steps, the best "
+        f"1/{section.eta} of each rung promoted and retrained from scratch.",
+    ]
+    for searcher, entry in stats["searchers"].items():
+        if "final_change_pct" not in entry:
+            continue
+        matched = (f"matches GradNorm on average after {entry['steps_to_match_gradnorm']:g} steps "
+                   f"({entry['runs_to_match_gradnorm']:.3g} runs' worth)" if entry["steps_to_match_gradnorm"] is not None
+                   else "does not match GradNorm on average within its budget")
+        half = entry["final_change_ci_half_width"]
+        interval = f", t 95 % CI ±{half:.2f}" if half == half else ""
+        text.append(f"{searcher}: {matched}; at {entry['steps_spent']:g} steps its choice is {entry['final_change_pct']:+.2f} % "
+                    f"(seed range {entry['final_change_low']:+.2f} to {entry['final_change_high']:+.2f}{interval}), "
+                    f"from {entry['runs_trained']} runs ({entry['runs_failed']} failed).")
+    if "gradnorm_static_change_pct" in stats:
+        text.append(f"GradNorm-Static (a second run with GradNorm's E_t[w]): {stats['gradnorm_static_change_pct']:+.2f} % "
+                    "vs GradNorm, mean over seeds.")
+    return text
 
 
 def spec_section(spec: Any, name: str) -> dict[str, Any]:

@@ -1,0 +1,203 @@
+"""A search study's report: the best static weighting found vs the compute spent, per searcher.
+
+Each searcher's runs are taken in the order it proposed them (the replayed
+search, study.plan.search_proposals). After each run, the searcher's choice is
+the run with the best validation value among those trained longest so far
+(halving's latest rung; for random and TPE every run is full length), and its
+score is that choice's test % change vs the GradNorm run of the same seed,
+100 * mean_i (L_i^GN - L_i^choice) / L_i^GN (positive: better than GradNorm).
+Compute is the training steps spent so far (and the worker seconds, each
+packed run charged its share of its pack). Seeds are independent replicates
+of the whole search: the curve is the mean over seeds, the band their range.
+
+The crossing point is the least compute from which a searcher's mean stays at
+or above 0 (GradNorm), in steps and in full runs' worth of steps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from records import Status
+from study.report.figure4 import gradnorm_spread
+from study.report.frames import task_names, task_values
+from study.report.stats import mean_interval_half_width, percent_change
+
+OK = str(Status.OK)
+COLOURS = {"random": "#577590", "tpe": "#2a9d8f", "halving": "#e76f51"}
+NAMES = {"random": "random search", "tpe": "TPE", "halving": "successive halving"}
+
+
+@dataclass
+class BestFoundData:
+    tasks: tuple[str, ...]
+    steps_per_run: int
+    runs: pd.DataFrame  # one row per search run, in each searcher's order, with the choice after it
+    curve: pd.DataFrame  # per searcher and position: compute and the choice's score over seeds
+    references: pd.DataFrame  # per seed: the GradNorm run (and its GradNorm-Static retrain's score)
+    stats: dict[str, Any]
+    problems: list[str] = field(default_factory=list)
+
+
+def best_found_data(runs: pd.DataFrame, order: pd.DataFrame, steps_per_run: int) -> BestFoundData:
+    """`order`: searcher, seed, index, key, steps of every proposal (study.plan.search_proposals)."""
+    tasks = task_names(runs)
+    problems: list[str] = []
+    ok = runs[runs["status"] == OK]
+    references = ok[ok["method"] == "gradnorm"].drop_duplicates("seed").set_index("seed")
+    if references.empty:
+        problems.append("The comparison needs a finished GradNorm run; none has finished yet.")
+    by_key = runs.set_index("key")
+    rows = []
+    for (searcher, seed), proposals in order.groupby(["searcher", "seed"], sort=False):
+        if seed not in references.index:
+            continue
+        reference_losses = task_values(references.loc[[seed]], "test_loss", tasks)[0]
+        steps_spent, seconds_spent, trained = 0, 0.0, []
+        for proposal in proposals.sort_values("index").itertuples():
+            if proposal.key not in by_key.index:
+                break  # not trained yet: the searcher's later proposals are not known either
+            run = by_key.loc[proposal.key]
+            steps_spent += int(proposal.steps)
+            seconds_spent += float(run["wall_time_s"]) if pd.notna(run["wall_time_s"]) else 0.0
+            good = run["status"] == OK and pd.notna(run["validation_value"])
+            change = float(percent_change(reference_losses, task_values(by_key.loc[[proposal.key]], "test_loss", tasks))[0]) if run["status"] == OK else np.nan
+            trained.append((int(proposal.steps), float(run["validation_value"]) if good else np.inf, change))
+            rows.append({"searcher": searcher, "seed": int(seed), "index": int(proposal.index), "key": proposal.key,
+                         "steps": int(proposal.steps), "status": run["status"], "validation_value": trained[-1][1],
+                         "change_pct": change, "compute_steps": steps_spent, "compute_s": seconds_spent,
+                         "chosen_change_pct": chosen_change(trained)})
+    table = pd.DataFrame(rows, columns=["searcher", "seed", "index", "key", "steps", "status", "validation_value",
+                                        "change_pct", "compute_steps", "compute_s", "chosen_change_pct"])
+    seeds = len(references)
+    curve = mean_curve(table, seeds)
+    references = references.assign(spread_pct=gradnorm_spread(references, tasks))
+    stats = summary_stats(table, curve, references, ok, tasks, steps_per_run)
+    if seeds and len(table) and not len(curve):
+        problems.append("No searcher has results at every seed yet: the curves start when one has.")
+    return BestFoundData(tasks, steps_per_run, table, curve, references.reset_index(), stats, problems)
+
+
+def chosen_change(trained: list[tuple[int, float, float]]) -> float:
+    """The test change of the best-on-validation run among the longest-trained so far (NaN: none usable).
+
+    `trained`: (steps, validation value (inf: failed), test change) of each run so far.
+    """
+    longest = max(steps for steps, _, _ in trained)
+    candidates = [(value, change) for steps, value, change in trained if steps == longest and np.isfinite(value)]
+    if not candidates:
+        return float("nan")
+    return min(candidates, key=lambda candidate: candidate[0])[1]  # min keeps the first of equal values
+
+
+def mean_curve(table: pd.DataFrame, seeds: int) -> pd.DataFrame:
+    """Per searcher and position: mean compute, and the mean, range and t-interval of the choice's score,
+    over the seeds that have reached that position (kept only once all have)."""
+    columns = ["searcher", "index", "compute_steps", "compute_s", "mean_change_pct", "low_change_pct",
+               "high_change_pct", "ci_half_width", "seeds"]
+    if table.empty or not seeds:
+        return pd.DataFrame(columns=columns)
+    grouped = table.groupby(["searcher", "index"], sort=False)
+    curve = grouped.agg(compute_steps=("compute_steps", "mean"), compute_s=("compute_s", "mean"),
+                        mean_change_pct=("chosen_change_pct", "mean"), low_change_pct=("chosen_change_pct", "min"),
+                        high_change_pct=("chosen_change_pct", "max"), std=("chosen_change_pct", "std"),
+                        seeds=("seed", "nunique")).reset_index()
+    curve = curve[curve["seeds"] == seeds].copy()
+    curve["ci_half_width"] = [mean_interval_half_width(std, n) for std, n in zip(curve["std"], curve["seeds"])]
+    return curve[columns].reset_index(drop=True)
+
+
+def crossing(curve: pd.DataFrame, steps_per_run: int) -> dict[str, Any]:
+    """One searcher's curve: the least compute from which its mean choice stays at or above GradNorm
+    (>= 0 %) to the end of the budget, and where it ends.
+
+    "Stays", not "first touches": a choice made on validation can get worse on test as the
+    search goes on, and a crossing the curve falls back from is not one a user can rely on.
+    """
+    if curve.empty:
+        return {"steps_to_match_gradnorm": None, "runs_to_match_gradnorm": None}
+    below = np.flatnonzero(~(curve["mean_change_pct"].to_numpy() >= 0))
+    start = below[-1] + 1 if len(below) else 0
+    steps = float(curve["compute_steps"].iloc[start]) if start < len(curve) else None
+    last = curve.iloc[-1]
+    return {
+        "steps_to_match_gradnorm": steps,
+        "runs_to_match_gradnorm": steps / steps_per_run if steps is not None else None,
+        "steps_spent": float(last["compute_steps"]),
+        "seconds_spent": float(last["compute_s"]),
+        "final_change_pct": float(last["mean_change_pct"]),
+        "final_change_low": float(last["low_change_pct"]),
+        "final_change_high": float(last["high_change_pct"]),
+        "final_change_ci_half_width": float(last["ci_half_width"]),
+    }
+
+
+def summary_stats(table: pd.DataFrame, curve: pd.DataFrame, references: pd.DataFrame, ok: pd.DataFrame,
+                  tasks: tuple[str, ...], steps_per_run: int) -> dict[str, Any]:
+    stats: dict[str, Any] = {"seeds": int(len(references)), "steps_per_run": steps_per_run, "searchers": {}}
+    for searcher, part in table.groupby("searcher", sort=False):
+        entry = crossing(curve[curve["searcher"] == searcher], steps_per_run)
+        entry["runs_trained"] = int(len(part))
+        entry["runs_failed"] = int((part["status"] != OK).sum())
+        final = part.sort_values("index").groupby("seed").tail(1)
+        entry["final_change_pct_by_seed"] = {int(s): float(v) for s, v in zip(final["seed"], final["chosen_change_pct"])}
+        stats["searchers"][searcher] = entry
+    stats["gradnorm_spread_pct"] = {int(seed): float(v) for seed, v in references["spread_pct"].items()}
+    stats["gradnorm_seconds"] = float(references["wall_time_s"].mean()) if len(references) else None
+    retrained = ok[(ok["method"] == "gradnorm-static") & ok["seed"].isin(references.index)]
+    if len(retrained):
+        change = percent_change(task_values(references.loc[retrained["seed"]], "test_loss", tasks),
+                                task_values(retrained, "test_loss", tasks))
+        stats["gradnorm_static_change_pct"] = float(change.mean())
+        stats["gradnorm_static_change_by_seed"] = {int(s): float(v) for s, v in zip(retrained["seed"], change)}
+        stats["gradnorm_static_seconds"] = float(retrained["wall_time_s"].mean())
+    return stats
+
+
+def best_found_plot(data: BestFoundData, axis: str = "compute_steps") -> go.Figure:
+    """Each searcher's mean choice (line) and range over seeds (band) against compute on a log axis;
+    GradNorm at one run's compute (its seed range as an error bar), GradNorm-Static at two runs'."""
+    figure = go.Figure()
+    for searcher, curve in data.curve.groupby("searcher", sort=False):
+        colour = COLOURS.get(searcher, "#888888")
+        x = curve[axis].to_numpy()
+        figure.add_trace(go.Scatter(x=np.r_[x, x[::-1]], y=np.r_[curve["high_change_pct"], curve["low_change_pct"][::-1]],
+                                    fill="toself", line={"width": 0, "shape": "hv"}, fillcolor=_transparent(colour),
+                                    hoverinfo="skip", name=f"{NAMES.get(searcher, searcher)}: range over seeds"))
+        figure.add_trace(go.Scatter(x=x, y=curve["mean_change_pct"], mode="lines+markers", line={"color": colour, "shape": "hv"},
+                                    marker={"size": 5}, name=f"{NAMES.get(searcher, searcher)}: mean over seeds"))
+    stats = data.stats
+    seconds = axis == "compute_s"
+    gradnorm_x = stats["gradnorm_seconds"] if seconds else data.steps_per_run
+    spread = list(stats["gradnorm_spread_pct"].values())
+    if gradnorm_x is not None and spread:
+        figure.add_trace(go.Scatter(
+            x=[gradnorm_x], y=[0.0], mode="markers", name="one GradNorm run (0 %; bar: its seed range)",
+            marker={"symbol": "diamond", "size": 12, "color": "black"},
+            error_y={"type": "data", "symmetric": False, "array": [max(spread)], "arrayminus": [-min(spread)]}))
+    if "gradnorm_static_change_pct" in stats:
+        by_seed = list(stats["gradnorm_static_change_by_seed"].values())
+        static_x = (stats["gradnorm_seconds"] + stats["gradnorm_static_seconds"]) if seconds else 2 * data.steps_per_run
+        figure.add_trace(go.Scatter(
+            x=[static_x], y=[stats["gradnorm_static_change_pct"]], mode="markers",
+            name="GradNorm + GradNorm-Static (two runs; bar: seed range)",
+            marker={"symbol": "star", "size": 14, "color": "#f4a261", "line": {"width": 1, "color": "black"}},
+            error_y={"type": "data", "symmetric": False, "array": [max(by_seed) - stats["gradnorm_static_change_pct"]],
+                     "arrayminus": [stats["gradnorm_static_change_pct"] - min(by_seed)]}))
+    figure.add_hline(y=0, line={"color": "black", "dash": "dash", "width": 1})
+    unit = "worker seconds (each packed run charged its share)" if seconds else "training steps"
+    figure.update_layout(title="Best static weighting found (chosen on validation) vs compute spent",
+                         xaxis={"title": f"compute spent per seed ({unit}), log scale", "type": "log", "dtick": 1},
+                         yaxis_title="test % change vs GradNorm (higher is better)", template="plotly_white",
+                         legend={"orientation": "h", "y": -0.25})
+    return figure
+
+
+def _transparent(colour: str) -> str:
+    red, green, blue = (int(colour[i:i + 2], 16) for i in (1, 3, 5))
+    return f"rgba({red},{green},{blue},0.18)"

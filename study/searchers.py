@@ -1,0 +1,192 @@
+"""Searches over static weights at a compute budget (the `search` study kind).
+
+Each searcher, for one seed, is a pure function of the spec and of the
+validation values recorded so far: it returns every weighting it can propose
+now, in order. A launch trains what is new and asks again, until nothing new
+comes; a relaunch, or a report, replays the same proposals from the recorded
+values. So an adaptive search keeps the plan/key/exactly-once design of the
+other kinds: the same spec and results give the same keys.
+
+Every searcher works in the same space: w = T * u / sum(u) with log u_i
+uniform in [log smallest, 0] for the draws of `random` (and of the other two
+where they draw at random).
+
+    random   the baseline: floor(budget / steps) weightings drawn up front.
+    tpe      Optuna's TPE (multivariate, constant liar inside a batch): one
+             random batch of `startup`, then `batch` at a time, each round
+             modelled on every earlier round's validation values.
+    halving  synchronous successive halving: n_0 random weightings trained for
+             steps / eta^(rungs-1); the best 1/eta of each rung (on validation)
+             trained eta times longer from scratch, up to training.steps; n_0
+             the most the budget pays for.
+
+Why our own synchronous halving and not Ray Tune's ASHA or Optuna's pruner:
+both stop a trial from its intermediate reports while it trains, which (1)
+stops a whole pack of runs at once, since a packed Tune trial trains many
+runs, and (2) makes which runs go on depend on the order their reports
+arrive, so a relaunch could not replay it and seeds would differ by timing.
+Promoting at rung boundaries from recorded results is deterministic, packs
+every rung and keeps the driver the one writer. The cost: a promoted run
+trains again from step 0 (no checkpoint), counted in full in the budget.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from study.spec import Search
+
+# An outcome: a recorded run's validation value; math.inf for a failed run (the worst);
+# None while the run is not recorded yet.
+Outcome = Callable[["Proposal"], "float | None"]
+
+
+@dataclass(frozen=True)
+class Proposal:
+    searcher: str
+    seed: int
+    index: int  # order within the searcher at this seed
+    round: int  # which round of proposals it came in (0: needs no results)
+    draws: tuple[float, ...]  # u before scaling, each in [smallest, 1]
+    steps: int  # how long it trains
+    rung: int | None = None  # halving only
+
+    @property
+    def weights(self) -> tuple[float, ...]:
+        return scale_to_task_count(self.draws)
+
+
+def scale_to_task_count(draws: tuple[float, ...]) -> tuple[float, ...]:
+    total = math.fsum(draws)
+    return tuple(len(draws) * u / total for u in draws)
+
+
+def full_runs(budget_steps: int, steps: int) -> int:
+    """Full-length runs random search and TPE can afford."""
+    return budget_steps // steps
+
+
+def rung_steps(steps: int, eta: int, rungs: int) -> list[int]:
+    """Halving's training lengths, shortest first: steps / eta^(rungs-1), ..., steps."""
+    return [max(1, round(steps / eta ** (rungs - 1 - k))) for k in range(rungs)]
+
+
+def rung_sizes(first: int, eta: int, rungs: int) -> list[int]:
+    """How many weightings each rung trains: n_k = floor(n_0 / eta^k)."""
+    return [first // eta ** k for k in range(rungs)]
+
+
+def halving_first_rung(budget_steps: int, steps: int, eta: int, rungs: int) -> int:
+    """The largest n_0 whose rungs cost at most the budget with one run left at the last rung; 0 if none."""
+    lengths = rung_steps(steps, eta, rungs)
+    cost = lambda first: sum(n * b for n, b in zip(rung_sizes(first, eta, rungs), lengths))  # noqa: E731
+    first = eta ** (rungs - 1)  # the fewest that leave one weighting at the last rung
+    if cost(first) > budget_steps:
+        return 0
+    while cost(first + 1) <= budget_steps:
+        first += 1
+    return first
+
+
+def trial_count(section: "Search", steps: int) -> int:
+    """Runs one seed's searchers train in all (the driver's progress total)."""
+    count = 0
+    for searcher in section.searchers:
+        if searcher == "halving":
+            first = halving_first_rung(section.budget_steps, steps, section.eta, section.rungs)
+            count += sum(rung_sizes(first, section.eta, section.rungs))
+        else:
+            count += full_runs(section.budget_steps, steps)
+    return count
+
+
+def propose(section: "Search", tasks: int, steps: int, seed: int, searcher: str, outcome: Outcome) -> list[Proposal]:
+    """Every weighting `searcher` proposes at `seed` given the outcomes known so far, in order."""
+    if searcher == "random":
+        return _random(section, tasks, steps, seed)
+    if searcher == "tpe":
+        return _tpe(section, tasks, steps, seed, outcome)
+    if searcher == "halving":
+        return _halving(section, tasks, steps, seed, outcome)
+    raise ValueError(f"searcher: unknown searcher {searcher!r}")
+
+
+def _generator(section: "Search", searcher: str, seed: int, round_: int = 0) -> np.random.Generator:
+    """Each searcher, seed and round its own stream: no two searchers draw the same weightings."""
+    return np.random.default_rng([section.weight_seed, ("random", "tpe", "halving").index(searcher), seed, round_])
+
+
+def _draw(section: "Search", generator: np.random.Generator, count: int, tasks: int) -> list[tuple[float, ...]]:
+    logs = generator.uniform(math.log(section.smallest), 0.0, size=(count, tasks))
+    return [tuple(float(u) for u in row) for row in np.exp(logs)]
+
+
+def _random(section: "Search", tasks: int, steps: int, seed: int) -> list[Proposal]:
+    draws = _draw(section, _generator(section, "random", seed), full_runs(section.budget_steps, steps), tasks)
+    return [Proposal("random", seed, i, 0, u, steps) for i, u in enumerate(draws)]
+
+
+def _tpe(section: "Search", tasks: int, steps: int, seed: int, outcome: Outcome) -> list[Proposal]:
+    total = full_runs(section.budget_steps, steps)
+    first = min(section.startup, total)
+    proposals = [Proposal("tpe", seed, i, 0, u, steps)
+                 for i, u in enumerate(_draw(section, _generator(section, "tpe", seed), first, tasks))]
+    round_ = 0
+    while len(proposals) < total:
+        values = [outcome(p) for p in proposals]
+        if any(v is None for v in values):
+            return proposals  # the next batch is modelled on these: wait for them
+        round_ += 1
+        size = min(section.batch, total - len(proposals))
+        batch = tpe_batch(section, tasks, seed, round_, [p.draws for p in proposals], values, size)
+        proposals += [Proposal("tpe", seed, len(proposals) + i, round_, u, steps) for i, u in enumerate(batch)]
+    return proposals
+
+
+def tpe_batch(
+    section: "Search", tasks: int, seed: int, round_: int, history: list[tuple[float, ...]], values: list[float], size: int
+) -> list[tuple[float, ...]]:
+    """`size` draws from TPE fitted to `history` (draws and validation values; inf: failed)."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    space = {f"u{i}": optuna.distributions.FloatDistribution(section.smallest, 1.0, log=True) for i in range(tasks)}
+    with warnings.catch_warnings():  # multivariate and constant_liar are marked experimental
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        seed_of_round = int(np.random.SeedSequence([section.weight_seed, seed, round_]).generate_state(1)[0])
+        sampler = optuna.samplers.TPESampler(seed=seed_of_round, n_startup_trials=0, multivariate=True, constant_liar=True)
+        search = optuna.create_study(direction="minimize", sampler=sampler)
+        for draws, value in zip(history, values):
+            params = {f"u{i}": u for i, u in enumerate(draws)}
+            state = optuna.trial.TrialState.COMPLETE if math.isfinite(value) else optuna.trial.TrialState.FAIL
+            search.add_trial(optuna.trial.create_trial(params=params, distributions=space, state=state,
+                                                       value=value if math.isfinite(value) else None))
+        batch = []
+        for _ in range(size):
+            trial = search.ask(space)  # left RUNNING: the constant liar keeps the batch apart
+            batch.append(tuple(float(trial.params[f"u{i}"]) for i in range(tasks)))
+    return batch
+
+
+def _halving(section: "Search", tasks: int, steps: int, seed: int, outcome: Outcome) -> list[Proposal]:
+    lengths = rung_steps(steps, section.eta, section.rungs)
+    first = halving_first_rung(section.budget_steps, steps, section.eta, section.rungs)
+    sizes = rung_sizes(first, section.eta, section.rungs)
+    draws = _draw(section, _generator(section, "halving", seed), first, tasks)
+    rung = [Proposal("halving", seed, i, 0, u, lengths[0], rung=0) for i, u in enumerate(draws)]
+    proposals = list(rung)
+    for k in range(1, section.rungs):
+        values = [outcome(p) for p in rung]
+        if any(v is None for v in values):
+            return proposals
+        # the best n_k of the rung below, on validation (a stable sort: ties keep their order)
+        promoted = [rung[i] for i in sorted(range(len(rung)), key=lambda i: values[i])[:sizes[k]]]
+        rung = [Proposal("halving", seed, len(proposals) + i, k, p.draws, lengths[k], rung=k) for i, p in enumerate(promoted)]
+        proposals += rung
+    return proposals
