@@ -261,3 +261,43 @@ def test_an_interrupted_study_relaunched_ends_with_every_key_exactly_once(capsys
     complete = Counter(t.user_attrs["key"] for t in trials if t.state.name == "COMPLETE")
     assert set(complete) == planned and set(complete.values()) == {1}
     assert all(t.user_attrs["status"] == "stale" for t in trials if t.state.name != "COMPLETE")
+
+
+@pytest.mark.slow
+def test_search_study_runs_in_rounds_once_each_and_the_report_replays_it(capsys, tmp_path, sqlite_url):
+    """Random, TPE and halving at 90 steps of budget (3 runs of 30): rounds planned from recorded results."""
+    import json
+
+    spec_text = {"study": "tiny", "kind": "search", "workload": "toy", "workload_options": TINY_TOY,
+                 "training": {"steps": 30, "log_every": 10},
+                 "search": {"budget_steps": 90, "batch": 1, "startup": 1, "rungs": 2}}
+    spec_path = tmp_path / "search.yaml"
+    spec_path.write_text(yaml.safe_dump(spec_text))
+    spec = parse_spec(spec_text)
+    # per seed: GradNorm, 3 random, 3 tpe, halving rungs of 10 and 30 steps (5 * 10 + 1 * 30 = 80 <= 90), GradNorm-Static
+    code, err = launch(capsys, spec_path, sqlite_url)
+    assert code == 0, err
+    assert "tiny: 14/14 recorded (14 now, 0 failed)" in err
+
+    from study.report.build import build_report, search_order
+
+    with ResultsDB(sqlite_url, create=False) as results:
+        runs = results.runs("tiny")
+        assert Counter(runs["steps"]) == {30: 1 + 3 + 3 + 1 + 1, 10: 5}
+        # the report replays the launch's search: the same keys, in the order proposed
+        order = search_order(spec, runs)
+        assert set(order["key"]) == set(runs.loc[runs["method"] == "static", "key"])
+        halving = order[order["searcher"] == "halving"].merge(runs, on="key")
+        rung0 = halving[halving["steps_x"] == 10]
+        promoted = halving[halving["steps_x"] == 30].iloc[0]
+        best = rung0.loc[rung0["validation_value"].idxmin()]
+        assert promoted["time_averaged_weight.task0"] == pytest.approx(best["time_averaged_weight.task0"])
+        report = build_report(results, "tiny", tmp_path / "report", png=False)
+    assert set(optuna_keys(sqlite_url, "tiny").values()) == {1}
+    summary = json.loads((tmp_path / "report" / "summary.json").read_text())
+    assert set(summary["search"]["searchers"]) == {"random", "tpe", "halving"}
+    assert summary["search"]["searchers"]["halving"]["steps_spent"] == 80
+    assert report.summary["problems"] == []
+    # a relaunch finds every round recorded: nothing to run, no Ray
+    code, err = launch(capsys, spec_path, sqlite_url)
+    assert code == 0 and "all 14 planned trials are recorded; nothing to run" in err

@@ -413,3 +413,80 @@ def test_the_step_a_task_was_taken_out_is_stored_queried_and_marked(results):
     assert data.stuck[["key", "task", "step"]].to_dict(orient="records") == [{"key": config.key(), "task": "b", "step": 20}]
     marks = [trace for trace in weights_plot(data).data if trace.name == "task taken out (stuck)"]
     assert len(marks) == 1 and list(marks[0].x) == [20]
+
+
+def with_validation(result, value):
+    return dataclasses.replace(result, validation_metric=value)
+
+
+@pytest.fixture
+def search_study(results):
+    """Two seeds of a random search of three 10-step runs each; hand numbers in the test."""
+    results.create_study("srch", "search", {"study": "srch"})
+    references = {0: (1.0, 100.0), 1: (2.0, 100.0)}
+    for seed, losses in references.items():
+        add(results, "srch", TrialConfig(method="gradnorm", seed=seed, steps=10), fake_result(final_test_losses=losses))
+    add(results, "srch", TrialConfig(method="gradnorm-static", weights=(1.5, 0.5), weights_from="x", seed=0, steps=10),
+        fake_result(final_test_losses=(1.1, 100.0)))  # -5 % vs seed 0's GradNorm
+    proposals = {
+        0: [((1.0, 1.0), 3.0, (0.9, 110.0)),   # 100 * mean(0.1, -0.1) = 0
+            ((0.5, 1.5), 2.0, (1.2, 100.0)),   # 100 * mean(-0.2, 0) = -10
+            ((1.5, 0.5), 5.0, (0.8, 95.0))],   # +12.5, but the worst on validation
+        1: [((1.0, 1.0), 1.0, (1.0, 100.0)),   # 100 * mean(0.5, 0) = +25
+            ((0.5, 1.5), 4.0, (2.0, 100.0)),   # 0
+            ((1.5, 0.5), None, None)],         # diverged
+    }
+    order = []
+    for seed, runs in proposals.items():
+        for index, (weights, validation, losses) in enumerate(runs):
+            config = TrialConfig(method="static", weights=weights, seed=seed, steps=10)
+            result = diverged_result() if losses is None else with_validation(fake_result(final_test_losses=losses), validation)
+            add(results, "srch", config, result)
+            order.append({"searcher": "random", "seed": seed, "index": index, "key": config.key(), "steps": 10})
+    return results, pd.DataFrame(order)
+
+
+def test_best_found_follows_the_validation_choice_by_hand(search_study):
+    from study.report.best_found import best_found_data
+
+    results, order = search_study
+    data = best_found_data(results.runs("srch"), order, steps_per_run=10)
+    runs = data.runs.set_index(["seed", "index"])
+    # seed 0 chooses the run with the best validation value so far: 0, then -10 (validation 2 < 3), still -10
+    assert runs.loc[0, "chosen_change_pct"].tolist() == pytest.approx([0.0, -10.0, -10.0])
+    assert runs.loc[0, "change_pct"].tolist() == pytest.approx([0.0, -10.0, 12.5])
+    # seed 1: +25 throughout; the diverged run changes nothing
+    assert runs.loc[1, "chosen_change_pct"].tolist() == pytest.approx([25.0, 25.0, 25.0])
+    assert runs.loc[(1, 2), "validation_value"] == math.inf
+    curve = data.curve
+    assert curve["compute_steps"].tolist() == [10, 20, 30]
+    assert curve["compute_s"].tolist() == pytest.approx([1.25, 2.5, 3.75])  # fake runs take 1.25 s each
+    assert curve["mean_change_pct"].tolist() == pytest.approx([12.5, 7.5, 7.5])
+    assert curve["low_change_pct"].tolist() == pytest.approx([0.0, -10.0, -10.0])
+    assert curve["high_change_pct"].tolist() == pytest.approx([25.0, 25.0, 25.0])
+    # t interval of the mean of (-10, 25): t_{0.975, 1} = 12.706, std = 35 / sqrt(2)
+    assert curve["ci_half_width"].iloc[-1] == pytest.approx(12.706 * 35 / math.sqrt(2) / math.sqrt(2), rel=1e-4)
+    entry = data.stats["searchers"]["random"]
+    assert entry["steps_to_match_gradnorm"] == 10 and entry["runs_to_match_gradnorm"] == 1
+    assert entry["final_change_pct"] == pytest.approx(7.5) and entry["runs_trained"] == 6 and entry["runs_failed"] == 1
+    assert entry["final_change_pct_by_seed"] == pytest.approx({0: -10.0, 1: 25.0})
+    assert data.stats["gradnorm_static_change_pct"] == pytest.approx(-5.0)
+    # GradNorm's seed spread: each seed vs the mean of (1, 100) and (2, 100) = (1.5, 100)
+    assert data.stats["gradnorm_spread_pct"] == pytest.approx({0: 100 * (0.5 / 1.5) / 2, 1: -100 * (0.5 / 1.5) / 2})
+
+
+def test_best_found_choice_and_crossing_point_by_hand():
+    from study.report.best_found import chosen_change, crossing
+
+    # halving: the choice is among the longest-trained runs only
+    assert chosen_change([(10, 1.0, -3.0), (10, 0.5, 7.0)]) == 7.0
+    assert chosen_change([(10, 1.0, -3.0), (10, 0.5, 7.0), (30, 2.0, 4.0)]) == 4.0
+    assert math.isnan(chosen_change([(10, math.inf, 1.0)]))
+    curve = pd.DataFrame({"compute_steps": [10, 20, 30, 40, 50], "compute_s": [1, 2, 3, 4, 5],
+                          "mean_change_pct": [-1.0, 2.0, -0.5, 3.0, 4.0], "low_change_pct": [-2.0] * 5,
+                          "high_change_pct": [5.0] * 5, "ci_half_width": [1.0] * 5})
+    # it touches 0 at 20 steps but falls back: it stays at or above GradNorm from 40 on
+    assert crossing(curve, steps_per_run=20)["steps_to_match_gradnorm"] == 40
+    assert crossing(curve, steps_per_run=20)["runs_to_match_gradnorm"] == 2
+    assert crossing(curve.assign(mean_change_pct=[1.0, 2.0, 3.0, 4.0, -0.1]), 20)["steps_to_match_gradnorm"] is None
+    assert crossing(curve.assign(mean_change_pct=[0.0] * 5), 20)["steps_to_match_gradnorm"] == 10

@@ -99,6 +99,18 @@ BAD_SPECS = [
         changed(kind="methods", random_static=DELETE, methods={"methods": ["uncertainty"], "uncertainty_lrs": [0.01, -1]}),
         "methods.uncertainty_lrs[1]: must be a number > 0",
     ),
+    (changed(kind="search", random_static=DELETE, search={"searchers": ["random", "bayes"]}),
+     "search.searchers[1]: unknown searcher 'bayes' (choose from random, tpe, halving)"),
+    (changed(kind="search", random_static=DELETE, search={"budget_steps": 39}),
+     "search.budget_steps: 39 buys less than one run of training.steps 40"),
+    (changed(kind="search", random_static=DELETE, search={"budget_steps": 60, "rungs": 2}),
+     "search.budget_steps: 60 does not pay for halving's 2 rungs (at least 79 steps at eta 3)"),
+    (changed(kind="search", random_static=DELETE, search={"rungs": 5}),
+     "search.rungs: 5 rungs at eta 3 leave the shortest rung under one step of training.steps 40"),
+    (changed(kind="search", random_static=DELETE, search={"eta": 1}), "search.eta: must be >= 2"),
+    (changed(kind="search", random_static=DELETE, search={"batch": 0}), "search.batch: must be >= 1"),
+    (changed(kind="search", random_static=DELETE, search={"smallest": 0}), "search.smallest: must be between 0 and 1"),
+    (changed(kind="search", search={"batch": 2}), "random_static: does not apply to a search study"),
 ]
 
 

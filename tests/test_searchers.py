@@ -1,0 +1,156 @@
+"""The search study kind: searchers' arithmetic by hand, their replay, and planning in rounds."""
+
+import math
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from study.plan import plan_study, planned_count, recorded_outcomes
+from study.searchers import (
+    Proposal,
+    full_runs,
+    halving_first_rung,
+    propose,
+    rung_sizes,
+    rung_steps,
+    scale_to_task_count,
+    trial_count,
+)
+from study.spec import DEFAULT_BUDGET_RUNS, Search, parse_spec
+
+TINY_TOY = {"tasks": 2, "train_size": 400, "test_size": 100}
+
+
+def search_spec(**search):
+    return parse_spec({"study": "s", "kind": "search", "workload": "toy", "workload_options": TINY_TOY,
+                       "seeds": [0, 1], "training": {"steps": 90, "log_every": 30}, "search": search})
+
+
+def first_weight(proposal: Proposal) -> float:
+    """A made-up validation value: the smaller w_0, the better."""
+    return proposal.weights[0]
+
+
+def test_halving_rungs_by_hand():
+    assert rung_steps(1000, 3, 3) == [111, 333, 1000]
+    assert rung_steps(3000, 3, 3) == [333, 1000, 3000]
+    assert rung_steps(40, 2, 1) == [40]
+    assert rung_sizes(18, 3, 3) == [18, 6, 2]
+    assert rung_sizes(20, 3, 3) == [20, 6, 2]
+    # budget 6000: 18 * 111 + 6 * 333 + 2 * 1000 = 5996 fits; 19: 2109 + 1998 + 2000 = 6107 does not
+    assert halving_first_rung(6000, 1000, 3, 3) == 18
+    # the fewest that leave one weighting at the last rung is eta^(rungs-1) = 9: 999 + 999 + 1000 = 2998
+    assert halving_first_rung(2998, 1000, 3, 3) == 9
+    assert halving_first_rung(2997, 1000, 3, 3) == 0
+    assert full_runs(6000, 1000) == 6 and full_runs(6999, 1000) == 6
+
+
+def test_a_search_spec_fills_its_defaults_and_counts_its_trials():
+    spec = search_spec()
+    assert spec.search.budget_steps == DEFAULT_BUDGET_RUNS * 90 == 720
+    assert spec.search.startup == spec.search.batch == 2
+    # random and tpe: 720 // 90 = 8 runs each; halving at rungs (10, 30, 90): n_0 = 24 costs
+    # 240 + 8 * 30 + 2 * 90 = 660, n_0 = 25 costs 250 + 240 + 180 = 670, 26: 260 + 240 + 180 = 680,
+    # 27: 270 + 270 + 270 = 810 > 720, so n_0 = 26 and 26 + 8 + 2 = 36 runs
+    assert halving_first_rung(720, 90, 3, 3) == 26
+    assert trial_count(spec.search, 90) == 8 + 8 + 36
+    # per seed: one GradNorm, one GradNorm-Static and the searchers' runs
+    assert planned_count(spec, plan_study(spec)) == 2 * (1 + 52 + 1)
+
+
+def test_random_draws_span_the_log_range_and_sum_to_the_task_count():
+    section = Search(budget_steps=400 * 90, smallest=0.01)
+    proposals = propose(section, 3, 90, 0, "random", lambda p: None)
+    assert len(proposals) == 400 and all(p.round == 0 and p.steps == 90 for p in proposals)
+    draws = np.array([p.draws for p in proposals])
+    assert draws.min() >= 0.01 and draws.max() <= 1.0
+    # log-uniform: a quarter of the log range below 0.01^(3/4) ~ 0.0316 gets about a quarter of the draws
+    assert 0.2 < (draws < 0.01 ** 0.75).mean() < 0.3
+    assert np.allclose([sum(p.weights) for p in proposals], 3.0)
+    assert scale_to_task_count((1.0, 3.0)) == (0.5, 1.5)
+    # each seed its own draws, the same draws every time
+    again = propose(section, 3, 90, 0, "random", lambda p: None)
+    other_seed = propose(section, 3, 90, 1, "random", lambda p: None)
+    assert [p.draws for p in again] == [p.draws for p in proposals] != [p.draws for p in other_seed]
+
+
+def test_halving_promotes_the_best_on_validation_and_trains_them_longer():
+    section = Search(budget_steps=720)
+    first = propose(section, 2, 90, 0, "halving", lambda p: None)
+    assert [p.steps for p in first] == [10] * 26 and {p.rung for p in first} == {0}
+    # with rung 0 known: the 8 smallest w_0 go on to 30 steps, with the same draws
+    second = propose(section, 2, 90, 0, "halving", lambda p: first_weight(p) if p.rung == 0 else None)
+    promoted = second[26:]
+    assert [p.steps for p in promoted] == [30] * 8 and [p.index for p in promoted] == list(range(26, 34))
+    best_eight = sorted(first, key=first_weight)[:8]
+    assert [p.draws for p in promoted] == [p.draws for p in best_eight]
+    # and the 2 best of those to the full 90
+    every = propose(section, 2, 90, 0, "halving", first_weight)
+    assert [p.steps for p in every[34:]] == [90, 90]
+    assert [p.draws for p in every[34:]] == [p.draws for p in best_eight[:2]]
+    # a failed run (inf) is never promoted
+    failed = propose(section, 2, 90, 0, "halving",
+                     lambda p: math.inf if p.index == best_eight[0].index else first_weight(p))
+    assert best_eight[0].draws not in [p.draws for p in failed[26:]]
+
+
+def test_tpe_waits_for_each_round_replays_exactly_and_models_the_results():
+    section = Search(budget_steps=16 * 90, batch=2, startup=4)
+    assert len(propose(section, 2, 90, 0, "tpe", lambda p: None)) == 4  # the random start only
+    # one round's results known: one more batch, modelled on them
+    two_rounds = propose(section, 2, 90, 0, "tpe", lambda p: first_weight(p) if p.round == 0 else None)
+    assert len(two_rounds) == 6 and [p.round for p in two_rounds[4:]] == [1, 1]
+    every = propose(section, 2, 90, 0, "tpe", first_weight)
+    assert len(every) == 16 and [p.index for p in every] == list(range(16))
+    assert [p.round for p in every] == [0] * 4 + [r for r in range(1, 7) for _ in range(2)]
+    # the same outcomes give the same proposals (what a relaunch and the report rely on)
+    assert [p.draws for p in propose(section, 2, 90, 0, "tpe", first_weight)] == [p.draws for p in every]
+    assert [p.draws for p in every[:6]] == [p.draws for p in two_rounds]
+    # and TPE heads where w_0 is small: its modelled proposals beat the random ones it started from
+    modelled, random_start = [first_weight(p) for p in every[4:]], [first_weight(p) for p in every[:4]]
+    random_search = [first_weight(p) for p in propose(Search(budget_steps=12 * 90), 2, 90, 0, "random", lambda p: None)]
+    assert np.median(modelled) < np.median(random_start) and np.median(modelled) < np.median(random_search)
+
+
+def test_planning_in_rounds_reaches_the_counted_total_with_distinct_keys():
+    spec = search_spec(budget_steps=360, batch=1, startup=1)
+    outcomes: dict[str, float] = {}
+    sizes = []
+    while True:
+        planned = plan_study(spec, outcomes=outcomes)
+        sizes.append(len(planned))
+        new = [p for p in planned if p.key not in outcomes]
+        if not new:
+            break
+        # every run "recorded": validation value w_0 for static runs, 1 for the references
+        outcomes.update({p.key: p.config.weights[0] if p.config.method == "static" else 1.0 for p in new})
+    # round 0: per seed GradNorm, 4 random, 1 tpe, halving's n_0 = 14 (14 * 10 + 4 * 30 + 1 * 90 = 350 <= 360;
+    # 15: 150 + 150 + 90 = 390), GradNorm-Static; then tpe one a round, halving a rung a round
+    assert halving_first_rung(360, 90, 3, 3) == 14
+    assert sizes[0] == 2 * (1 + 4 + 1 + 14 + 1) and len(sizes) == 5  # 4 rounds of proposals, and the check
+    assert sizes[-1] == planned_count(spec, planned) == 2 * (1 + 4 + 4 + 14 + 4 + 1 + 1)
+    keys = [p.key for p in planned]
+    assert len(set(keys)) == len(keys)
+    assert Counter(p.config.method for p in planned) == {"gradnorm": 2, "gradnorm-static": 2, "static": 2 * 27}
+    assert Counter(p.config.steps for p in planned if p.config.method == "static") == {90: 2 * 9, 30: 2 * 4, 10: 2 * 14}
+    # halving's short rungs log at their end
+    assert {p.config.log_every for p in planned if p.config.steps == 10} == {10}
+
+
+def test_recorded_outcomes_take_validation_values_and_make_failures_the_worst():
+    import pandas as pd
+
+    runs = pd.DataFrame({"key": ["a", "b", "c", "d"], "status": ["ok", "diverged", "ok", "crashed"],
+                         "validation_value": [0.5, None, float("nan"), None]})
+    assert recorded_outcomes(runs) == {"a": 0.5, "b": math.inf, "c": math.inf, "d": math.inf}
+
+
+@pytest.mark.parametrize("searcher", ["random", "tpe", "halving"])
+def test_searchers_draw_apart(searcher):
+    """Two searchers never propose the same weighting: each has its own stream, so their keys differ."""
+    section = Search(budget_steps=720)
+    mine = {p.draws for p in propose(section, 2, 90, 0, searcher, lambda p: None)}
+    others = {p.draws for other in ("random", "tpe", "halving") if other != searcher
+              for p in propose(section, 2, 90, 0, other, lambda p: None)}
+    assert mine and not mine & others
