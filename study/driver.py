@@ -374,6 +374,11 @@ def run_rounds(
         if interrupted:
             return planned, True
         planned = plan_study(spec, shape, recorded_outcomes(recorder.results.runs(spec.study)))
+        strays = recorder.keys - {p.key for p in planned}
+        if strays:  # the replay must give back what it proposed, or the rounds would never end
+            raise RuntimeError(f"study {spec.study!r}: replaying the search proposed other trials than it trained "
+                               f"({len(strays)} trained ones are missing from it); is this the Optuna and numpy the "
+                               "study was started with?")
 
 
 def make_packs(spec: StudySpec, shape: WorkloadShape, trials: list[PlannedTrial], slots: int) -> list[list[PlannedTrial]]:

@@ -478,10 +478,11 @@ def test_best_found_follows_the_validation_choice_by_hand(search_study):
 def test_best_found_choice_and_crossing_point_by_hand():
     from study.report.best_found import chosen_change, crossing
 
-    # halving: the choice is among the longest-trained runs only
-    assert chosen_change([(10, 1.0, -3.0), (10, 0.5, 7.0)]) == 7.0
-    assert chosen_change([(10, 1.0, -3.0), (10, 0.5, 7.0), (30, 2.0, 4.0)]) == 4.0
-    assert math.isnan(chosen_change([(10, math.inf, 1.0)]))
+    # the choice is among full-length runs only: halving's short rungs never are
+    assert chosen_change([(30, 1.0, -3.0), (30, 0.5, 7.0)], 30) == 7.0
+    assert math.isnan(chosen_change([(10, 1.0, -3.0), (10, 0.5, 7.0)], 30))
+    assert chosen_change([(10, 0.1, 50.0), (30, 2.0, 4.0), (30, 3.0, 9.0)], 30) == 4.0
+    assert math.isnan(chosen_change([(30, math.inf, 1.0)], 30))
     curve = pd.DataFrame({"compute_steps": [10, 20, 30, 40, 50], "compute_s": [1, 2, 3, 4, 5],
                           "mean_change_pct": [-1.0, 2.0, -0.5, 3.0, 4.0], "low_change_pct": [-2.0] * 5,
                           "high_change_pct": [5.0] * 5, "ci_half_width": [1.0] * 5})

@@ -2,13 +2,19 @@
 
 Each searcher's runs are taken in the order it proposed them (the replayed
 search, study.plan.search_proposals). After each run, the searcher's choice is
-the run with the best validation value among those trained longest so far
-(halving's latest rung; for random and TPE every run is full length), and its
-score is that choice's test % change vs the GradNorm run of the same seed,
+the full-length run (training.steps, like GradNorm's) with the best validation
+value so far, and its score is that choice's test % change vs the GradNorm run
+of the same seed,
 100 * mean_i (L_i^GN - L_i^choice) / L_i^GN (positive: better than GradNorm).
 Compute is the training steps spent so far (and the worker seconds, each
 packed run charged its share of its pack). Seeds are independent replicates
 of the whole search: the curve is the mean over seeds, the band their range.
+
+Halving's shorter rungs spend compute but are never the choice: on a workload
+whose test loss rises late in training (digits does), a short run can beat a
+full one on test, and scoring it against a full GradNorm run would credit the
+search with early stopping, not with its weights. Its curve starts at its
+first full-length run.
 
 The crossing point is the least compute from which a searcher's mean stays at
 or above 0 (GradNorm), in steps and in full runs' worth of steps.
@@ -71,7 +77,7 @@ def best_found_data(runs: pd.DataFrame, order: pd.DataFrame, steps_per_run: int)
             rows.append({"searcher": searcher, "seed": int(seed), "index": int(proposal.index), "key": proposal.key,
                          "steps": int(proposal.steps), "status": run["status"], "validation_value": trained[-1][1],
                          "change_pct": change, "compute_steps": steps_spent, "compute_s": seconds_spent,
-                         "chosen_change_pct": chosen_change(trained)})
+                         "chosen_change_pct": chosen_change(trained, steps_per_run)})
     table = pd.DataFrame(rows, columns=["searcher", "seed", "index", "key", "steps", "status", "validation_value",
                                         "change_pct", "compute_steps", "compute_s", "chosen_change_pct"])
     seeds = len(references)
@@ -83,21 +89,20 @@ def best_found_data(runs: pd.DataFrame, order: pd.DataFrame, steps_per_run: int)
     return BestFoundData(tasks, steps_per_run, table, curve, references.reset_index(), stats, problems)
 
 
-def chosen_change(trained: list[tuple[int, float, float]]) -> float:
-    """The test change of the best-on-validation run among the longest-trained so far (NaN: none usable).
+def chosen_change(trained: list[tuple[int, float, float]], full_steps: int) -> float:
+    """The test change of the best-on-validation full-length run so far (NaN: none yet).
 
     `trained`: (steps, validation value (inf: failed), test change) of each run so far.
     """
-    longest = max(steps for steps, _, _ in trained)
-    candidates = [(value, change) for steps, value, change in trained if steps == longest and np.isfinite(value)]
+    candidates = [(value, change) for steps, value, change in trained if steps == full_steps and np.isfinite(value)]
     if not candidates:
         return float("nan")
     return min(candidates, key=lambda candidate: candidate[0])[1]  # min keeps the first of equal values
 
 
 def mean_curve(table: pd.DataFrame, seeds: int) -> pd.DataFrame:
-    """Per searcher and position: mean compute, and the mean, range and t-interval of the choice's score,
-    over the seeds that have reached that position (kept only once all have)."""
+    """Per searcher and position: mean compute, and the mean, range and t-interval of the choice's score
+    over seeds; only positions where every seed has a choice."""
     columns = ["searcher", "index", "compute_steps", "compute_s", "mean_change_pct", "low_change_pct",
                "high_change_pct", "ci_half_width", "seeds"]
     if table.empty or not seeds:
@@ -106,7 +111,7 @@ def mean_curve(table: pd.DataFrame, seeds: int) -> pd.DataFrame:
     curve = grouped.agg(compute_steps=("compute_steps", "mean"), compute_s=("compute_s", "mean"),
                         mean_change_pct=("chosen_change_pct", "mean"), low_change_pct=("chosen_change_pct", "min"),
                         high_change_pct=("chosen_change_pct", "max"), std=("chosen_change_pct", "std"),
-                        seeds=("seed", "nunique")).reset_index()
+                        seeds=("chosen_change_pct", "count")).reset_index()  # seeds with a choice there
     curve = curve[curve["seeds"] == seeds].copy()
     curve["ci_half_width"] = [mean_interval_half_width(std, n) for std, n in zip(curve["std"], curve["seeds"])]
     return curve[columns].reset_index(drop=True)

@@ -142,6 +142,10 @@ def _search(
     order = search_order(parsed, runs)
     data = best_found_data(runs, order, parsed.training.steps)
     summary["problems"] += data.problems
+    strays = set(runs.loc[runs["method"] == "static", "key"]) - set(order["key"])
+    if strays:
+        summary["problems"].append(f"{len(strays)} recorded static runs are not among the replayed search's proposals "
+                                   "(recorded by another version?); they are left out.")
     summary["search"] = {**data.stats, "budget_steps": parsed.search.budget_steps,
                          "curve": data.curve.to_dict(orient="records")}
     text = best_found_text(data.stats, parsed) + alpha_source(spec)
@@ -175,12 +179,14 @@ def best_found_text(stats: dict[str, Any], spec: StudySpec) -> list[str]:
     text = [
         f"Each searcher spends up to {section.budget_steps} training steps per seed ({section.budget_steps / steps:g} "
         f"runs of {steps} steps) on static weights w = T·u/Σu, each u_i log-uniform in [{section.smallest:g}, 1]; after "
-        "each run its choice is the best on the validation split among its longest-trained runs, scored on the test set "
+        "each run its choice is its full-length run with the best validation value so far, scored on the test set "
         "as 100 · mean_i (L_i^GN − L_i^choice) / L_i^GN against the GradNorm run of the same seed (positive: better "
         f"than GradNorm). Lines: mean over {stats['seeds']} seeds; bands: their range.",
         f"TPE: {section.startup} random weightings, then {section.batch} per round modelled on all earlier rounds. "
         f"Successive halving: rungs of {', '.join(map(str, rung_steps(steps, section.eta, section.rungs)))} steps, the best "
-        f"1/{section.eta} of each rung promoted and retrained from scratch.",
+        f"1/{section.eta} of each rung promoted and retrained from scratch; its shorter rungs spend compute but are "
+        "never the choice (a short run scored against a full GradNorm run would credit it with early stopping), so its "
+        "curve starts at its first full-length run.",
     ]
     for searcher, entry in stats["searchers"].items():
         if "final_change_pct" not in entry:
