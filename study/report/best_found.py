@@ -172,7 +172,7 @@ def best_found_plot(data: BestFoundData, axis: str = "compute_steps") -> go.Figu
         colour = COLOURS.get(searcher, "#888888")
         x = curve[axis].to_numpy()
         figure.add_trace(go.Scatter(x=np.r_[x, x[::-1]], y=np.r_[curve["high_change_pct"], curve["low_change_pct"][::-1]],
-                                    fill="toself", line={"width": 0, "shape": "hv"}, fillcolor=_transparent(colour),
+                                    mode="lines", fill="toself", line={"width": 0, "shape": "hv"}, fillcolor=_transparent(colour),
                                     hoverinfo="skip", name=f"{NAMES.get(searcher, searcher)}: range over seeds"))
         figure.add_trace(go.Scatter(x=x, y=curve["mean_change_pct"], mode="lines+markers", line={"color": colour, "shape": "hv"},
                                     marker={"size": 5}, name=f"{NAMES.get(searcher, searcher)}: mean over seeds"))
