@@ -82,16 +82,21 @@ def rung_sizes(first: int, eta: int, rungs: int) -> list[int]:
     return [first // eta ** k for k in range(rungs)]
 
 
+def halving_cost(first: int, steps: int, eta: int, rungs: int) -> int:
+    """Training steps all of halving's rungs take, starting from `first` weightings."""
+    return sum(n * b for n, b in zip(rung_sizes(first, eta, rungs), rung_steps(steps, eta, rungs)))
+
+
 def halving_first_rung(budget_steps: int, steps: int, eta: int, rungs: int) -> int:
     """The largest n_0 whose rungs cost at most the budget with one run left at the last rung; 0 if none."""
-    lengths = rung_steps(steps, eta, rungs)
-    cost = lambda first: sum(n * b for n, b in zip(rung_sizes(first, eta, rungs), lengths))  # noqa: E731
-    first = eta ** (rungs - 1)  # the fewest that leave one weighting at the last rung
-    if cost(first) > budget_steps:
+    fewest = eta ** (rungs - 1)  # leaves one weighting at the last rung
+    if halving_cost(fewest, steps, eta, rungs) > budget_steps:
         return 0
-    while cost(first + 1) <= budget_steps:
-        first += 1
-    return first
+    low, high = fewest, budget_steps // rung_steps(steps, eta, rungs)[0] + 1  # cost(low) fits, cost(high) does not
+    while high - low > 1:  # the cost grows with n_0: bisect
+        middle = (low + high) // 2
+        low, high = (middle, high) if halving_cost(middle, steps, eta, rungs) <= budget_steps else (low, middle)
+    return low
 
 
 def trial_count(section: "Search", steps: int) -> int:

@@ -20,7 +20,7 @@ from typing import Any, Mapping
 import yaml
 
 from study.errors import BadInput
-from study.searchers import halving_first_rung, rung_sizes, rung_steps
+from study.searchers import halving_cost, halving_first_rung, trial_count
 from workers.config import DEFAULT_ALPHA, DEFAULT_LOG_EVERY, check_field, check_training, default
 
 KINDS = ("random-static", "alpha-sweep", "methods", "search")
@@ -33,6 +33,8 @@ DEFAULT_SMALLEST = 1e-3  # log-uniform: draws span [1e-3, 1] before scaling
 # search and a multi-fidelity one.
 SEARCHERS = ("random", "tpe", "halving")
 DEFAULT_BUDGET_RUNS = 8  # search: each searcher's default budget, in full runs' worth of steps
+MAX_BUDGET_RUNS = 1000
+MAX_SEARCH_TRIALS = 10_000  # per seed, all searchers
 # Study names become database keys, report folders and Optuna study names: bounded and plain.
 STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
@@ -271,22 +273,27 @@ class StudySpec:
             _fail("gradnorm.alpha_from", "an alpha-sweep study sweeps alpha itself")
 
     def _check_search_budget(self) -> None:
-        """The budget buys at least one full run, and halving's shortest rung at least one step."""
+        """The budget buys at least one full run and a bounded number of runs; halving's shortest rung
+        at least one step. (Bounded because a report replays the search from a stored, untrusted spec.)"""
         section, steps = self.search, self.training.steps
         if section.budget_steps is None:
             object.__setattr__(self, "search", dataclasses.replace(section, budget_steps=DEFAULT_BUDGET_RUNS * steps))
         elif section.budget_steps < steps:
             _fail("search.budget_steps", f"{section.budget_steps} buys less than one run of training.steps {steps}")
+        elif section.budget_steps > MAX_BUDGET_RUNS * steps:
+            _fail("search.budget_steps", f"{section.budget_steps} is more than {MAX_BUDGET_RUNS} runs of training.steps {steps}")
         section = self.search
         if "halving" in section.searchers:
             if steps < section.eta ** (section.rungs - 1):
                 _fail("search.rungs", f"{section.rungs} rungs at eta {section.eta} leave the shortest rung under one "
                       f"step of training.steps {steps}")
             if not halving_first_rung(section.budget_steps, steps, section.eta, section.rungs):
-                least = sum(n * b for n, b in zip(rung_sizes(section.eta ** (section.rungs - 1), section.eta, section.rungs),
-                                                   rung_steps(steps, section.eta, section.rungs)))
+                least = halving_cost(section.eta ** (section.rungs - 1), steps, section.eta, section.rungs)
                 _fail("search.budget_steps", f"{section.budget_steps} does not pay for halving's {section.rungs} rungs "
                       f"(at least {least} steps at eta {section.eta})")
+        if trial_count(section, steps) > MAX_SEARCH_TRIALS:
+            _fail("search", f"its searchers would train {trial_count(section, steps)} runs per seed, more than "
+                  f"{MAX_SEARCH_TRIALS}; lower budget_steps or rungs")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data with every default filled in (what the database keeps)."""

@@ -491,3 +491,16 @@ def test_best_found_choice_and_crossing_point_by_hand():
     assert crossing(curve, steps_per_run=20)["runs_to_match_gradnorm"] == 2
     assert crossing(curve.assign(mean_change_pct=[1.0, 2.0, 3.0, 4.0, -0.1]), 20)["steps_to_match_gradnorm"] is None
     assert crossing(curve.assign(mean_change_pct=[0.0] * 5), 20)["steps_to_match_gradnorm"] == 10
+
+
+def test_a_search_report_refuses_to_replay_an_unbounded_stored_spec(results, tmp_path):
+    """The stored spec is untrusted: one asking for 10^15 runs is named as a problem, not replayed."""
+    from study.report.build import build_report
+
+    stored = {"study": "huge", "kind": "search", "workload": "toy", "training": {"steps": 1},
+              "search": {"budget_steps": 10 ** 15, "searchers": ["random"]}}
+    results.create_study("huge", "search", stored)
+    add(results, "huge", TrialConfig(method="gradnorm", steps=1), fake_result())
+    report = build_report(results, "huge", tmp_path / "report", png=False)
+    assert any("search.budget_steps" in problem and "cannot be read" in problem for problem in report.summary["problems"])
+    assert "search" not in report.summary

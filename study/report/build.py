@@ -191,7 +191,7 @@ def best_found_text(stats: dict[str, Any], spec: StudySpec) -> list[str]:
     for searcher, entry in stats["searchers"].items():
         if "final_change_pct" not in entry:
             continue
-        matched = (f"matches GradNorm on average after {entry['steps_to_match_gradnorm']:g} steps "
+        matched = (f"is at or above GradNorm on average from {entry['steps_to_match_gradnorm']:g} steps on "
                    f"({entry['runs_to_match_gradnorm']:.3g} runs' worth)" if entry["steps_to_match_gradnorm"] is not None
                    else "does not match GradNorm on average within its budget")
         half = entry["final_change_ci_half_width"]
