@@ -48,9 +48,13 @@ FIXED_PACK = [
     toy(method="single-task", task=1),
 ]
 GRADNORM_PACK = [toy(method="gradnorm", alpha=alpha) for alpha in (0.0, 0.12, 1.5)]
+# weights set from each run's own losses (DWA's window of 100 steps turns over 5 times), beside a fixed one
+LOSS_DRIVEN_PACK = [toy(method="dwa"), toy(method="rlw"), toy(method="famo"), toy(method="famo", balancer_lr=0.1),
+                    toy(method="equal")]
 
 
-@pytest.mark.parametrize("configs", [FIXED_PACK, GRADNORM_PACK], ids=["fixed-weights", "gradnorm"])
+@pytest.mark.parametrize("configs", [FIXED_PACK, GRADNORM_PACK, LOSS_DRIVEN_PACK],
+                         ids=["fixed-weights", "gradnorm", "loss-driven"])
 def test_each_packed_run_equals_the_run_alone(float64, configs):
     packed = train_pack(configs)
     assert len(packed) == len(configs)
@@ -58,6 +62,9 @@ def test_each_packed_run_equals_the_run_alone(float64, configs):
         assert_same(result, train(config))
     if configs[0].method == "gradnorm":  # the α really differ: the weights went different ways
         assert len({round(r.final_weights[0], 6) for r in packed}) == 3
+    if configs[0].method == "dwa":  # every balancer moved its weights, each its own way
+        assert len({round(r.final_weights[0], 6) for r in packed[:4]}) == 4
+        assert all(r.final_weights != (1.0, 1.0) for r in packed[:4])
 
 
 def test_a_run_that_diverges_fails_alone_and_the_pack_goes_on(float64):
@@ -78,6 +85,9 @@ def test_pack_groups_split_what_cannot_share_a_process():
     assert pack_group(toy(method="gradnorm")) != pack_group(toy(method="equal"))  # weights learned vs fixed
     assert pack_group(toy(method="equal")) != pack_group(toy(method="equal", seed=1))  # another init and batches
     assert pack_group(toy(method="uncertainty")) is None
+    assert pack_group(toy(method="famo")) == pack_group(toy(method="famo", balancer_lr=0.1)) == pack_group(toy(method="dwa"))
+    assert pack_group(toy(method="rlw")) == pack_group(toy(method="equal"))
+    assert pack_group(toy(method="gradnorm")) != pack_group(toy(method="gradnorm", balancer_lr=0.1))  # one Adam on [K, T]
     assert pack_group(toy(method="gradnorm", shared_params=("body.0.weight",))) is None  # needs the linear layer W
     with pytest.raises(ValueError, match="do not form one pack"):
         train_pack([toy(method="equal"), toy(method="gradnorm")])

@@ -3,8 +3,9 @@
 A Figure-4 study is many copies of one small network that differ only in how
 they weight the task losses. The runs of a pack share the workload (data, and
 the initialization: the same seed), the minibatch order and the budget; each
-has its own weights (equal, static, GradNorm-Static, single-task) or its own
-GradNorm α. The K networks' parameters are stacked ([K, ...]) and each layer
+has its own weights (equal, static, GradNorm-Static, single-task), its own
+balancer whose weights follow from its task losses alone (DWA, RLW, FAMO: one
+balancer object per run, stepped on its row of losses), or its own GradNorm α. The K networks' parameters are stacked ([K, ...]) and each layer
 runs once for all K (torch.func.functional_call under vmap). Adam is
 elementwise, so one Adam over the stacked parameters is K independent Adams,
 and each run trains as it would alone (tests/test_packed.py checks it to 1e-5).
@@ -32,7 +33,17 @@ from records import TracePoint, TrialResult, canonical_hash
 from workers.balancers.gradnorm import gradnorm_weight_gradient, loss_ratios, renormalize
 from workers.balancers.static import normalize_to_task_count
 from workers.config import DEFAULT_SHARED_PARAMS, TrialConfig
-from workers.training import FinalEvaluation, batches, describe, final_evaluation, floats, trial_result
+from workers.balancers import Balancer
+from workers.training import (
+    LOSS_DRIVEN_METHODS,
+    FinalEvaluation,
+    batches,
+    describe,
+    final_evaluation,
+    floats,
+    loss_driven_balancer,
+    trial_result,
+)
 from workers.workloads import build_workload
 from workers.workloads.base import Split, Workload
 
@@ -44,20 +55,22 @@ EVAL_CHUNK = 16
 def pack_group(config: TrialConfig) -> str | None:
     """Runs with the same group can share a pack; None: this run trains alone.
 
-    Everything but the loss weighting must match; GradNorm runs pack only with
-    GradNorm runs (their α may differ) and need the fast per-task norms of a
+    Everything but the loss weighting must match (fixed weights, DWA, RLW and FAMO
+    pack together; uncertainty weighting does not, its weights learn through the
+    network's own loss); GradNorm runs pack only with GradNorm runs (their α may differ) and need the fast per-task norms of a
     linear shared layer's weight.
     """
     method = config.method
-    if method in FIXED_WEIGHT_METHODS:
-        kind = "fixed"
+    if method in FIXED_WEIGHT_METHODS + LOSS_DRIVEN_METHODS:
+        kind = "weights without gradients"  # fixed, or set from the losses by a balancer per run
     elif (method == "gradnorm" and config.shared_params == DEFAULT_SHARED_PARAMS and config.initial_loss == "first"
           and config.weight_update is None and config.stuck_window is None):
         kind = "gradnorm"
     else:
         return None
     shared = config.to_dict()
-    for name in ("method", "alpha", "weights", "weights_from", "task"):
+    # a GradNorm pack shares one Adam on [K, T] weights, so one balancer_lr; FAMO's runs each have their own
+    for name in ("method", "alpha", "weights", "weights_from", "task") + (("balancer_lr",) if kind != "gradnorm" else ()):
         shared.pop(name)
     return canonical_hash({"kind": kind, **shared})
 
@@ -280,9 +293,13 @@ def final_evaluations(net: PackedNet, workload: Workload, alive: torch.Tensor) -
 
 
 class PackedBalancer:
-    """The loss weights of K runs [K, T]: fixed rows, or GradNorm rows with their own α."""
+    """The loss weights of K runs [K, T]: fixed rows, rows each run's own loss-driven balancer
+    sets, or GradNorm rows with their own α."""
 
-    def __init__(self, weights: torch.Tensor, alphas: torch.Tensor | None, lr: float | None) -> None:
+    def __init__(
+        self, weights: torch.Tensor, alphas: torch.Tensor | None, lr: float | None, own: dict[int, Balancer] | None = None
+    ) -> None:
+        self._own = dict(own or {})  # run -> its balancer (DWA, RLW, FAMO), stepped on its own losses
         self._weights = weights.clone().requires_grad_(alphas is not None)
         self.alphas = alphas  # [K, 1], GradNorm packs only
         self.needs_task_grad_norms = alphas is not None
@@ -297,7 +314,9 @@ class PackedBalancer:
         if configs[0].method == "gradnorm":
             alphas = torch.tensor([[float(c.alpha)] for c in configs])
             return cls(torch.ones(len(configs), num_tasks), alphas, configs[0].balancer_lr)
-        return cls(torch.stack([fixed_weights(c, num_tasks) for c in configs]), None, None)
+        own = {run: loss_driven_balancer(c, num_tasks) for run, c in enumerate(configs) if c.method in LOSS_DRIVEN_METHODS}
+        rows = [own[run].weights if run in own else fixed_weights(c, num_tasks) for run, c in enumerate(configs)]
+        return cls(torch.stack(rows), None, None, own)
 
     @property
     def weights(self) -> torch.Tensor:
@@ -313,6 +332,12 @@ class PackedBalancer:
         alive = alive.cpu()
         self._weight_sum += torch.where(alive[:, None], self.weights.to(torch.float64), 0.0)
         self._steps += alive[:, None].to(torch.float64)
+        if self._own:
+            task_losses = task_losses.cpu()
+            for run, balancer in self._own.items():
+                if alive[run]:
+                    balancer.step(task_losses[run])
+                    self._weights[run] = balancer.weights
         if self._optimizer is None:
             return
         task_losses, task_grad_norms = task_losses.cpu(), task_grad_norms.detach().cpu()
@@ -327,6 +352,7 @@ class PackedBalancer:
 
     def drop(self, run: int) -> None:
         """A diverged run: its weights stay as they were (its result reports them), out of every update."""
+        self._own.pop(run, None)
         if self._optimizer is not None:
             for state in self._optimizer.state.values():  # zero moments: Adam moves the row no more
                 for value in state.values():

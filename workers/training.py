@@ -46,12 +46,8 @@ def make_balancer(config: TrialConfig, workload: Workload) -> Balancer:
         return SingleTask(num_tasks, config.task)
     if config.method == "uncertainty":
         return UncertaintyWeighting(num_tasks, lr=config.balancer_lr)
-    if config.method == "dwa":
-        return DynamicWeightAverage(num_tasks)
-    if config.method == "rlw":
-        return RandomLossWeighting(num_tasks, seed=config.seed)
-    if config.method == "famo":
-        return FAMO(num_tasks, lr=config.balancer_lr)
+    if config.method in LOSS_DRIVEN_METHODS:
+        return loss_driven_balancer(config, num_tasks)
     if config.method == "gradnorm":
         return GradNorm(
             num_tasks,
@@ -64,6 +60,21 @@ def make_balancer(config: TrialConfig, workload: Workload) -> Balancer:
             stuck_window=config.stuck_window,
         )
     raise ValueError(f"method: unknown method {config.method!r}")
+
+
+# Methods whose weights follow from the task losses alone and enter the network's loss as
+# sum_i w_i L_i: a pack of runs can hold one such balancer per run (workers/packed.py).
+LOSS_DRIVEN_METHODS = ("dwa", "rlw", "famo")
+
+
+def loss_driven_balancer(config: TrialConfig, num_tasks: int) -> Balancer:
+    if config.method == "dwa":
+        return DynamicWeightAverage(num_tasks)
+    if config.method == "rlw":
+        return RandomLossWeighting(num_tasks, seed=config.seed)
+    if config.method == "famo":
+        return FAMO(num_tasks, lr=config.balancer_lr)
+    raise ValueError(f"method: {config.method!r} is not one of {', '.join(LOSS_DRIVEN_METHODS)}")
 
 
 def shared_parameters(workload: Workload, names: tuple[str, ...]) -> list[torch.nn.Parameter]:
