@@ -65,6 +65,8 @@ def check_workload(spec: StudySpec) -> WorkloadShape:
         raise SpecError(
             f"training.batch_size: {spec.training.batch_size} exceeds the {shape.train_size} training samples of {spec.workload}"
         )
+    if spec.kind == "search" and not shape.has_validation:
+        raise SpecError(f"kind: a search chooses among its runs on a validation split, and workload {spec.workload} has none")
     if spec.methods is not None and spec.methods.weights is not None:
         try:
             check_task_count("weights", spec.methods.weights, shape.task_names, spec.workload)

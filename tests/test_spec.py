@@ -115,6 +115,9 @@ BAD_SPECS = [
     (changed(kind="search", random_static=DELETE, search={"batch": 0}), "search.batch: must be >= 1"),
     (changed(kind="search", random_static=DELETE, search={"smallest": 0}), "search.smallest: must be between 0 and 1"),
     (changed(kind="search", search={"batch": 2}), "random_static: does not apply to a search study"),
+    (changed(kind="search", random_static=DELETE, workload="tests.user_workload:build", workload_options={},
+             training={"steps": 40, "batch_size": 16}),
+     "kind: a search chooses among its runs on a validation split, and workload tests.user_workload:build has none"),
 ]
 
 

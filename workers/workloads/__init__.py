@@ -48,6 +48,7 @@ class WorkloadShape:
     # GradNorm a linear shared layer (workers/packed.py).
     packs_fixed_weights: bool = True
     packs_gradnorm: bool = True
+    has_validation: bool = True  # what a study chooses by; a user workload may have none
 
     def run_bytes(self, batch_size: int) -> int:
         """A rough float32 footprint of one run in a pack: parameters, their gradient and
@@ -112,6 +113,7 @@ def inspect_workload(name: str, options: Mapping[str, Any], seed: int) -> Worklo
         test_size=len(workload.test),
         parameters=sum(p.numel() for p in workload.model.parameters()),
         outputs_per_sample=sum(o.numel() for o in outputs),
+        has_validation=workload.validation is not None,
     )
 
 
