@@ -471,6 +471,12 @@ def test_best_found_follows_the_validation_choice_by_hand(search_study):
     assert entry["final_change_pct"] == pytest.approx(7.5) and entry["runs_trained"] == 6 and entry["runs_failed"] == 1
     assert entry["final_change_pct_by_seed"] == pytest.approx({0: -10.0, 1: 25.0})
     assert data.stats["gradnorm_static_change_pct"] == pytest.approx(-5.0)
+    # random search without the luck of its order (finished runs only): best of 1 is the mean, seed 0
+    # (0 - 10 + 12.5) / 3, seed 1 (25 + 0) / 2; best of 2 at seed 0 is the validation-best of a pair:
+    # the -10 run (rank 1) in 2 of 3 pairs, the 0 run (rank 2) in 1, so -20/3; seed 1's pair: +25
+    assert data.random_expected["compute_steps"].tolist() == [10, 20]
+    assert data.random_expected["mean_change_pct"].tolist() == pytest.approx([(2.5 / 3 + 12.5) / 2, (-20 / 3 + 25) / 2])
+    assert data.stats["random_expected"]["steps_to_match_gradnorm"] == 10
     # GradNorm's seed spread: each seed vs the mean of (1, 100) and (2, 100) = (1.5, 100)
     assert data.stats["gradnorm_spread_pct"] == pytest.approx({0: 100 * (0.5 / 1.5) / 2, 1: -100 * (0.5 / 1.5) / 2})
 

@@ -32,6 +32,7 @@ import plotly.graph_objects as go
 from records import Status
 from study.report.figure4 import gradnorm_spread
 from study.report.frames import task_names, task_values
+from study.report.search import random_search_curve
 from study.report.stats import mean_interval_half_width, percent_change
 
 OK = str(Status.OK)
@@ -49,6 +50,8 @@ class BestFoundData:
     references: pd.DataFrame  # per seed: the GradNorm run (and its GradNorm-Static retrain's score)
     stats: dict[str, Any]
     problems: list[str] = field(default_factory=list)
+    # random search's expected choice over every order its runs could have come in (study.report.search)
+    random_expected: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def best_found_data(runs: pd.DataFrame, order: pd.DataFrame, steps_per_run: int) -> BestFoundData:
@@ -83,11 +86,14 @@ def best_found_data(runs: pd.DataFrame, order: pd.DataFrame, steps_per_run: int)
                                         "change_pct", "compute_steps", "compute_s", "chosen_change_pct"])
     seeds = len(references)
     curve = mean_curve(table, seeds)
+    expected = expected_random_curve(table, steps_per_run)
     references = references.assign(spread_pct=gradnorm_spread(references, tasks))
     stats = summary_stats(table, curve, references, ok, tasks, steps_per_run)
+    if len(expected):
+        stats["random_expected"] = crossing(expected, steps_per_run)
     if seeds and len(table) and not len(curve):
         problems.append("No searcher has results at every seed yet: the curves start when one has.")
-    return BestFoundData(tasks, steps_per_run, table, curve, references.reset_index(), stats, problems)
+    return BestFoundData(tasks, steps_per_run, table, curve, references.reset_index(), stats, problems, expected)
 
 
 def chosen_change(trained: list[tuple[int, float, float]], full_steps: int) -> float:
@@ -118,6 +124,17 @@ def mean_curve(table: pd.DataFrame, seeds: int) -> pd.DataFrame:
     return curve[columns].reset_index(drop=True)
 
 
+def expected_random_curve(table: pd.DataFrame, steps_per_run: int) -> pd.DataFrame:
+    """Random search's curve without the luck of its draw order: per k, the exact expected test change
+    of the validation-chosen best of k of its runs (study.report.search), averaged over seeds."""
+    runs = table[(table["searcher"] == "random") & np.isfinite(table["validation_value"])]
+    points = runs.assign(method="static")[["method", "seed", "validation_value", "change_pct"]]
+    curve = random_search_curve(points)
+    if curve.empty:
+        return pd.DataFrame(columns=["compute_steps", "mean_change_pct", "low_change_pct", "high_change_pct"])
+    return curve.assign(compute_steps=curve["runs"] * steps_per_run)
+
+
 def crossing(curve: pd.DataFrame, steps_per_run: int) -> dict[str, Any]:
     """One searcher's curve: the least compute from which its mean choice stays at or above GradNorm
     (>= 0 %) to the end of the budget, and where it ends.
@@ -135,11 +152,11 @@ def crossing(curve: pd.DataFrame, steps_per_run: int) -> dict[str, Any]:
         "steps_to_match_gradnorm": steps,
         "runs_to_match_gradnorm": steps / steps_per_run if steps is not None else None,
         "steps_spent": float(last["compute_steps"]),
-        "seconds_spent": float(last["compute_s"]),
+        "seconds_spent": float(last.get("compute_s", np.nan)),
         "final_change_pct": float(last["mean_change_pct"]),
         "final_change_low": float(last["low_change_pct"]),
         "final_change_high": float(last["high_change_pct"]),
-        "final_change_ci_half_width": float(last["ci_half_width"]),
+        "final_change_ci_half_width": float(last.get("ci_half_width", np.nan)),
     }
 
 
@@ -179,6 +196,10 @@ def best_found_plot(data: BestFoundData, axis: str = "compute_steps") -> go.Figu
                                     marker={"size": 5}, name=f"{NAMES.get(searcher, searcher)}: mean over seeds"))
     stats = data.stats
     seconds = axis == "compute_s"
+    if not seconds and len(data.random_expected):
+        figure.add_trace(go.Scatter(x=data.random_expected["compute_steps"], y=data.random_expected["mean_change_pct"],
+                                    mode="lines", line={"color": COLOURS["random"], "dash": "dot", "shape": "hv"},
+                                    name="random search: expected over draw orders, mean over seeds"))
     gradnorm_x = stats["gradnorm_seconds"] if seconds else data.steps_per_run
     spread = list(stats["gradnorm_spread_pct"].values())
     if gradnorm_x is not None and spread:

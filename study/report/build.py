@@ -199,6 +199,13 @@ def best_found_text(stats: dict[str, Any], spec: StudySpec) -> list[str]:
         text.append(f"{searcher}: {matched}; at {entry['steps_spent']:g} steps its choice is {entry['final_change_pct']:+.2f} % "
                     f"(seed range {entry['final_change_low']:+.2f} to {entry['final_change_high']:+.2f}{interval}), "
                     f"from {entry['runs_trained']} runs ({entry['runs_failed']} failed).")
+    expected = stats.get("random_expected")
+    if expected and expected.get("final_change_pct") is not None:
+        reached = (f"is at or above GradNorm from {expected['runs_to_match_gradnorm']:.3g} runs on"
+                   if expected["steps_to_match_gradnorm"] is not None else "does not reach GradNorm")
+        text.append("Random search without the luck of its draw order (dotted): the exact expected test change of the "
+                    "validation-chosen best of k of its finished runs, over every order they could have come in, mean "
+                    f"over seeds; it {reached}.")
     if "gradnorm_static_change_pct" in stats:
         text.append(f"GradNorm-Static (a second run with GradNorm's E_t[w]): {stats['gradnorm_static_change_pct']:+.2f} % "
                     "vs GradNorm, mean over seeds.")
