@@ -76,7 +76,9 @@ def best_found_data(runs: pd.DataFrame, order: pd.DataFrame, steps_per_run: int)
             steps_spent += int(proposal.steps)
             seconds_spent += float(run["wall_time_s"]) if pd.notna(run["wall_time_s"]) else 0.0
             good = run["status"] == OK and pd.notna(run["validation_value"])
-            change = float(percent_change(reference_losses, task_values(by_key.loc[[proposal.key]], "test_loss", tasks))[0]) if run["status"] == OK else np.nan
+            change = np.nan
+            if run["status"] == OK:
+                change = float(percent_change(reference_losses, task_values(by_key.loc[[proposal.key]], "test_loss", tasks))[0])
             trained.append((int(proposal.steps), float(run["validation_value"]) if good else np.inf, change))
             rows.append({"searcher": searcher, "seed": int(seed), "index": int(proposal.index), "key": proposal.key,
                          "steps": int(proposal.steps), "status": run["status"], "validation_value": trained[-1][1],
