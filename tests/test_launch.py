@@ -301,3 +301,8 @@ def test_search_study_runs_in_rounds_once_each_and_the_report_replays_it(capsys,
     # a relaunch finds every round recorded: nothing to run, no Ray
     code, err = launch(capsys, spec_path, sqlite_url)
     assert code == 0 and "all 14 planned trials are recorded; nothing to run" in err
+    # gns report prints each searcher's line
+    assert main(["report", "tiny", "--storage", sqlite_url, "--out", str(tmp_path / "cli-report")]) == 0
+    printed = capsys.readouterr().out
+    assert all(f"Search {name}: on average" in printed for name in ("random", "tpe", "halving")), printed
+    assert "GradNorm-Static vs GradNorm:" in printed

@@ -75,6 +75,16 @@ def headline(summary: dict) -> list[str]:
         )
     if fig4 and "gradnorm_static_change_pct" in fig4:
         lines.append(f"GradNorm-Static vs GradNorm: {fig4['gradnorm_static_change_pct']:+.2f} %")
+    searchers = summary.get("search", {}).get("searchers", {})
+    for name, entry in searchers.items():
+        if entry.get("final_change_pct") is None:
+            continue
+        reached = (f"on average at or above GradNorm from {entry['runs_to_match_gradnorm']:.3g} runs' worth of steps"
+                   if entry["steps_to_match_gradnorm"] is not None else "on average below GradNorm at the end of its budget")
+        lines.append(f"Search {name}: {reached}; its choice {entry['final_change_pct']:+.2f} % vs GradNorm on test "
+                     f"(seeds {entry['final_change_low']:+.2f} to {entry['final_change_high']:+.2f})")
+    if searchers and "gradnorm_static_change_pct" in summary["search"]:
+        lines.append(f"GradNorm-Static vs GradNorm: {summary['search']['gradnorm_static_change_pct']:+.2f} %")
     fig7 = summary.get("figure7")
     if fig7 and "alpha_chosen_on_validation" in fig7:
         lines.append(
