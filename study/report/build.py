@@ -198,7 +198,7 @@ def best_found_text(stats: dict[str, Any], spec: StudySpec) -> list[str]:
         interval = f", t 95 % CI ±{half:.2f}" if half == half else ""
         text.append(f"{searcher}: {matched}; at {entry['steps_spent']:g} steps its choice is {entry['final_change_pct']:+.2f} % "
                     f"(seed range {entry['final_change_low']:+.2f} to {entry['final_change_high']:+.2f}{interval}), "
-                    f"from {entry['runs_trained']} runs ({entry['runs_failed']} failed).")
+                    f"from {entry['runs_trained']} runs over {stats['seeds']} seeds ({entry['runs_failed']} failed).")
     expected = stats.get("random_expected")
     if expected and expected.get("final_change_pct") is not None:
         reached = (f"is at or above GradNorm from {expected['runs_to_match_gradnorm']:.3g} runs on"
