@@ -5,8 +5,9 @@ they weight the task losses. The runs of a pack share the workload (data, and
 the initialization: the same seed), the minibatch order and the budget; each
 has its own weights (equal, static, GradNorm-Static, single-task), its own
 balancer whose weights follow from its task losses alone (DWA, RLW, FAMO: one
-balancer object per run, stepped on its row of losses), or its own GradNorm α. The K networks' parameters are stacked ([K, ...]) and each layer
-runs once for all K (torch.func.functional_call under vmap). Adam is
+balancer object per run, stepped on its row of losses), or its own GradNorm
+α. The K networks' parameters are stacked ([K, ...]) and each layer runs once
+for all K (torch.func.functional_call under vmap). Adam is
 elementwise, so one Adam over the stacked parameters is K independent Adams,
 and each run trains as it would alone (tests/test_packed.py checks it to 1e-5).
 
@@ -57,8 +58,8 @@ def pack_group(config: TrialConfig) -> str | None:
 
     Everything but the loss weighting must match (fixed weights, DWA, RLW and FAMO
     pack together; uncertainty weighting does not, its weights learn through the
-    network's own loss); GradNorm runs pack only with GradNorm runs (their α may differ) and need the fast per-task norms of a
-    linear shared layer's weight.
+    network's own loss); GradNorm runs pack only with GradNorm runs (their α may
+    differ) and need the fast per-task norms of a linear shared layer's weight.
     """
     method = config.method
     if method in FIXED_WEIGHT_METHODS + LOSS_DRIVEN_METHODS:
