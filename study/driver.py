@@ -106,7 +106,7 @@ def launch(
             try:
                 with LeaseKeeper(results, spec.study) as keeper:
                     requeued = results.requeue(spec.study, failed=retry_failed)
-                    planned = plan_study(spec, shape, recorded_outcomes(results.runs(spec.study)))
+                    planned = plan_from_records(spec, shape, results)
                     recorded_before = results.recorded_keys(spec.study) & {p.key for p in planned}
                     print(
                         f"study {spec.study!r} ({spec.kind}, {spec.workload}): {plural(total, 'trial')} planned, "
@@ -161,7 +161,7 @@ def _already_done(
                 raise StudyBusy(f"study {spec.study!r} is already being run by {holder.describe()}; wait for it or stop it")
             if existing is None or spec_hash(_identity_of(existing.spec)) != spec_hash(spec.identity()):
                 return None
-            planned = plan_study(spec, shape, recorded_outcomes(results.runs(spec.study)))
+            planned = plan_from_records(spec, shape, results)
             keys = {p.key for p in planned}
             if len(keys) < planned_count(spec, planned) or not keys <= results.recorded_keys(spec.study):
                 return None
@@ -173,6 +173,14 @@ def _already_done(
     if retry_failed and failures[0]:
         return None
     return failures
+
+
+def plan_from_records(spec: StudySpec, shape: WorkloadShape, results: ResultsReader) -> list[PlannedTrial]:
+    """The plan given what the database holds: a search's later rounds need the recorded outcomes,
+    every other kind's plan needs nothing from it."""
+    if spec.kind != "search":
+        return plan_study(spec, shape)
+    return plan_study(spec, shape, recorded_outcomes(results.runs(spec.study)))
 
 
 def failure_counts(results: ResultsReader, study: str, keys: set[str]) -> tuple[dict[str, int], dict[str, str]]:
@@ -373,7 +381,7 @@ def run_rounds(
             interrupted = run_trials(spec, shape, runnable, recorder, max_concurrent)
         if interrupted:
             return planned, True
-        planned = plan_study(spec, shape, recorded_outcomes(recorder.results.runs(spec.study)))
+        planned = plan_from_records(spec, shape, recorder.results)
         strays = recorder.keys - {p.key for p in planned}
         if strays:  # the replay must give back what it proposed, or the rounds would never end
             raise RuntimeError(f"study {spec.study!r}: replaying the search proposed other trials than it trained "

@@ -109,24 +109,32 @@ def plan_study(
 def _random_static(spec: StudySpec, seed: int, tasks: int) -> list[PlannedTrial]:
     section = spec.random_static
     # The reference first: an interrupted study can already draw Figure 4 from the runs it has.
-    reference = planned_trial(spec, seed, method="gradnorm", **_gradnorm(spec, spec.gradnorm.alpha))
+    reference = _reference(spec, seed)
     planned = [reference]
     parameters = {name: getattr(section, name) for name in ("concentration", "smallest") if getattr(section, name) is not None}
     draws = random_static_weights(section.runs, tasks, section.weight_seed, section.sampler, **parameters)
     planned += [planned_trial(spec, seed, method="static", weights=tuple(float(w) for w in weights)) for weights in draws]
     if section.gradnorm_static:
-        planned.append(planned_trial(spec, seed, depends_on=reference.key, method="gradnorm-static", weights_from=reference.key))
+        planned.append(_retrained(spec, seed, reference))
     return planned
 
 
 def _search(spec: StudySpec, seed: int, tasks: int, outcomes: Mapping[str, float]) -> list[PlannedTrial]:
-    section = spec.search
-    reference = planned_trial(spec, seed, method="gradnorm", **_gradnorm(spec, spec.gradnorm.alpha))
-    planned = [reference]
-    planned += [trial for _, trial in search_proposals(spec, seed, tasks, outcomes)]
-    if section.gradnorm_static:
-        planned.append(planned_trial(spec, seed, depends_on=reference.key, method="gradnorm-static", weights_from=reference.key))
+    reference = _reference(spec, seed)
+    planned = [reference] + [trial for _, trial in search_proposals(spec, seed, tasks, outcomes)]
+    if spec.search.gradnorm_static:
+        planned.append(_retrained(spec, seed, reference))
     return planned
+
+
+def _reference(spec: StudySpec, seed: int) -> PlannedTrial:
+    """The GradNorm run of a seed, with the spec's GradNorm options."""
+    return planned_trial(spec, seed, method="gradnorm", **_gradnorm(spec, spec.gradnorm.alpha))
+
+
+def _retrained(spec: StudySpec, seed: int, reference: PlannedTrial) -> PlannedTrial:
+    """GradNorm-Static: a second run with `reference`'s E_t[w], once that run is recorded."""
+    return planned_trial(spec, seed, depends_on=reference.key, method="gradnorm-static", weights_from=reference.key)
 
 
 def search_proposals(
@@ -187,10 +195,10 @@ def _methods(spec: StudySpec, seed: int, tasks: int) -> list[PlannedTrial]:
         elif method == "static":
             planned.append(planned_trial(spec, seed, method=method, weights=spec.methods.weights))
         elif method == "gradnorm":
-            reference = planned_trial(spec, seed, method=method, **_gradnorm(spec, spec.gradnorm.alpha))
+            reference = _reference(spec, seed)
             planned.append(reference)
         elif method == "gradnorm-static":
-            planned.append(planned_trial(spec, seed, depends_on=reference.key, method=method, weights_from=reference.key))
+            planned.append(_retrained(spec, seed, reference))
         elif method == "uncertainty" and spec.methods.uncertainty_lrs is not None:
             planned += [planned_trial(spec, seed, method=method, balancer_lr=lr) for lr in spec.methods.uncertainty_lrs]
         else:

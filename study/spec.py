@@ -291,9 +291,10 @@ class StudySpec:
                 least = halving_cost(section.eta ** (section.rungs - 1), steps, section.eta, section.rungs)
                 _fail("search.budget_steps", f"{section.budget_steps} does not pay for halving's {section.rungs} rungs "
                       f"(at least {least} steps at eta {section.eta})")
-        if trial_count(section, steps) > MAX_SEARCH_TRIALS:
-            _fail("search", f"its searchers would train {trial_count(section, steps)} runs per seed, more than "
-                  f"{MAX_SEARCH_TRIALS}; lower budget_steps or rungs")
+        runs = trial_count(section, steps)
+        if runs > MAX_SEARCH_TRIALS:
+            _fail("search", f"its searchers would train {runs} runs per seed, more than {MAX_SEARCH_TRIALS}; "
+                  "lower budget_steps or rungs")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data with every default filled in (what the database keeps)."""

@@ -30,7 +30,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from records import Status
-from study.report.figure4 import gradnorm_spread
+from study.report.figure4 import gradnorm_references, gradnorm_spread
 from study.report.frames import task_names, task_values
 from study.report.search import random_search_curve
 from study.report.stats import mean_interval_half_width, percent_change
@@ -59,7 +59,7 @@ def best_found_data(runs: pd.DataFrame, order: pd.DataFrame, steps_per_run: int)
     tasks = task_names(runs)
     problems: list[str] = []
     ok = runs[runs["status"] == OK]
-    references = ok[ok["method"] == "gradnorm"].drop_duplicates("seed").set_index("seed")
+    references = gradnorm_references(ok)
     if references.empty:
         problems.append("The comparison needs a finished GradNorm run; none has finished yet.")
     by_key = runs.set_index("key")

@@ -44,7 +44,7 @@ class Figure4Data:
 def figure4_data(runs: pd.DataFrame) -> Figure4Data:
     tasks = task_names(runs)
     ok = runs[runs["status"] == OK]
-    references = ok[ok["method"] == "gradnorm"].drop_duplicates("seed").set_index("seed")
+    references = gradnorm_references(ok)
     compared = ok[ok["method"].isin(["static", "gradnorm-static"]) & ok["seed"].isin(references.index)]
     failed_static = int(((runs["method"] == "static") & (runs["status"] != OK)).sum())
     problems = []
@@ -110,6 +110,11 @@ def figure4_data(runs: pd.DataFrame) -> Figure4Data:
         int(seed): dict(zip(tasks, map(float, row))) for seed, row in zip(references.index, task_values(references, "time_averaged_weight", tasks))
     }
     return Figure4Data(tasks, points, weightings, references.reset_index(), fit, stats, problems)
+
+
+def gradnorm_references(ok: pd.DataFrame) -> pd.DataFrame:
+    """The finished GradNorm run of each seed, indexed by seed: what that seed's other runs are compared with."""
+    return ok[ok["method"] == "gradnorm"].drop_duplicates("seed").set_index("seed")
 
 
 def mean_over_seeds(static: pd.DataFrame, tasks: tuple[str, ...]) -> pd.DataFrame:
