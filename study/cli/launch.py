@@ -12,10 +12,10 @@ import argparse
 import dataclasses
 import sys
 
-from study.cli.common import EXIT_TRIALS_FAILED, add_storage_argument, next_steps
+from study.cli.common import EXIT_TRIALS_FAILED, add_storage_argument, allow_user_code, next_steps
 from study.errors import BadInput
 from study.progress import format_duration, plural
-from study.spec import Resources, SpecError, StudySpec, load_spec
+from study.spec import SpecError, StudySpec, load_spec
 
 
 def add_parser(subparsers) -> None:
@@ -42,7 +42,8 @@ def with_resources(spec: StudySpec, cpu: float | None, gpu: float | None) -> Stu
     if cpu is None and gpu is None:
         return spec
     try:
-        resources = Resources(cpu=spec.resources.cpu if cpu is None else cpu, gpu=spec.resources.gpu if gpu is None else gpu)
+        resources = dataclasses.replace(spec.resources, **{name: value for name, value in (("cpu", cpu), ("gpu", gpu))
+                                                           if value is not None})
     except SpecError as error:
         raise BadInput(f"--{str(error)}") from None
     return dataclasses.replace(spec, resources=resources)
@@ -53,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.max_concurrent is not None and args.max_concurrent < 1:
         raise BadInput(f"--max-concurrent: must be >= 1, got {args.max_concurrent}")
+    allow_user_code(args.spec)
     spec = with_resources(load_spec(args.spec), args.cpu, args.gpu)
     summary = launch(
         spec, args.storage, address=args.address, max_concurrent=args.max_concurrent, force_new=args.force_new,
