@@ -332,3 +332,14 @@ def test_the_specs_behind_docs_results_load():
     assert len(specs) >= 10
     for path in specs:
         assert load_spec(path).study == path.stem, path
+
+
+@pytest.mark.parametrize("flags", [{"cpu": 2.0}, {"gpu": 0.5}, {"cpu": 1.0, "gpu": 1.0}])
+def test_command_line_resources_override_only_what_they_name(flags):
+    from study.cli.launch import with_resources
+
+    spec = parse_spec({"study": "s", "kind": "methods", "methods": {"methods": ["equal"]},
+                       "resources": {"cpu": 1, "gpu": 0.25, "pack": 1}})
+    resources = with_resources(spec, flags.get("cpu"), flags.get("gpu")).resources
+    assert resources.pack == 1  # a spec's pack: 1 survives --cpu / --gpu
+    assert (resources.cpu, resources.gpu) == (flags.get("cpu", 1.0), flags.get("gpu", 0.25))
