@@ -41,7 +41,7 @@ from study.plan import PlannedTrial, check_workload, plan_study, planned_count, 
 from study.progress import Progress, plural
 from study.spec import SpecError, StudySpec, parse_spec
 from workers.packed import pack_group, pack_sizes
-from workers.workloads import BUILTIN, WorkloadShape
+from workers.workloads import BUILTIN, WorkloadShape, code_to_ship
 from workers.remote import FINAL, run_trial
 
 # Read by Ray and Tune when they run, not when imported; set before ray.init so
@@ -98,7 +98,9 @@ def launch(
         return LaunchSummary(spec.study, total, total, 0, 0, 0, time.monotonic() - started, False,
                              ray_started=False, failures=done[0], failure_reasons=done[1])
 
-    start_ray(address)
+    where = f"the Ray cluster at {address}" if address else "a local Ray"
+    print(f"study {spec.study!r}: starting {where} (usually 5-30 s) ...", file=stream, flush=True)
+    start_ray(address, code_to_ship(spec.workload))
     try:
         check_resources(spec, ray.cluster_resources())
         with open_writer(url) as results:
@@ -237,12 +239,15 @@ def check_reachable(address: str) -> None:
         raise BadInput(f"--address: cannot join the Ray cluster at {address!r}: {error.strerror or error}") from None
 
 
-def start_ray(address: str | None) -> None:
+def start_ray(address: str | None, code: list[str] = ()) -> None:
+    """Start or join Ray; `code`: a user factory's package folder or .py file, shipped to every worker."""
     if address is not None:
         check_reachable(address)
     # Our progress line is the output; Ray's own notices (such as its token
     # authentication on a local instance) would bury it.
     options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.ERROR}
+    if code:  # on a cluster the workers share no folder with the driver: Ray uploads the module to each node
+        options["runtime_env"] = {"py_modules": list(code)}
     try:
         # A local Ray is for this machine only: Ray's single-machine mode (its default on
         # macOS and Windows) binds every Ray process to 127.0.0.1 instead of all interfaces.

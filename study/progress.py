@@ -63,9 +63,14 @@ class Progress:
         self.started_at = time.monotonic()
         self.stream = stream or sys.stderr
         self.interactive = self.stream.isatty()
+        self._first_started = False
 
     def started(self, key: str) -> None:
         self.running.add(key)
+        if not self._first_started:  # the first sign of life after Ray's start-up
+            self._first_started = True
+            self.note(f"first trials started after {format_duration(time.monotonic() - self.started_at)}")
+            return
         self._draw(newline=False)
 
     def finished(self, key: str, value: float | None) -> None:

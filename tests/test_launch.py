@@ -84,7 +84,7 @@ def test_relaunching_a_finished_study_runs_nothing_and_starts_no_ray(capsys, tmp
     assert launch(capsys, spec_path, sqlite_url)[0] == 0
     before = file_digest(Path(sqlite_url.removeprefix("sqlite:///")))
 
-    def no_ray(address):
+    def no_ray(address, code=()):
         raise AssertionError("a finished study started Ray")
 
     monkeypatch.setattr("study.driver.start_ray", no_ray)

@@ -7,6 +7,7 @@ import fnmatch
 import operator
 import os
 import re
+from pathlib import Path
 
 import pandas as pd
 
@@ -27,6 +28,13 @@ def add_storage_argument(parser: argparse.ArgumentParser) -> None:
         metavar="URL",
         help=f"results database, e.g. postgresql://user@host:port/db; ${STORAGE_ENV} sets the default",
     )
+
+
+def allow_user_code(spec_path: str | None = None) -> None:
+    """A `module:factory` may live in the directory gns runs in, or beside the spec (docs/workloads.md)."""
+    from workers.workloads import allow_imports_from
+
+    allow_imports_from(Path.cwd(), *([Path(spec_path).resolve().parent] if spec_path else []))
 
 
 def next_steps(study: str, storage: str) -> list[str]:

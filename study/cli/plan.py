@@ -8,7 +8,7 @@ import json
 import pandas as pd
 
 from study.choices import resolve_choices
-from study.cli.common import add_storage_argument
+from study.cli.common import add_storage_argument, allow_user_code
 from study.output import write_frame
 from study.plan import describe, plan_study, planned_count
 from study.spec import load_spec
@@ -23,6 +23,7 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    allow_user_code(args.spec)
     spec = resolve_choices(load_spec(args.spec), args.storage)
     planned = plan_study(spec)
     if args.json:

@@ -10,7 +10,7 @@ import yaml
 
 from db import open_writer
 from records import METHODS, TracePoint, TrialResult
-from study.cli.common import add_storage_argument
+from study.cli.common import add_storage_argument, allow_user_code
 from study.errors import BadInput
 from study.output import format_value
 from study.spec import check_study_name
@@ -77,6 +77,7 @@ def _floats(text: str) -> tuple[float, ...]:
 def config_from_args(args: argparse.Namespace) -> TrialConfig:
     from workers.workloads import check_trial
 
+    allow_user_code()
     options = {}
     for item in args.option:
         key, sep, value = item.partition("=")

@@ -6,12 +6,21 @@ fixed by that seed; data should come from the factory's own generator.
 
 Only a name that the user wrote in a spec or on the command line is ever
 imported here; the CLI never passes a workload name read from a database.
+
+Where a user's module may live: anywhere Python already finds it (an
+installed package, PYTHONPATH), or in a folder the command names with
+`allow_imports_from` (the directory `gns` runs in, a spec's folder). Those
+folders are appended to sys.path, so an installed package of the same name
+wins; `code_to_ship` says which file or package folder Ray must carry to
+its workers.
 """
 
 from __future__ import annotations
 
 import importlib
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import torch
@@ -58,16 +67,60 @@ class WorkloadShape:
         return 4 * floats
 
 
+# Folders a user's factory module may be found in besides the installed packages (see the docstring).
+_code_folders: list[Path] = []
+
+
+def allow_imports_from(*folders: str | Path) -> None:
+    """Let a user factory's module be imported from `folders` (appended to sys.path, once each)."""
+    for folder in folders:
+        path = Path(folder).resolve()
+        if path not in _code_folders:
+            _code_folders.append(path)
+        if str(path) not in sys.path:
+            sys.path.append(str(path))
+
+
+def _import_user_module(name: str):
+    module_name, _, _ = name.partition(":")
+    if not module_name or any(not part.isidentifier() for part in module_name.split(".")):
+        raise WorkloadError(f"workload: {name!r} is not package.module:factory (module {module_name!r} is no Python name)")
+    try:
+        return importlib.import_module(module_name)
+    except ImportError as error:
+        parts = module_name.split(".")
+        if error.name not in {".".join(parts[:i]) for i in range(1, len(parts) + 1)}:  # found, but its own import failed
+            raise WorkloadError(f"workload: importing {module_name!r} for {name!r} failed: {error}") from None
+        searched = ", ".join(str(folder) for folder in _code_folders) or "no folder of yours"
+        raise WorkloadError(
+            f"workload: cannot import {module_name!r} for {name!r} ({error}); searched {searched} and the installed "
+            f"packages: put {parts[0]}/ or {parts[0]}.py in the directory you run gns from or beside the spec, "
+            "or pip install it"
+        ) from None
+    except Exception as error:  # a syntax error or a failure while the module runs
+        raise WorkloadError(f"workload: importing {module_name!r} for {name!r} failed: "
+                            f"{type(error).__name__}: {_first_line(error)}") from None
+
+
+def code_to_ship(name: str) -> list[str]:
+    """The package folder or .py file of a user factory found in an `allow_imports_from` folder:
+    what Ray workers (on any node) need to import it. Nothing for built-ins and installed packages."""
+    if name in BUILTIN:
+        return []
+    _import_user_module(name)
+    top = sys.modules[name.partition(":")[0].split(".")[0]]
+    paths = getattr(top, "__path__", None)
+    origin = Path(list(paths)[0] if paths else top.__file__).resolve()
+    return [str(origin)] if any(origin.is_relative_to(folder) for folder in _code_folders) else []
+
+
 def resolve_factory(name: str) -> Factory:
     if name in BUILTIN:
         return BUILTIN[name][0]
     if ":" not in name:
         raise WorkloadError(f"workload: unknown workload {name!r} (built-in: {', '.join(BUILTIN)}; or package.module:factory)")
+    module = _import_user_module(name)
     module_name, _, attribute = name.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as error:
-        raise WorkloadError(f"workload: cannot import {module_name!r} for {name!r} ({error})") from None
     factory = getattr(module, attribute, None)
     if not callable(factory):
         raise WorkloadError(f"workload: {module_name!r} has no callable {attribute!r}")
