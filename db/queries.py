@@ -28,7 +28,16 @@ TASK_QUANTITIES = {
 }
 
 
-def studies(session: Session) -> pd.DataFrame:
+STUDY_COLUMNS = ["study", "kind", "trials", "ok", "failed", "created", "updated"]
+
+
+def studies(session: Session | None) -> pd.DataFrame:
+    """One row per study; None: a database without our tables (empty, or Optuna's studies only)."""
+    rows = [] if session is None else _study_rows(session)
+    return pd.DataFrame(rows, columns=STUDY_COLUMNS).astype({"trials": "int64", "ok": "int64", "failed": "int64"})
+
+
+def _study_rows(session: Session) -> list:
     counts = (
         select(
             TrialRow.study_id,
@@ -40,7 +49,7 @@ def studies(session: Session) -> pd.DataFrame:
         .group_by(TrialRow.study_id)
         .subquery()
     )
-    rows = session.execute(
+    return session.execute(
         select(
             StudyRow.name,
             StudyRow.kind,
@@ -53,8 +62,6 @@ def studies(session: Session) -> pd.DataFrame:
         .outerjoin(counts, counts.c.study_id == StudyRow.id)
         .order_by(StudyRow.created_at)
     ).all()
-    frame = pd.DataFrame(rows, columns=["study", "kind", "trials", "ok", "failed", "created", "updated"])
-    return frame.astype({"trials": "int64", "ok": "int64", "failed": "int64"})
 
 
 def status_counts(session: Session, study_id: int) -> dict[str, int]:

@@ -113,13 +113,13 @@ class ResultsDB(ResultsWriter):
         except Exception as error:  # e.g. sqlite3.DatabaseError: file is not a database
             self.engine.dispose()
             raise NotOurDatabase(f"storage: {self.display_url} cannot be read ({_first_line(error)}); left unchanged") from None
-        if tables and StudyRow.__tablename__ not in tables:
+        # Ours, empty, or an Optuna storage (a gns study joins the studies there); nothing else.
+        foreign = set() if StudyRow.__tablename__ in tables else tables - optuna_tables() - set(Base.metadata.tables)
+        if foreign:
             self.engine.dispose()
-            shown = ", ".join(sorted(tables)[:3]) + (", ..." if len(tables) > 3 else "")
+            shown = ", ".join(sorted(foreign)[:3]) + (", ..." if len(foreign) > 3 else "")
             raise NotOurDatabase(f"storage: {self.display_url} is another application's database (tables {shown}); left unchanged")
-        if not tables and not create:
-            self.engine.dispose()
-            raise NotOurDatabase(f"storage: {self.display_url} holds no gradnorm-study results")
+        self.holds_results = StudyRow.__tablename__ in tables  # False: empty, or Optuna's studies only
         if create and existing_file:  # ours: reopen it for writing
             self.engine.dispose()
             self.engine = create_engine(self.url, **engine_options(self.url))
@@ -164,6 +164,9 @@ class ResultsDB(ResultsWriter):
 
     def _create_schema(self) -> None:
         def create() -> None:
+            # Optuna's tables first: an Optuna storage of another schema version is refused before
+            # anything of ours is added to it.
+            self.optuna  # noqa: B018
             Base.metadata.create_all(self.engine)
             with self.session() as session:
                 info = session.get(SchemaInfo, 1)
@@ -171,12 +174,14 @@ class ResultsDB(ResultsWriter):
                     session.add(SchemaInfo(id=1, version=SCHEMA_VERSION, last_opened_at=_now()))
                 else:
                     info.last_opened_at = _now()
-            self.optuna  # noqa: B018 (creates Optuna's tables)
 
         try:
             retrying(f"setting up {self.display_url}", create)
         except (OperationalError, ProgrammingError) as error:
             raise DatabaseUnreachable(f"storage: cannot write to {self.display_url}: {_first_line(error)}") from None
+        except RuntimeError as error:  # Optuna: its tables come from another Optuna version
+            raise NotOurDatabase(f"storage: {self.display_url}: {_first_line(error)}; left unchanged") from None
+        self.holds_results = True
 
     # ---- studies -------------------------------------------------------------
 
@@ -199,16 +204,19 @@ class ResultsDB(ResultsWriter):
     def _remove_leftover_optuna_study(self, name: str) -> bool:
         """An Optuna study of this name without our row: left by a create that died half-way.
 
-        Ours (it carries KIND_ATTR) or empty: removed. Anything else: refused.
+        Ours (it carries KIND_ATTR): removed. Anything else belongs to an Optuna user sharing this
+        storage, even empty, and is refused, untouched (a create that died between making the
+        Optuna study and marking it leaves one unmarked: the message says how to remove it).
         """
         try:
             optuna_id = self.optuna.get_study_id_from_name(name)
         except KeyError:
             return False
-        made_by_us = KIND_ATTR in self.optuna.get_study_user_attrs(optuna_id)
-        if not made_by_us and self.optuna.get_n_trials(optuna_id) > 0:
+        if KIND_ATTR not in self.optuna.get_study_user_attrs(optuna_id):
             raise DatabaseInputError(
-                f"study: an Optuna study named {name!r}, not made by gradnorm-study, already exists in {self.display_url}"
+                f"study: an Optuna study named {name!r}, not made by gradnorm-study, already exists in "
+                f"{self.display_url}; left unchanged (choose another name, or remove it with "
+                f"optuna delete-study --study-name NAME --storage URL)"
             )
         self.optuna.delete_study(optuna_id)
         return True
@@ -242,8 +250,10 @@ class ResultsDB(ResultsWriter):
         self._remove_leftover_optuna_study(name)
 
     def _study_row(self, name: str, required: bool = True) -> StudyRow | None:
-        with self.session() as session:
-            row = session.scalars(select(StudyRow).where(StudyRow.name == name)).one_or_none()
+        row = None
+        if self.holds_results:
+            with self.session() as session:
+                row = session.scalars(select(StudyRow).where(StudyRow.name == name)).one_or_none()
         if row is None and required:
             raise NoSuchStudy(f"study: no study named {name!r} in {self.display_url}")
         return row
@@ -533,7 +543,7 @@ class ResultsDB(ResultsWriter):
     @_retried
     def studies(self) -> pd.DataFrame:
         with self.session() as session:
-            return queries.studies(session)
+            return queries.studies(session if self.holds_results else None)
 
     @_retried
     def runs(self, study: str) -> pd.DataFrame:
@@ -683,6 +693,14 @@ def _optuna_trial(
         distributions=distributions,
         user_attrs={**user_attrs, **_outcome_attrs(result, failure, worker)},
     )
+
+
+@functools.cache
+def optuna_tables() -> frozenset[str]:
+    """The tables Optuna's RDB storage makes (its SQLAlchemy models, and alembic's version table)."""
+    from optuna.storages._rdb import models  # the one place that knows Optuna's private layout
+
+    return frozenset(models.BaseModel.metadata.tables) | {"alembic_version"}
 
 
 def _study_info(row: StudyRow) -> StudyInfo:

@@ -1,10 +1,17 @@
-"""Helpers several test modules share: ports, waiting on conditions, file digests."""
+"""Helpers several test modules share: ports, waiting on conditions, file digests, optuna-dashboard."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
+import os
 import socket
+import subprocess
+import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Callable, TypeVar
 
@@ -36,3 +43,37 @@ def wait_until(probe: Callable[[], T], what: str, timeout_s: float = GENEROUS_S,
 
 def file_digest(path: Path) -> str | None:
     return hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else None
+
+
+PORT_TRIES = 5
+
+
+def answer(url: str):
+    """The JSON at `url`, or None while the server is not answering yet."""
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return json.load(response)
+    except (urllib.error.URLError, ConnectionError):
+        return None
+
+
+@contextlib.contextmanager
+def dashboard_on(storage: str):
+    """optuna-dashboard on a free port; a port lost to a race between picking and binding is picked again."""
+    executable = Path(sys.executable).with_name("optuna-dashboard")
+    for _ in range(PORT_TRIES):
+        port = free_port()
+        process = subprocess.Popen(
+            [str(executable), storage, "--host", "127.0.0.1", "--port", str(port)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ},
+        )
+        try:
+            base = f"http://127.0.0.1:{port}"
+            wait_until(lambda: answer(f"{base}/api/studies") or process.poll() is not None, "optuna-dashboard to answer")
+            if process.poll() is None:
+                yield base
+                return
+        finally:
+            process.terminate()
+            process.wait(timeout=GENEROUS_S)
+    raise AssertionError(f"optuna-dashboard exited at once on {PORT_TRIES} free ports")

@@ -1,51 +1,9 @@
 """optuna-dashboard, started on our database, serves the study we recorded."""
 
-import contextlib
-import json
-import os
-import subprocess
-import sys
-import urllib.error
-import urllib.request
-from pathlib import Path
-
 from db import ResultsDB
 from tests.fake_results import diverged_result, fake_result
-from tests.helpers import GENEROUS_S, free_port, wait_until
+from tests.helpers import answer, dashboard_on
 from workers.config import TrialConfig
-
-PORT_TRIES = 5
-
-
-def answer(url: str):
-    """The JSON at `url`, or None while the server is not answering yet."""
-    try:
-        with urllib.request.urlopen(url, timeout=10) as response:
-            return json.load(response)
-    except (urllib.error.URLError, ConnectionError):
-        return None
-
-
-@contextlib.contextmanager
-def dashboard_on(storage: str):
-    """optuna-dashboard on a free port; a port lost to a race between picking and binding is picked again."""
-    executable = Path(sys.executable).with_name("optuna-dashboard")
-    for _ in range(PORT_TRIES):
-        port = free_port()
-        process = subprocess.Popen(
-            [str(executable), storage, "--host", "127.0.0.1", "--port", str(port)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ},
-        )
-        try:
-            base = f"http://127.0.0.1:{port}"
-            wait_until(lambda: answer(f"{base}/api/studies") or process.poll() is not None, "optuna-dashboard to answer")
-            if process.poll() is None:
-                yield base
-                return
-        finally:
-            process.terminate()
-            process.wait(timeout=GENEROUS_S)
-    raise AssertionError(f"optuna-dashboard exited at once on {PORT_TRIES} free ports")
 
 
 def test_dashboard_serves_the_recorded_study(database_url):

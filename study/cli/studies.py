@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from db import open_reader
 from study.cli.common import add_storage_argument
@@ -18,5 +19,8 @@ def add_parser(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     with open_reader(args.storage) as results:
-        write_frame(results.studies(), args.format)
+        frame = results.studies()
+        if frame.empty:  # an empty database, one whose studies were deleted, or an Optuna storage
+            print(f"no gradnorm-study studies in {results.display_url} yet", file=sys.stderr)
+        write_frame(frame, args.format)
     return 0
