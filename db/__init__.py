@@ -20,7 +20,18 @@ from db.errors import (
 )
 from db.interface import LeaseHolder, RecordOutcome, ResultsReader, ResultsWriter, StudyInfo
 from db.store import LEASE_TTL_S, ResultsDB, spec_hash
-from db.urls import DEFAULT_URL, parse_url
+from db.files import check_sqlite_file
+from db.urls import DEFAULT_URL, display, parse_url, sqlite_file
+
+
+def check_target(url: str) -> URL:
+    """The parsed URL of a database a writer may open: for SQLite, a folder that exists and a file
+    that is absent, empty or an SQLite database. Raises DatabaseInputError otherwise; writes nothing."""
+    parsed = parse_url(url)
+    path = sqlite_file(parsed)
+    if path is not None:
+        check_sqlite_file(path, display(parsed), must_exist=False)
+    return parsed
 
 
 def open_reader(url: str | URL) -> ResultsReader:
@@ -50,6 +61,7 @@ __all__ = [
     "ResultsWriter",
     "StudyBusy",
     "StudyInfo",
+    "check_target",
     "open_reader",
     "open_writer",
     "parse_url",

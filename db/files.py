@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Callable
 from urllib.parse import quote
 
 from sqlalchemy.engine import URL
@@ -26,9 +27,11 @@ def check_sqlite_file(path: Path, display_url: str, must_exist: bool) -> bool:
     """
     if not path.exists():
         if must_exist:
-            raise DatabaseUnreachable(f"storage: no database at {display_url} (run a study first, or pass --storage)")
+            raise DatabaseUnreachable(f"storage: no database at {display_url} (run a study first, or pass --storage)"
+                                      + _absolute_hint(path, Path.exists))
         if not path.parent.is_dir():
-            raise DatabaseUnreachable(f"storage: directory {str(path.parent)!r} for {display_url} does not exist")
+            raise DatabaseUnreachable(f"storage: directory {str(path.parent)!r} for {display_url} does not exist"
+                                      + _absolute_hint(path, lambda absolute: absolute.parent.is_dir()))
         return False
     if path.is_dir():
         raise NotOurDatabase(f"storage: {display_url} is a directory, not a database file")
@@ -44,6 +47,15 @@ def check_sqlite_file(path: Path, display_url: str, must_exist: bool) -> bool:
     if head != SQLITE_MAGIC:
         raise NotOurDatabase(f"storage: {display_url} is not an SQLite database; left unchanged")
     return True
+
+
+def _absolute_hint(path: Path, fits: Callable[[Path], bool]) -> str:
+    """sqlite:///home/me/gns.db names the relative path home/me/gns.db; where /home/me/gns.db would
+    fit, say that an absolute path takes four slashes."""
+    absolute = Path("/") / path
+    if path.is_absolute() or not fits(absolute):
+        return ""
+    return f"; for the absolute path {absolute} write sqlite:///{absolute} (four slashes) or just the path"
 
 
 def read_only_uri(path: Path) -> str:

@@ -16,12 +16,15 @@ SQLITE_BUSY_TIMEOUT_S = 60
 
 
 def parse_url(url: str) -> URL:
-    """Validate a URL and fill in our driver (psycopg 3 for PostgreSQL)."""
+    """Validate a URL and fill in our driver (psycopg 3 for PostgreSQL); a bare file path means SQLite."""
+    if "://" not in url and url.strip():
+        return URL.create("sqlite", database=url)
     try:
         parsed = make_url(url)
     except (ArgumentError, ValueError, TypeError):
         raise BadDatabaseURL(
-            f"storage: cannot parse database URL {url!r} (expected e.g. {DEFAULT_URL} or postgresql://user@host:5432/db)"
+            f"storage: cannot parse database URL {url!r} (expected e.g. {DEFAULT_URL}, a file path, or "
+            "postgresql://user@host:5432/db)"
         ) from None
     backend = parsed.get_backend_name()
     if backend not in SUPPORTED:

@@ -33,7 +33,7 @@ import ray._private.ray_constants as ray_constants
 from ray import tune
 from sqlalchemy.engine import URL
 
-from db import LEASE_TTL_S, DatabaseInputError, StudyBusy, ResultsReader, ResultsWriter, open_reader, open_writer, parse_url, spec_hash
+from db import LEASE_TTL_S, DatabaseInputError, StudyBusy, ResultsReader, ResultsWriter, check_target, open_reader, open_writer, spec_hash
 from records import Status, TrialResult
 from study.choices import resolve_choices
 from study.errors import BadInput
@@ -90,7 +90,7 @@ def launch(
     shape = check_workload(spec)  # the workload's shape also sizes the packs
     planned = plan_study(spec, shape)  # a search study: the trials it can propose before any result
     total = planned_count(spec, planned)
-    url = parse_url(storage)  # a bad URL is refused before Ray starts
+    url = check_target(storage)  # a bad URL or SQLite path is refused before Ray starts
 
     done = _already_done(url, spec, shape, force_new, retry_failed)  # also refuses a study another driver runs
     if done is not None:

@@ -212,7 +212,7 @@ def test_a_database_without_our_tables_is_refused_for_reading(tmp_path):
 @pytest.mark.parametrize(
     "url, error, message",
     [
-        ("nonsense", BadDatabaseURL, "cannot parse"),
+        ("postgresql://u@host:notaport/db", BadDatabaseURL, "cannot parse"),
         ("mysql://root@localhost/test", BadDatabaseURL, "unsupported database 'mysql'"),
         ("postgresql+psycopg2://u@h/db", BadDatabaseURL, "psycopg"),
         ("sqlite://", BadDatabaseURL, "names no SQLite file"),
@@ -224,6 +224,31 @@ def test_a_database_without_our_tables_is_refused_for_reading(tmp_path):
 def test_bad_urls_raise_errors_naming_the_problem(url, error, message):
     with pytest.raises(error, match=message):
         ResultsDB(url)
+
+
+def test_a_bare_file_path_is_an_sqlite_database(tmp_path):
+    path = tmp_path / "plain path.db"
+    with ResultsDB(str(path)) as results:
+        results.create_study("here", "methods", SPEC)
+    assert path.read_bytes().startswith(b"SQLite format 3")
+    with ResultsDB(str(path), create=False) as results:
+        assert list(results.studies()["study"]) == ["here"]
+
+
+@pytest.mark.parametrize("create", [True, False])
+def test_three_slashes_before_an_absolute_path_get_a_hint(tmp_path, monkeypatch, create):
+    """sqlite:///tmp/x/gns.db is the relative path tmp/x/gns.db; the absolute one exists, so say so."""
+    absolute = tmp_path / "gns.db"
+    if not create:
+        ResultsDB(f"sqlite:///{absolute}").close()
+    monkeypatch.chdir(tmp_path)  # where tmp/... (relative) does not exist
+    three = f"sqlite://{absolute}"
+    with pytest.raises(DatabaseUnreachable) as caught:
+        ResultsDB(three, create=create)
+    assert f"for the absolute path {absolute} write sqlite:///{absolute} (four slashes) or just the path" in str(caught.value)
+    with pytest.raises(DatabaseUnreachable) as caught:  # no hint where the absolute path would not fit either
+        ResultsDB(f"sqlite://{tmp_path}/no/such/folder/gns.db", create=create)
+    assert "four slashes" not in str(caught.value)
 
 
 def test_sqlite_file_is_where_the_url_says(tmp_path):
