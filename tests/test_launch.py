@@ -205,7 +205,7 @@ def test_status_reports_progress_from_the_database(capsys, tmp_path, sqlite_url)
     assert launch(capsys, spec_path, sqlite_url)[0] == 0
     assert main(["status", "tiny", "--storage", sqlite_url]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("tiny: 3/3 done, 0 running, 0 failed, 0 waiting, best ")
+    assert out.startswith("tiny: complete; 3/3 done, 0 failed, best ")
     assert "ok: 3" in out
 
 

@@ -123,3 +123,18 @@ def test_delete_removes_the_study(capsys, recorded):
 def test_train_refuses_to_record_into_a_planned_study(capsys, recorded):
     code, _, err = run_cli(capsys, "train", "--steps", "5", "--study", "fig4", "--storage", recorded)
     assert code == 2 and "is a random-static study" in err
+
+
+@pytest.mark.parametrize("planned, counts, driver, expected", [
+    (5, {"ok": 5}, None, "s: complete; 5/5 done, 0 failed, best 0.5"),
+    (5, {"ok": 3, "diverged": 1, "running": 1}, "host pid 7 since 10:00", "s: running under host pid 7 since 10:00; "
+     "4/5 done, 1 running, 1 failed, 0 waiting, best 0.5"),
+    (10, {"ok": 4, "running": 2}, None, "s: interrupted, no driver running; 4/10 done, 0 failed, best 0.5; "
+     "6 trials to run at the next gns launch (2 of them in flight when its driver stopped)"),
+    (10, {"ok": 3, "crashed": 1, "pending": 2}, None, "s: interrupted, no driver running; 4/10 done, 1 failed, "
+     "best 0.5; 6 trials to run at the next gns launch"),
+])
+def test_the_status_headline_states_the_driver_state_and_counts_that_agree_with_it(planned, counts, driver, expected):
+    from study.cli.status import headline
+
+    assert headline("s", planned, counts, driver, 0.5) == expected

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
+import re
 import shutil
 import signal
 import sqlite3
@@ -125,6 +126,10 @@ def test_a_dead_drivers_lease_is_taken_over_and_its_running_trials_rerun(capsys,
         with ResultsDB(sqlite_url, create=False) as reader:
             wait_until(lambda: reader.progress("held").get("running", 0) >= 1, "a trial shown RUNNING")
         os.killpg(first.pid, signal.SIGKILL)
+    assert main(["status", "held", "--storage", sqlite_url]) == 0
+    headline = capsys.readouterr().out.splitlines()[0]
+    assert re.fullmatch(r"held: interrupted, no driver running; 0/5 done, 0 failed; 5 trials to run at the next gns "
+                        r"launch \([12] of them in flight when its driver stopped\)", headline), headline
     gate.touch()
     code = main(["launch", str(spec_path), "--storage", sqlite_url])
     err = capsys.readouterr().err

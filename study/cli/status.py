@@ -12,7 +12,7 @@ from db import open_reader
 from records import Status
 from study.cli.common import add_storage_argument
 from study.output import TIME_FORMAT
-from study.progress import status_line
+from study.progress import plural
 
 
 def add_parser(subparsers) -> None:
@@ -30,16 +30,29 @@ def run(args: argparse.Namespace) -> int:
         counts = results.progress(args.study)
         best = results.best_value(args.study)
         holder = results.lease_holder(args.study)
-    ok = counts.get(Status.OK, 0)
-    failed = sum(counts.get(status, 0) for status in Status if status.failed)
-    running = counts.get(Status.RUNNING, 0) if holder is not None else 0
-    total = info.planned_trials if info.planned_trials is not None else ok + failed
-    print(status_line(args.study, total, ok, failed, running, best, None))
+    print(headline(args.study, info.planned_trials, counts, None if holder is None else holder.describe(), best))
     for status, count in sorted(counts.items()):
         print(f"  {status}: {count}")
-    if holder is not None:
-        print(f"  running under {holder.describe()}")
-    elif counts.get(Status.RUNNING):
-        print("  its driver is gone: the running trials run again at the next gns launch")
     print(f"  created {info.created_at:{TIME_FORMAT}}, last recorded {info.updated_at:{TIME_FORMAT}}")
     return 0
+
+
+def headline(study: str, planned: int | None, counts: dict[str, int], driver: str | None, best: float | None) -> str:
+    """One line that says the study's state first (complete, running under a driver, or interrupted)
+    and counts consistent with it: without a driver nothing is running, whatever rows say RUNNING."""
+    ok = counts.get(Status.OK, 0)
+    failed = sum(counts.get(status, 0) for status in Status if status.failed)
+    total = planned if planned is not None else ok + failed
+    best_part = f", best {best:.4g}" if best is not None else ""
+    if driver is not None:
+        running = counts.get(Status.RUNNING, 0)
+        waiting = max(total - ok - failed - running, 0)
+        return (f"{study}: running under {driver}; {ok + failed}/{total} done, {running} running, {failed} failed, "
+                f"{waiting} waiting{best_part}")
+    left = max(total - ok - failed, 0)
+    if not left:
+        return f"{study}: complete; {ok + failed}/{total} done, {failed} failed{best_part}"
+    in_flight = sum(counts.get(status, 0) for status in (Status.RUNNING, Status.RECORDING))
+    return (f"{study}: interrupted, no driver running; {ok + failed}/{total} done, {failed} failed{best_part}; "
+            f"{plural(left, 'trial')} to run at the next gns launch"
+            + (f" ({in_flight} of them in flight when its driver stopped)" if in_flight else ""))
