@@ -7,9 +7,12 @@ PYTHON ?= python3
 
 # A virtual environment with the exact tested versions (constraints.txt).
 $(BIN)/gns: pyproject.toml constraints.txt
+	@echo "setting up $(VENV): torch, Ray, Optuna and the rest at the tested versions (constraints.txt);"
+	@echo "about 1-3 minutes and 1.8 GB the first time, seconds after that ..."
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test]'
 	touch $@
+	@echo "$(VENV) is ready"
 
 setup: $(BIN)/gns
 

@@ -24,6 +24,14 @@ def format_value(value: Any) -> str:
     return str(value)
 
 
+def same_decimals(*values: float, digits: int = 4) -> list[str]:
+    """`values` with one number of decimals, enough for `digits` significant digits of the largest:
+    an estimate and its interval read alike (-12.94 to 0.17, not -12.94 to 0.1672)."""
+    finite = [abs(v) for v in values if math.isfinite(v) and v != 0]
+    decimals = max(0, digits - 1 - math.floor(math.log10(max(finite)))) if finite else 0
+    return [f"{v:.{decimals}f}" for v in values]
+
+
 def table(frame: pd.DataFrame) -> str:
     """An aligned plain-text table; numbers right-aligned."""
     if frame.empty:

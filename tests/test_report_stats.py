@@ -136,3 +136,29 @@ def test_mean_interval_half_width_by_hand():
     # n = 3: t(0.975, 2) = 4.302653, so the half width is 4.302653 * std / sqrt(3)
     assert mean_interval_half_width(2.0, 3) == pytest.approx(4.302653 * 2.0 / math.sqrt(3), rel=1e-6)
     assert math.isnan(mean_interval_half_width(2.0, 1)) and math.isnan(mean_interval_half_width(float("nan"), 3))
+
+
+@pytest.mark.parametrize("values, shown", [
+    ((-12.94, 0.1672), ["-12.94", "0.17"]),
+    ((0.1672, 0.05), ["0.1672", "0.0500"]),
+    ((-30.1, -38.14, -20.06), ["-30.10", "-38.14", "-20.06"]),
+    ((1234.5, 2.0), ["1234", "2"]),
+    ((0.0, 0.0), ["0", "0"]),
+])
+def test_an_estimate_and_its_interval_are_shown_with_one_number_of_decimals(values, shown):
+    from study.output import same_decimals
+
+    assert same_decimals(*values) == shown
+
+
+def test_the_random_search_plot_labels_its_log_axis_at_whole_runs():
+    import pandas as pd
+
+    from study.report.search import search_plot
+
+    curve = pd.DataFrame({"runs": [1, 2, 3, 4, 5, 6], "mean_change_pct": [-5.0, -1, 0, 1, 2, 3],
+                          "low_change_pct": [-6.0] * 6, "high_change_pct": [4.0] * 6})
+    axis = search_plot(curve, steps=500, gradnorm_static_change=None).layout.xaxis
+    assert axis.type == "log"
+    assert list(axis.tickvals) == [500, 1000, 1500, 2000, 3000]
+    assert list(axis.ticktext) == ["1 run", "2 runs", "3 runs", "4 runs", "6 runs"]

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import re
 from pathlib import Path
 
 from db import open_reader
 from study.cli.common import add_storage_argument
 from study.errors import BadInput
+from study.output import same_decimals
 from study.progress import plural
 
 
@@ -31,7 +33,8 @@ def run(args: argparse.Namespace) -> int:
     if out_dir.exists() and not out_dir.is_dir():
         raise BadInput(f"--out: {str(out_dir)!r} exists and is not a folder")
     with open_reader(args.storage) as results:
-        report = build_report(results, args.study, out_dir, png=not args.no_png)
+        report = build_report(results, args.study, out_dir, png=not args.no_png,
+                              say=lambda line: print(line, file=sys.stderr, flush=True))
     for problem in report.summary["problems"]:
         print(f"note: {problem}")
     for note in report.written.notes:
@@ -53,9 +56,11 @@ def headline(summary: dict) -> list[str]:
     lines = [f"{summary['study']} ({summary['kind']}): {summary['trials_ok']} trials ok, {summary['trials_failed']} failed"]
     fig4 = summary.get("figure4")
     if fig4 and "ols_slope" in fig4:
+        slope, low, high, intercept = same_decimals(fig4["ols_slope"], fig4["bootstrap_slope_low"],
+                                                    fig4["bootstrap_slope_high"], fig4["ols_intercept"])
         lines.append(
-            f"Figure 4: slope {fig4['ols_slope']:.4g} %/unit distance (bootstrap 95 % CI {fig4['bootstrap_slope_low']:.4g} to "
-            f"{fig4['bootstrap_slope_high']:.4g}), intercept {fig4['ols_intercept']:.4g} %, Pearson r = {fig4['ols_pearson_r']:.3f} "
+            f"Figure 4: slope {slope} %/unit distance (bootstrap 95 % CI {low} to "
+            f"{high}), intercept {intercept} %, Pearson r = {fig4['ols_pearson_r']:.3f} "
             f"(p = {fig4['ols_p_value']:.3g}), Spearman rho = {fig4['spearman_rho']:.3f}"
         )
     if fig4 and fig4.get("weightings"):

@@ -32,13 +32,12 @@ import plotly.graph_objects as go
 from records import Status
 from study.report.figure4 import gradnorm_references, gradnorm_spread
 from study.report.frames import task_names, task_values
-from study.report.search import random_search_curve
+from study.report.search import random_search_curve, whole_run_log_axis
 from study.report.stats import mean_interval_half_width, percent_change
 
 OK = str(Status.OK)
 COLOURS = {"random": "#577590", "tpe": "#2a9d8f", "halving": "#e76f51"}
 NAMES = {"random": "random search", "tpe": "TPE", "halving": "successive halving"}
-RUN_TICKS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128)
 
 
 @dataclass
@@ -224,10 +223,9 @@ def best_found_plot(data: BestFoundData, axis: str = "compute_steps") -> go.Figu
                  "type": "log", "dtick": "D2"}
     else:  # a budget spans about a decade: ticks at whole runs' worth of steps read better than powers of 10
         most = max([float(data.curve["compute_steps"].max()) if len(data.curve) else 0.0, 2.0 * data.steps_per_run])
-        runs = [k for k in RUN_TICKS if k * data.steps_per_run <= most * 1.01]
-        xaxis = {"title": f"compute spent per seed (training steps, ticks at whole runs of {data.steps_per_run}), log scale",
-                 "type": "log", "tickvals": [k * data.steps_per_run for k in runs],
-                 "ticktext": [f"{k} run{'s' if k != 1 else ''}" for k in runs]}
+        xaxis = whole_run_log_axis(
+            f"compute spent per seed (training steps, ticks at whole runs of {data.steps_per_run}), log scale",
+            data.steps_per_run, most)
     figure.update_layout(title="Best static weighting found (chosen on validation) vs compute spent", xaxis=xaxis,
                          yaxis_title="test % change vs GradNorm (higher is better)", template="plotly_white",
                          legend={"orientation": "h", "y": -0.25})

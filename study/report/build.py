@@ -11,13 +11,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pandas as pd
 
 from db import ResultsReader
 from records import Status
 from study.errors import BadInput
+from study.output import same_decimals
 from study.plan import recorded_outcomes, search_proposals
 from study.report.best_found import best_found_data, best_found_plot
 from study.report.frames import task_names
@@ -49,7 +50,10 @@ class Report:
     summary: dict[str, Any]
 
 
-def build_report(results: ResultsReader, study: str, out_dir: Path, png: bool = True) -> Report:
+def build_report(
+    results: ResultsReader, study: str, out_dir: Path, png: bool = True, say: Callable[[str], None] | None = None
+) -> Report:
+    """The report of `study` under `out_dir`; `say(line)` hears of the slow steps (PNG export)."""
     info = results.find_study(study)
     if info is None:
         results.runs(study)  # raises NoSuchStudy with the database named
@@ -75,7 +79,7 @@ def build_report(results: ResultsReader, study: str, out_dir: Path, png: bool = 
     if not summary["trials_ok"]:
         summary["problems"].insert(0, "No trial of this study has finished yet: nothing to plot.")
     title = f"{study}: {info.kind} on {info.spec.get('workload', '?')}"
-    written = write_report(out_dir, title, summary, info.spec, sections, png=png)
+    written = write_report(out_dir, title, summary, info.spec, sections, png=png, say=say)
     return Report(written, summary)
 
 
@@ -251,9 +255,11 @@ def figure4_text(stats: dict[str, Any], sampler: str) -> list[str]:
         text.append(f"GradNorm's own seed spread (grey band): {min(spread):+.2f} % to {max(spread):+.2f} % around the mean "
                     "of its test losses; a weighting inside the band is within GradNorm's seed noise.")
     if "ols_slope" in stats:
+        slope, t_low, t_high, boot_low, boot_high = same_decimals(
+            stats["ols_slope"], stats["ols_slope_ci_low"], stats["ols_slope_ci_high"], stats["bootstrap_slope_low"],
+            stats["bootstrap_slope_high"])
         text.append(
-            f"OLS over weightings: slope {stats['ols_slope']:.4g} %/unit (t 95 % CI {stats['ols_slope_ci_low']:.4g} to "
-            f"{stats['ols_slope_ci_high']:.4g}; bootstrap {stats['bootstrap_slope_low']:.4g} to {stats['bootstrap_slope_high']:.4g}), "
+            f"OLS over weightings: slope {slope} %/unit (t 95 % CI {t_low} to {t_high}; bootstrap {boot_low} to {boot_high}), "
             f"Pearson r = {stats['ols_pearson_r']:.3f} (bootstrap {stats['bootstrap_r_low']:.3f} to {stats['bootstrap_r_high']:.3f}; "
             f"p = {stats['ols_p_value']:.3g}), Spearman ρ = {stats['spearman_rho']:.3f} (p = {stats['spearman_p']:.3g}), n = {stats['ols_n']}."
         )

@@ -14,7 +14,7 @@ import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -50,7 +50,8 @@ def find_chromium() -> str | None:
 
 
 def write_report(
-    out_dir: Path, title: str, summary: dict[str, Any], spec: dict[str, Any], sections: list[Section], png: bool = True
+    out_dir: Path, title: str, summary: dict[str, Any], spec: dict[str, Any], sections: list[Section], png: bool = True,
+    say: Callable[[str], None] | None = None,
 ) -> WrittenReport:
     out_dir.mkdir(parents=True, exist_ok=True)
     files: list[Path] = []
@@ -65,6 +66,8 @@ def write_report(
         if find_chromium() is None:
             notes.append("PNG export skipped: no Chromium found (install the chromium package)")
         else:
+            if say is not None:  # a browser starts, then each figure renders: seconds, not instant
+                say(f"exporting {len(figures)} PNGs through Chromium (a few seconds) ...")
             files += _write_pngs(out_dir, figures)
     summary_path = out_dir / "summary.json"
     summary_path.write_text(json.dumps(_jsonable(summary), indent=2) + "\n")

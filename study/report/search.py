@@ -61,6 +61,18 @@ def crossing_point(curve: pd.DataFrame) -> dict[str, Any]:
             "best_of_all_change_pct": float(curve["mean_change_pct"].iloc[-1]) if len(curve) else None}
 
 
+# Log-axis ticks at whole runs' worth of compute: plotly's own log ticks label the minor
+# gridlines ("2 3 ... 10k 2 3"), which reads badly over a span of about a decade.
+RUN_TICKS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024)
+
+
+def whole_run_log_axis(title: str, per_run: int, most: float, unit: str = "run") -> dict[str, Any]:
+    """A plotly log x-axis up to `most` with ticks at whole runs of `per_run` (steps, or 1 for runs)."""
+    runs = [k for k in RUN_TICKS if k * per_run <= most * 1.01]
+    return {"title": title, "type": "log", "tickvals": [k * per_run for k in runs],
+            "ticktext": [f"{k} {unit}{'s' if k != 1 else ''}" for k in runs]}
+
+
 def search_plot(curve: pd.DataFrame, steps: int | None, gradnorm_static_change: float | None):
     """Best found (expected, validation-chosen) vs compute, GradNorm at one run's compute."""
     import plotly.graph_objects as go
@@ -81,7 +93,8 @@ def search_plot(curve: pd.DataFrame, steps: int | None, gradnorm_static_change: 
                                     marker={"symbol": "star", "size": 14, "color": "#f4a261", "line": {"width": 1, "color": "black"}},
                                     name="GradNorm + GradNorm-Static (two runs)"))
     figure.update_layout(title="Random search over static weights vs one GradNorm run, at equal compute",
-                         xaxis={"title": f"compute spent ({unit})", "type": "log"},
+                         xaxis=whole_run_log_axis(f"compute spent ({unit}), log scale", per_run,
+                                                  max(float(x.max()) if len(x) else 0.0, 2.0 * per_run)),
                          yaxis_title="test % change vs GradNorm (higher is better)", template="plotly_white",
                          legend={"orientation": "h", "y": -0.25})
     return figure
