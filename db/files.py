@@ -20,7 +20,8 @@ SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
 def check_sqlite_file(path: Path, display_url: str, must_exist: bool) -> bool:
-    """Whether `path` holds an SQLite database (False: absent or empty); raises for a file that is not one.
+    """Whether `path` is to be opened as an existing SQLite database (False: absent, or empty and about to be
+    written); raises for a file that is not one, or (must_exist) an absent one.
 
     Only the file's first bytes are read; which tables it holds is checked once
     it is open (db.store), the same way for SQLite and PostgreSQL.
@@ -40,10 +41,8 @@ def check_sqlite_file(path: Path, display_url: str, must_exist: bool) -> bool:
             head = file.read(len(SQLITE_MAGIC))
     except OSError as error:
         raise DatabaseUnreachable(f"storage: cannot read {display_url}: {error.strerror or error}") from None
-    if not head:
-        if must_exist:
-            raise NotOurDatabase(f"storage: {display_url} is an empty file, not a gradnorm-study results database")
-        return False
+    if not head:  # SQLite's empty database: a reader finds no studies in it, a writer sets it up
+        return must_exist
     if head != SQLITE_MAGIC:
         raise NotOurDatabase(f"storage: {display_url} is not an SQLite database; left unchanged")
     return True

@@ -17,7 +17,7 @@ SQLITE_BUSY_TIMEOUT_S = 60
 
 def parse_url(url: str) -> URL:
     """Validate a URL and fill in our driver (psycopg 3 for PostgreSQL); a bare file path means SQLite."""
-    if "://" not in url and url.strip():
+    if ":" not in url and url.strip():  # a plain path (a URL, or garble, has a colon)
         return URL.create("sqlite", database=url)
     try:
         parsed = make_url(url)

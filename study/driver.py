@@ -33,7 +33,7 @@ import ray._private.ray_constants as ray_constants
 from ray import tune
 from sqlalchemy.engine import URL
 
-from db import LEASE_TTL_S, DatabaseInputError, StudyBusy, ResultsReader, ResultsWriter, check_target, open_reader, open_writer, spec_hash
+from db import LEASE_TTL_S, DatabaseUnreachable, StudyBusy, ResultsReader, ResultsWriter, check_target, open_reader, open_writer, spec_hash
 from records import Status, TrialResult
 from study.choices import resolve_choices
 from study.errors import BadInput
@@ -161,16 +161,18 @@ def _already_done(
             holder = results.lease_holder(spec.study) if existing is not None else None
             if holder is not None:
                 raise StudyBusy(f"study {spec.study!r} is already being run by {holder.describe()}; wait for it or stop it")
-            if existing is None or spec_hash(_identity_of(existing.spec)) != spec_hash(spec.identity()):
+            if existing is None:
                 return None
+            if spec_hash(_identity_of(existing.spec)) != spec_hash(spec.identity()):
+                if force_new:
+                    return None
+                raise BadInput(_different_spec(spec.study, results.display_url))  # refused before Ray or a write
             planned = plan_from_records(spec, shape, results)
             keys = {p.key for p in planned}
             if len(keys) < planned_count(spec, planned) or not keys <= results.recorded_keys(spec.study):
                 return None
             failures = failure_counts(results, spec.study, keys)
-    except StudyBusy:
-        raise
-    except DatabaseInputError:  # no database yet, or one the writer will judge: take the full path
+    except DatabaseUnreachable:  # no database yet (or not reachable now): the writer creates it or says why
         return None
     if retry_failed and failures[0]:
         return None
@@ -284,16 +286,18 @@ def prepare_study(results: ResultsWriter, spec: StudySpec, planned: int, force_n
     if spec_hash(_identity_of(existing.spec)) == spec_hash(spec.identity()):
         results.set_planned_trials(spec.study, planned)
         return
-    if not force_new:
+    if not force_new:  # changed since the read-only check (another launch of another spec in between)
         results.release_lease(spec.study)
-        raise BadInput(
-            f"study {spec.study!r} already exists in {results.display_url} with a different spec; "
-            "rename the study, or pass --force-new to delete it and start over"
-        )
+        raise BadInput(_different_spec(spec.study, results.display_url))
     print(f"--force-new: deleting the earlier study {spec.study!r}", file=stream)
     results.delete_study(spec.study)
     results.create_study(spec.study, spec.kind, spec.to_dict(), planned_trials=planned)
     results.acquire_lease(spec.study)
+
+
+def _different_spec(study: str, display_url: str) -> str:
+    return (f"study {study!r} already exists in {display_url} with a different spec; "
+            "rename the study, or pass --force-new to delete it and start over")
 
 
 def _identity_of(stored_spec: dict[str, Any]) -> dict[str, Any]:

@@ -21,7 +21,7 @@ import yaml
 
 from study.errors import BadInput
 from study.searchers import halving_cost, halving_first_rung, trial_count
-from workers.config import DEFAULT_ALPHA, DEFAULT_LOG_EVERY, check_field, check_training, default
+from workers.config import DEFAULT_ALPHA, DEFAULT_LOG_EVERY, MAX_SEED, check_field, check_training, default, shown
 
 KINDS = ("random-static", "alpha-sweep", "methods", "search")
 # How random-static draws its weightings (study.plan.random_static_weights): the paper's, then two
@@ -37,6 +37,16 @@ MAX_BUDGET_RUNS = 1000
 MAX_SEARCH_TRIALS = 10_000  # per seed, all searchers
 # Study names become database keys, report folders and Optuna study names: bounded and plain.
 STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+# Ceilings checked before anything is expanded or planned (docs/reliability.md); workers.config
+# bounds each run (steps, batch size, seed, per-task lists) and the workloads their data sizes.
+MAX_SPEC_BYTES = 256 * 1024
+MAX_LIST = 1000  # seeds, alphas, budgets, uncertainty_lrs, searchers' settings
+MAX_RUNS = 10_000  # random_static.runs: 100 times the paper's Figure 4
+MAX_TRIALS = 100_000  # planned trials of one study (random-static runs x seeds)
+MAX_TEXT = 10_000  # description
+MAX_WORKLOAD_NAME = 200
+MAX_CONCURRENT = 100_000
+MAX_RETRIES = 100
 
 
 class SpecError(BadInput):
@@ -103,8 +113,8 @@ class RandomStatic:
     budgets: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
-        _at_least("runs", self.runs, 1)
-        _at_least("weight_seed", self.weight_seed, 0)
+        _within("runs", self.runs, 1, MAX_RUNS)
+        _within("weight_seed", self.weight_seed, 0, MAX_SEED)
         if self.sampler not in SAMPLERS:
             _fail("sampler", _unknown("sampler", self.sampler, SAMPLERS))
         for name, owner, fallback in (("concentration", "dirichlet", DEFAULT_CONCENTRATION),
@@ -195,15 +205,15 @@ class Search:
                 _fail(f"searchers[{i}]", _unknown("searcher", searcher, SEARCHERS))
         if self.budget_steps is not None:
             _at_least("budget_steps", self.budget_steps, 1)
-        _at_least("batch", self.batch, 1)
+        _within("batch", self.batch, 1, MAX_LIST)
         if self.startup is None:
             object.__setattr__(self, "startup", self.batch)
-        _at_least("startup", self.startup, 1)
-        _at_least("eta", self.eta, 2)
-        _at_least("rungs", self.rungs, 1)
+        _within("startup", self.startup, 1, MAX_SEARCH_TRIALS)
+        _within("eta", self.eta, 2, 100)
+        _within("rungs", self.rungs, 1, 20)
         if not 0 < self.smallest < 1:
             _fail("smallest", f"must be between 0 and 1 (each u_i spans [smallest, 1]), got {self.smallest}")
-        _at_least("weight_seed", self.weight_seed, 0)
+        _within("weight_seed", self.weight_seed, 0, MAX_SEED)
 
 
 @dataclass(frozen=True)
@@ -248,12 +258,16 @@ class StudySpec:
         check_study_name(self.study, "study")
         if self.kind not in KINDS:
             _fail("kind", _unknown("study kind", self.kind, KINDS))
+        if len(self.workload) > MAX_WORKLOAD_NAME:
+            _fail("workload", f"a name of at most {MAX_WORKLOAD_NAME} characters, got {len(self.workload):,}")
+        if len(self.description) > MAX_TEXT:
+            _fail("description", f"at most {MAX_TEXT:,} characters, got {len(self.description):,}")
         _distinct_values("seeds", self.seeds, "seed")
         for i, seed in enumerate(self.seeds):
             _trial_check(check_field, "seed", seed, path=f"seeds[{i}]")
         if self.max_concurrent is not None:
-            _at_least("max_concurrent", self.max_concurrent, 1)
-        _at_least("retries", self.retries, 0)
+            _within("max_concurrent", self.max_concurrent, 1, MAX_CONCURRENT)
+        _within("retries", self.retries, 0, MAX_RETRIES)
         own_section = self.kind.replace("-", "_")
         for section in ("random_static", "alpha_sweep", "methods", "search"):
             if section != own_section and getattr(self, section) is not None:
@@ -261,6 +275,9 @@ class StudySpec:
         if getattr(self, own_section) is None:  # the kind's section with its defaults
             defaults = {"random_static": RandomStatic, "alpha_sweep": AlphaSweep, "methods": Methods, "search": Search}
             object.__setattr__(self, own_section, defaults[own_section]())
+        if self.random_static is not None and self.random_static.runs * len(self.seeds) > MAX_TRIALS:
+            _fail("random_static.runs", f"{self.random_static.runs:,} runs at each of {len(self.seeds)} seeds are more "
+                  f"than {MAX_TRIALS:,} trials for one study")
         if self.random_static is not None and self.random_static.budgets is not None:
             log_every = self.training.log_every or min(DEFAULT_LOG_EVERY, self.training.steps)
             for i, budget in enumerate(self.random_static.budgets):
@@ -292,6 +309,9 @@ class StudySpec:
                 _fail("search.budget_steps", f"{section.budget_steps} does not pay for halving's {section.rungs} rungs "
                       f"(at least {least} steps at eta {section.eta})")
         runs = trial_count(section, steps)
+        if runs * len(self.seeds) > MAX_TRIALS:
+            _fail("search", f"its searchers would train {runs:,} runs at each of {len(self.seeds)} seeds, more than "
+                  f"{MAX_TRIALS:,} trials for one study")
         if runs > MAX_SEARCH_TRIALS:
             _fail("search", f"its searchers would train {runs} runs per seed, more than {MAX_SEARCH_TRIALS}; "
                   "lower budget_steps or rungs")
@@ -315,12 +335,32 @@ def check_study_name(name: str, field_name: str) -> None:
         _fail(field_name, f"{shown!r} is not a study name (1-128 letters, digits, '.', '_' or '-', starting with a letter or digit)")
 
 
+class _NoAliasLoader(yaml.SafeLoader):
+    """YAML without aliases (*name): a few hundred bytes of nested aliases expand to gigabytes
+    once a value is copied, hashed or shown, so they are refused where they are read."""
+
+    def compose_node(self, parent, index):  # noqa: ANN001 (PyYAML's signature)
+        if self.check_event(yaml.events.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(None, None, "YAML aliases (*name) are not accepted in a spec; "
+                                              "write the value out", event.start_mark)
+        return super().compose_node(parent, index)
+
+
 def load_spec(path: str | Path) -> StudySpec:
     path = Path(path)
     if not path.is_file():
         raise SpecError(f"spec: no such file {str(path)!r}")
+    with path.open("rb") as file:
+        raw = file.read(MAX_SPEC_BYTES + 1)
+    if len(raw) > MAX_SPEC_BYTES:
+        raise SpecError(f"spec: {path.name} is larger than {MAX_SPEC_BYTES // 1024} KiB; a study spec is a few lines")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.load(raw.decode("utf-8"), Loader=_NoAliasLoader)  # noqa: S506 (a SafeLoader)
+    except UnicodeDecodeError:
+        raise SpecError(f"spec: {path.name} is not UTF-8 text") from None
+    except ValueError as error:  # e.g. an integer of more digits than Python converts
+        raise SpecError(f"spec: {path.name} holds a value that cannot be read ({str(error)[:80]})") from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
@@ -408,7 +448,7 @@ def _join(path: str, key: str) -> str:
 
 
 def _describe(value: Any) -> str:
-    return "nothing" if value is None else f"{type(value).__name__} {value!r}"
+    return "nothing" if value is None else f"{type(value).__name__} {shown(value)}"
 
 
 def _unknown(what: str, value: Any, choices: tuple[str, ...]) -> str:
@@ -422,10 +462,18 @@ def _at_least(name: str, value: float, minimum: float) -> None:
         _fail(name, f"must be >= {minimum}, got {value}")
 
 
+def _within(name: str, value: int, minimum: int, maximum: int) -> None:
+    _at_least(name, value, minimum)
+    if value > maximum:
+        _fail(name, f"must be at most {maximum:,}, got {value:,}")
+
+
 def _distinct_values(name: str, values: tuple[float, ...], noun: str) -> None:
-    """A non-empty list of values, none twice."""
+    """A non-empty list of at most MAX_LIST values, none twice."""
     if not values:
         _fail(name, f"must list at least one {noun}")
+    if len(values) > MAX_LIST:
+        _fail(name, f"lists {len(values):,} values; at most {MAX_LIST}")
     if len(set(values)) != len(values):
         article = "an" if noun[0] in "aeiou" else "a"
         _fail(name, f"lists {article} {noun} twice")

@@ -186,8 +186,11 @@ def test_a_different_spec_under_the_same_name_is_refused_unless_force_new(capsys
     first = write_spec(tmp_path, "a.yaml", random_static={"runs": 1, "gradnorm_static": False})
     second = write_spec(tmp_path, "b.yaml", random_static={"runs": 2, "gradnorm_static": False})
     assert launch(capsys, first, sqlite_url)[0] == 0
+    database = Path(sqlite_url.removeprefix("sqlite:///"))
+    before = file_digest(database)
     code, err = launch(capsys, second, sqlite_url)
     assert code == 2 and "already exists" in err and "--force-new" in err and err.count("\n") == 1
+    assert file_digest(database) == before  # refused from a read-only look: no Ray, no write
     with ResultsDB(sqlite_url, create=False) as results:
         assert len(results.runs("tiny")) == 2  # untouched
     # execution settings are not part of the plan: more concurrency resumes the same study

@@ -3,12 +3,14 @@
 import csv
 import io
 import json
+from pathlib import Path
 
 import pytest
 
 from db import ResultsDB
 from study.cli import main
 from tests.fake_results import diverged_result, fake_result
+from tests.helpers import file_digest
 from workers.config import TrialConfig
 
 
@@ -118,6 +120,16 @@ def test_delete_removes_the_study(capsys, recorded):
     assert code == 0 and "deleted study 'fig4' (3 trials)" in out
     code, _, err = run_cli(capsys, "query", "fig4", "--storage", recorded)
     assert code == 2
+
+
+def test_deleting_an_unknown_study_leaves_the_file_byte_for_byte(capsys, sqlite_url):
+    with ResultsDB(sqlite_url) as store:
+        store.create_study("kept", "methods", {"study": "kept"})
+    path = Path(sqlite_url.removeprefix("sqlite:///"))
+    before = file_digest(path)
+    code, _, err = run_cli(capsys, "delete", "nosuch", "--yes", "--storage", sqlite_url)
+    assert code == 2 and "no study named 'nosuch'" in err and err.count("\n") == 1
+    assert file_digest(path) == before and not Path(f"{path}-wal").exists()
 
 
 def test_train_refuses_to_record_into_a_planned_study(capsys, recorded):

@@ -23,6 +23,21 @@ BALANCER_LR = 0.025
 DEFAULT_SHARED_PARAMS = ("shared_layer.weight",)
 INITIAL_LOSS_MODES = ("first", "theoretical")
 DEFAULT_LOG_EVERY = 100  # a trace point every 100 steps, or only at the end of a shorter run
+# Ceilings on what one run may ask for (docs/reliability.md): far above any real study, low
+# enough that a typo (steps: 1000000000000) is refused at parse time instead of training forever.
+MAX_STEPS = 10_000_000
+MAX_BATCH_SIZE = 1_000_000
+MAX_SEED = 2**32 - 1
+MAX_TASKS = 1000  # values per task (weights, initial_loss) and a task index
+SHOWN_CHARS = 60  # how much of a bad value an error message repeats
+
+
+def shown(value: Any) -> str:
+    """A bad value as an error message repeats it: its repr, cut to SHOWN_CHARS."""
+    text = repr(value)
+    return text if len(text) <= SHOWN_CHARS else text[:SHOWN_CHARS - 3] + "..."
+
+
 # How GradNorm moves w: "additive" is the paper's Adam step on w itself; "log" is our
 # ablation (not in the paper), an Adam step on log w, so a step changes w by a ratio.
 WEIGHT_UPDATES = ("additive", "log")
@@ -98,7 +113,7 @@ class TrialConfig:
     def validate(self) -> None:
         """Raise ValueError naming the first field that is wrong."""
         if not isinstance(self.workload, str) or not self.workload:
-            raise ValueError(f"workload: expected a name, got {self.workload!r}")
+            raise ValueError(f"workload: expected a name, got {shown(self.workload)}")
         check_field("method", self.method)
         check_training(self.steps, self.batch_size, self.lr, self.log_every)
         check_field("seed", self.seed)
@@ -174,10 +189,12 @@ def is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _integer(minimum: int):
+def _integer(minimum: int, maximum: int):
     def check(name: str, value: Any) -> None:
         if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-            raise ValueError(f"{name}: must be an integer >= {minimum}, got {value!r}")
+            raise ValueError(f"{name}: must be an integer >= {minimum}, got {shown(value)}")
+        if value > maximum:
+            raise ValueError(f"{name}: must be at most {maximum:,}, got {value:,}")
 
     return check
 
@@ -185,23 +202,25 @@ def _integer(minimum: int):
 def _number(minimum: float, strict: bool):
     def check(name: str, value: Any) -> None:
         if not is_number(value) or value < minimum or (strict and value == minimum):
-            raise ValueError(f"{name}: must be a number {'>' if strict else '>='} {minimum:g}, got {value!r}")
+            raise ValueError(f"{name}: must be a number {'>' if strict else '>='} {minimum:g}, got {shown(value)}")
 
     return check
 
 
 def _positive_values(name: str, values: Any) -> None:
     if not isinstance(values, (list, tuple)) or not values:
-        raise ValueError(f"{name}: expected a list of numbers, got {values!r}")
+        raise ValueError(f"{name}: expected a list of numbers, got {shown(values)}")
+    if len(values) > MAX_TASKS:
+        raise ValueError(f"{name}: at most {MAX_TASKS} values (one per task), got {len(values):,}")
     if not all(is_number(v) and v > 0 for v in values):
-        raise ValueError(f"{name}: every value must be positive and finite, got {list(values)}")
+        raise ValueError(f"{name}: every value must be positive and finite, got {shown(list(values))}")
 
 
 def _initial_loss(name: str, value: Any) -> None:
     if isinstance(value, str):
         if value not in INITIAL_LOSS_MODES:
             raise ValueError(
-                f"{name}: unknown mode {value!r} (choose from {', '.join(INITIAL_LOSS_MODES)} or give one value per task)"
+                f"{name}: unknown mode {shown(value)} (choose from {', '.join(INITIAL_LOSS_MODES)} or give one value per task)"
             )
         return
     _positive_values(name, value)
@@ -209,26 +228,28 @@ def _initial_loss(name: str, value: Any) -> None:
 
 def _weight_update(name: str, value: Any) -> None:
     if value not in WEIGHT_UPDATES:
-        raise ValueError(f"{name}: unknown update {value!r} (choose from {', '.join(WEIGHT_UPDATES)})")
+        raise ValueError(f"{name}: unknown update {shown(value)} (choose from {', '.join(WEIGHT_UPDATES)})")
 
 
 def _method(name: str, value: Any) -> None:
-    if value not in METHODS:
-        raise ValueError(f"{name}: unknown method {value!r} (choose from {', '.join(METHODS)})")
+    if not isinstance(value, str) or value not in METHODS:
+        raise ValueError(f"{name}: unknown method {shown(value)} (choose from {', '.join(METHODS)})")
 
 
 def _shared_params(name: str, value: Any) -> None:
     if not isinstance(value, (list, tuple)) or not value or not all(isinstance(p, str) and p for p in value):
-        raise ValueError(f"{name}: must name at least one shared parameter, got {value!r}")
+        raise ValueError(f"{name}: must name at least one shared parameter, got {shown(value)}")
+    if len(value) > MAX_TASKS:
+        raise ValueError(f"{name}: at most {MAX_TASKS} parameters, got {len(value):,}")
 
 
 _CHECKS = {
     "method": _method,
-    "steps": _integer(1),
-    "batch_size": _integer(1),
-    "log_every": _integer(1),
-    "seed": _integer(0),
-    "task": _integer(0),
+    "steps": _integer(1, MAX_STEPS),
+    "batch_size": _integer(1, MAX_BATCH_SIZE),
+    "log_every": _integer(1, MAX_STEPS),
+    "seed": _integer(0, MAX_SEED),
+    "task": _integer(0, MAX_TASKS - 1),
     "lr": _number(0, strict=True),
     "balancer_lr": _number(0, strict=True),
     "alpha": _number(0, strict=False),
@@ -236,5 +257,5 @@ _CHECKS = {
     "initial_loss": _initial_loss,
     "shared_params": _shared_params,
     "weight_update": _weight_update,
-    "stuck_window": _integer(1),
+    "stuck_window": _integer(1, MAX_STEPS),
 }

@@ -26,8 +26,9 @@ def run(args: argparse.Namespace) -> int:
     if not args.yes:
         raise BadInput(f"refusing to delete {args.study!r} without --yes")
     with open_reader(args.storage) as reader:  # an existing results database: nothing is created to delete from
-        info = reader.find_study(args.study)
-        trials = sum(reader.progress(args.study).values()) if info is not None else 0
+        if reader.find_study(args.study) is None:
+            reader.runs(args.study)  # raises NoSuchStudy naming the database, before anything is opened to write
+        trials = sum(reader.progress(args.study).values())
     with open_writer(args.storage) as results:
         results.delete_study(args.study)  # refuses while a live driver holds the study's lease
     print(f"deleted study {args.study!r} ({plural(trials, 'trial')}) from {results.display_url}")

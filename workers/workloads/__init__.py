@@ -72,11 +72,10 @@ _code_folders: list[Path] = []
 
 
 def allow_imports_from(*folders: str | Path) -> None:
-    """Let a user factory's module be imported from `folders` (appended to sys.path, once each)."""
-    for folder in folders:
-        path = Path(folder).resolve()
-        if path not in _code_folders:
-            _code_folders.append(path)
+    """Let a user factory's module be imported from `folders` (appended to sys.path, once each);
+    they replace the folders an earlier call named in what is shipped and in error messages."""
+    _code_folders[:] = dict.fromkeys(Path(folder).resolve() for folder in folders)
+    for path in _code_folders:
         if str(path) not in sys.path:
             sys.path.append(str(path))
 

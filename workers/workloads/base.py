@@ -10,6 +10,7 @@ from typing import Any, Mapping, Sequence, TypeVar
 import torch
 import torch.nn.functional as F
 
+from workers.config import MAX_SEED, shown
 from workers.model import MultiTaskNet
 from workers.workloads import dense
 from records import TaskMetric
@@ -208,11 +209,18 @@ def check_option(condition: bool, name: str, message: str) -> None:
         raise ValueError(f"workload_options.{name}: {message}")
 
 
+# A generated data split holds at most this many samples (about 1 GB of toy inputs): a typo in a
+# size is refused when the options are read, not met as an allocation failure.
+MAX_SAMPLES = 1_000_000
+
+
 def check_data_options(options: Any) -> None:
-    """The options every synthetic workload has: problem_seed >= 0, train/test/validation sizes >= 1."""
-    for name, minimum in (("problem_seed", 0), ("train_size", 1), ("test_size", 1), ("validation_size", 1)):
+    """The options every synthetic workload has: problem_seed >= 0, train/test/validation sizes 1..MAX_SAMPLES."""
+    for name, minimum, maximum in (("problem_seed", 0, MAX_SEED), ("train_size", 1, MAX_SAMPLES),
+                                   ("test_size", 1, MAX_SAMPLES), ("validation_size", 1, MAX_SAMPLES)):
         value = getattr(options, name)
-        check_option(is_int(value) and value >= minimum, name, f"must be an integer >= {minimum}, got {value!r}")
+        check_option(is_int(value) and minimum <= value <= maximum, name,
+                     f"must be an integer from {minimum} to {maximum:,}, got {shown(value)}")
 
 
 def is_int(value: Any) -> bool:

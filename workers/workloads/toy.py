@@ -19,6 +19,7 @@ from typing import Any, Mapping
 
 import torch
 
+from workers.config import MAX_TASKS, shown
 from workers.model import fully_connected_net
 from workers.workloads.base import Split, Workload, check_data_options, check_option, is_int, parse_options, regression_workload
 
@@ -45,7 +46,8 @@ class ToyOptions:
     validation_size: int = 2000  # drawn after the test set, so train and test are as before
 
     def __post_init__(self) -> None:
-        check_option(is_int(self.tasks) and self.tasks >= 1, "tasks", f"must be an integer >= 1, got {self.tasks!r}")
+        check_option(is_int(self.tasks) and 1 <= self.tasks <= MAX_TASKS, "tasks",
+                     f"must be an integer from 1 to {MAX_TASKS}, got {shown(self.tasks)}")
         if self.sigmas is not None:
             object.__setattr__(self, "sigmas", tuple(self.sigmas))
             check_option(
