@@ -21,7 +21,7 @@ from db.errors import (
 from db.interface import LeaseHolder, RecordOutcome, ResultsReader, ResultsWriter, StudyInfo
 from db.store import LEASE_TTL_S, ResultsDB, spec_hash
 from db.files import check_sqlite_file
-from db.urls import DEFAULT_URL, display, parse_url, sqlite_file
+from db.urls import DEFAULT_URL, display, parse_url, redact, sqlite_file
 
 
 def check_target(url: str) -> URL:
@@ -65,5 +65,6 @@ __all__ = [
     "open_reader",
     "open_writer",
     "parse_url",
+    "redact",
     "spec_hash",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from sqlalchemy.engine import URL, make_url
@@ -15,6 +16,14 @@ SUPPORTED = ("sqlite", "postgresql")
 SQLITE_BUSY_TIMEOUT_S = 60
 
 
+_PASSWORD = re.compile(r"(://[^:/@\s]*:)[^@\s]*@")
+
+
+def redact(text: str) -> str:
+    """`text` with the password of any URL in it replaced by ***: what every message and hint shows."""
+    return _PASSWORD.sub(r"\1***@", text)
+
+
 def parse_url(url: str) -> URL:
     """Validate a URL and fill in our driver (psycopg 3 for PostgreSQL); a bare file path means SQLite."""
     if ":" not in url and url.strip():  # a plain path (a URL, or garble, has a colon)
@@ -23,12 +32,12 @@ def parse_url(url: str) -> URL:
         parsed = make_url(url)
     except (ArgumentError, ValueError, TypeError):
         raise BadDatabaseURL(
-            f"storage: cannot parse database URL {url!r} (expected e.g. {DEFAULT_URL}, a file path, or "
+            f"storage: cannot parse database URL {redact(url)!r} (expected e.g. {DEFAULT_URL}, a file path, or "
             "postgresql://user@host:5432/db)"
         ) from None
     backend = parsed.get_backend_name()
     if backend not in SUPPORTED:
-        raise BadDatabaseURL(f"storage: unsupported database {backend!r} in {url!r} (use sqlite or postgresql)")
+        raise BadDatabaseURL(f"storage: unsupported database {backend!r} in {redact(url)!r} (use sqlite or postgresql)")
     if backend == "postgresql":
         driver = parsed.get_driver_name()
         if parsed.drivername == "postgresql":
@@ -36,10 +45,10 @@ def parse_url(url: str) -> URL:
         elif driver != "psycopg":
             raise BadDatabaseURL(f"storage: use postgresql+psycopg:// (psycopg 3), not {parsed.drivername!r}")
         if not parsed.database:
-            raise BadDatabaseURL(f"storage: {url!r} names no database")
+            raise BadDatabaseURL(f"storage: {redact(url)!r} names no database")
     else:
         if not parsed.database or parsed.database == ":memory:":
-            raise BadDatabaseURL(f"storage: {url!r} names no SQLite file (e.g. sqlite:///gns.db)")
+            raise BadDatabaseURL(f"storage: {redact(url)!r} names no SQLite file (e.g. sqlite:///gns.db)")
     return parsed
 
 

@@ -30,7 +30,7 @@ class HelpFormatter(argparse.HelpFormatter):
         text = action.help or ""
         default = action.default
         shown = action.option_strings and not (default is None or default is False or default == [] or default == argparse.SUPPRESS)
-        if shown and "%(default)" not in text:
+        if shown and "%(default)" not in text and "(default" not in text:  # a help that says its own default
             text += " (default: %(default)s)"
         return text
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from db import DEFAULT_URL
+from db import DEFAULT_URL, redact
 from study.errors import BadInput
 
 STORAGE_ENV = "GNS_STORAGE"  # a cluster sets its PostgreSQL URL once here
@@ -22,11 +22,14 @@ EXIT_DATABASE_UNAVAILABLE = 4  # the database stayed unreachable for the whole r
 
 
 def add_storage_argument(parser: argparse.ArgumentParser) -> None:
+    from_env = os.environ.get(STORAGE_ENV)
     parser.add_argument(
         "--storage",
-        default=os.environ.get(STORAGE_ENV, DEFAULT_URL),
+        default=from_env or DEFAULT_URL,
         metavar="URL",
-        help=f"results database, e.g. postgresql://user@host:port/db; ${STORAGE_ENV} sets the default",
+        # --help shows where the default comes from, never its value: the URL may hold a password
+        help=f"results database: a URL (e.g. postgresql://user@host:port/db) or an SQLite file path (default: "
+        + (f"${STORAGE_ENV}, set in the environment)" if from_env else f"{DEFAULT_URL}; ${STORAGE_ENV} sets another)"),
     )
 
 
@@ -39,12 +42,14 @@ def allow_user_code(spec_path: str | None = None) -> None:
 
 def next_steps(study: str, storage: str) -> list[str]:
     """What to run after a launch, with this study and database filled in."""
-    store = "" if storage == DEFAULT_URL else f" --storage {storage}"
+    shown = redact(storage)
+    store = "" if storage in (DEFAULT_URL, os.environ.get(STORAGE_ENV)) else f" --storage {shown}"
+    hidden = "   (password shown as ***)" if shown != storage else ""
     return [
         "next:",
         f"  gns report {study}{store}        # Figure-4/7 and tables: reports/{study}/index.html",
         f"  gns status {study}{store}        # progress from the database",
-        f"  optuna-dashboard {storage}   # the trials in Optuna's dashboard",
+        f"  optuna-dashboard {shown}   # the trials in Optuna's dashboard{hidden}",
     ]
 
 

@@ -13,6 +13,7 @@ import dataclasses
 import sys
 
 from study.cli.common import EXIT_TRIALS_FAILED, add_storage_argument, allow_user_code, next_steps
+from db import redact
 from study.errors import BadInput
 from study.progress import format_duration, plural
 from study.spec import SpecError, StudySpec, load_spec
@@ -63,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     done = summary.planned - summary.missing
     print(
         f"{summary.study}: {done}/{summary.planned} recorded ({summary.recorded_now} now, {summary.failed_now} failed) "
-        f"in {format_duration(summary.wall_time_s)}; results in --storage {args.storage}",
+        f"in {format_duration(summary.wall_time_s)}; results in --storage {redact(args.storage)}",
         file=sys.stderr,
     )
     if summary.interrupted or summary.missing:
