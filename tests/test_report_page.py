@@ -157,3 +157,36 @@ def test_alpha_sweep_page_has_figure7_and_the_per_alpha_table(capsys, tmp_path, 
     assert "mean_gain_pct" in page  # the per-alpha table
     gains = pd.read_csv(out / "figure7.csv").set_index("alpha")["gain_pct"]
     assert gains[0.5] == pytest.approx(25.0) and gains[3.0] == pytest.approx(0.0)
+
+
+def test_a_report_never_writes_through_a_symbolic_link(capsys, tmp_path, study_url):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (tmp_path / "linked").symlink_to(elsewhere)
+    assert main(["report", "f4", "--storage", study_url, "--out", str(tmp_path / "linked"), "--no-png"]) == 2
+    err = capsys.readouterr().err
+    assert "is a symbolic link; name the folder itself" in err and err.count("\n") == 1
+    assert list(elsewhere.iterdir()) == []
+
+    out, victim = tmp_path / "out", tmp_path / "victim.txt"
+    out.mkdir()
+    victim.write_text("keep me")
+    (out / "summary.json").symlink_to(victim)  # planted inside the output folder
+    (out / "figure4.csv").symlink_to(tmp_path / "absent.csv")
+    assert main(["report", "f4", "--storage", study_url, "--out", str(out), "--no-png"]) == 0
+    assert victim.read_text() == "keep me" and not (tmp_path / "absent.csv").exists()
+    assert not (out / "summary.json").is_symlink() and json.loads((out / "summary.json").read_text())["study"] == "f4"
+    assert not (out / "figure4.csv").is_symlink()
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary file left behind
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["x" * 10_000], "is not a study name"),
+    (["f4", "--out", "/proc/self"], "is a symbolic link"),
+    (["f4", "--out", "/proc/1/gns-report"], "--out: cannot write the report to '/proc/1/gns-report'"),
+    (["f4", "--out", "/tmp/" + "y" * 300], "cannot be used: File name too long"),
+])
+def test_report_names_and_folders_it_cannot_use_are_refused_in_one_line(capsys, study_url, argv, message):
+    assert main(["report", *argv, "--storage", study_url, "--no-png"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err and len(err) < 400

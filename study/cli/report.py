@@ -12,6 +12,7 @@ from study.cli.common import add_storage_argument
 from study.errors import BadInput
 from study.output import same_decimals
 from study.progress import plural
+from study.spec import check_study_name
 
 
 def add_parser(subparsers) -> None:
@@ -29,12 +30,15 @@ def run(args: argparse.Namespace) -> int:
     except ImportError as error:  # plotly and scipy are the `report` extra
         raise BadInput(f"gns report needs {error.name}: pip install 'gradnorm-study[report]'") from None
 
+    check_study_name(args.study, "study")  # also bounds the default folder's name
     out_dir = args.out or Path("reports") / folder_name(args.study)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise BadInput(f"--out: {str(out_dir)!r} exists and is not a folder")
+    check_output_folder(out_dir)
     with open_reader(args.storage) as results:
-        report = build_report(results, args.study, out_dir, png=not args.no_png,
-                              say=lambda line: print(line, file=sys.stderr, flush=True))
+        try:
+            report = build_report(results, args.study, out_dir, png=not args.no_png,
+                                  say=lambda line: print(line, file=sys.stderr, flush=True))
+        except OSError as error:  # a folder we may not write, a full disk, a name too long
+            raise BadInput(f"--out: cannot write the report to {str(out_dir)!r}: {error.strerror or error}") from None
     for problem in report.summary["problems"]:
         print(f"note: {problem}")
     for note in report.written.notes:
@@ -43,6 +47,19 @@ def run(args: argparse.Namespace) -> int:
         print(line)
     print(f"report: {report.written.index.resolve().as_uri()}")
     return 0
+
+
+def check_output_folder(out_dir: Path) -> None:
+    """The report goes into a real folder (or one to make): never through a symbolic link."""
+    shown = str(out_dir) if len(str(out_dir)) <= 80 else str(out_dir)[:77] + "..."
+    try:
+        link, exists = out_dir.is_symlink(), out_dir.exists()
+    except OSError as error:  # e.g. a name longer than the filesystem allows
+        raise BadInput(f"--out: {shown!r} cannot be used: {error.strerror or error}") from None
+    if link:
+        raise BadInput(f"--out: {shown!r} is a symbolic link; name the folder itself")
+    if exists and not out_dir.is_dir():
+        raise BadInput(f"--out: {shown!r} exists and is not a folder")
 
 
 def folder_name(study: str) -> str:

@@ -9,7 +9,9 @@ from __future__ import annotations
 import html
 import json
 import math
+import os
 import shutil
+import tempfile
 import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -53,14 +55,17 @@ def write_report(
     out_dir: Path, title: str, summary: dict[str, Any], spec: dict[str, Any], sections: list[Section], png: bool = True,
     say: Callable[[str], None] | None = None,
 ) -> WrittenReport:
+    """Write the report's files into `out_dir` (made if absent; a symbolic link is refused by the caller).
+
+    Each file is written beside its target under a fresh name and renamed over it, so a
+    symbolic link planted at a target's name is replaced, never followed.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     files: list[Path] = []
     notes: list[str] = []
     for section in sections:
         if section.data is not None:
-            path = out_dir / f"{section.name}.csv"
-            section.data.to_csv(path, index=False)
-            files.append(path)
+            files.append(replace_file(out_dir / f"{section.name}.csv", lambda tmp, data=section.data: data.to_csv(tmp, index=False)))
     figures = [s for s in sections if s.figure is not None]
     if png and figures:
         if find_chromium() is None:
@@ -69,11 +74,24 @@ def write_report(
             if say is not None:  # a browser starts, then each figure renders: seconds, not instant
                 say(f"exporting {len(figures)} PNGs through Chromium (a few seconds) ...")
             files += _write_pngs(out_dir, figures)
-    summary_path = out_dir / "summary.json"
-    summary_path.write_text(json.dumps(_jsonable(summary), indent=2) + "\n")
-    index = out_dir / "index.html"
-    index.write_text(_page(title, summary, spec, sections))
+    summary_text = json.dumps(_jsonable(summary), indent=2) + "\n"
+    summary_path = replace_file(out_dir / "summary.json", lambda tmp: tmp.write_text(summary_text))
+    page = _page(title, summary, spec, sections)
+    index = replace_file(out_dir / "index.html", lambda tmp: tmp.write_text(page))
     return WrittenReport(index, [index, summary_path, *files], notes)
+
+
+def replace_file(target: Path, write: Callable[[Path], Any]) -> Path:
+    """`write(tmp)` a file beside `target`, then rename it over `target` (whatever was there, a link too)."""
+    descriptor, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=target.suffix)
+    os.close(descriptor)
+    tmp = Path(name)
+    try:
+        write(tmp)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target
 
 
 def _write_pngs(out_dir: Path, sections: list[Section]) -> list[Path]:
@@ -85,11 +103,10 @@ def _write_pngs(out_dir: Path, sections: list[Section]) -> list[Path]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # "kopts ignored with a server": we pass none
             for section in sections:
-                path = out_dir / f"{section.name}.png"
                 # A figure that sets its own height (a grid of panels) keeps it.
                 size = {**PNG_SIZE, "height": section.figure.layout.height or PNG_SIZE["height"]}
-                section.figure.write_image(path, **size)
-                written.append(path)
+                written.append(replace_file(out_dir / f"{section.name}.png",
+                                            lambda tmp, figure=section.figure: figure.write_image(tmp, format="png", **size)))
     finally:
         kaleido.stop_sync_server()
     return written
