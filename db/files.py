@@ -3,11 +3,19 @@
 A reader never changes a byte: it opens the file with SQLite's `mode=ro`
 (and `immutable=1` on a read-only filesystem, where SQLite cannot create its
 lock files), and no pragma that writes (journal_mode=WAL) runs on it.
+
+A writer makes a new file in one step (`create_wal_file`: built aside in WAL
+mode, then linked into place), so a crash leaves either no file or an empty
+WAL database, never a half-made one; and before its first look it lets SQLite
+roll back a hot journal that a killed writer left (`recover_hot_journal`),
+which a read-only open cannot do.
 """
 
 from __future__ import annotations
 
 import os
+import sqlite3
+import uuid
 from pathlib import Path
 from typing import Callable
 from urllib.parse import quote
@@ -46,6 +54,44 @@ def check_sqlite_file(path: Path, display_url: str, must_exist: bool) -> bool:
     if head != SQLITE_MAGIC:
         raise NotOurDatabase(f"storage: {display_url} is not an SQLite database; left unchanged")
     return True
+
+
+def journal_of(path: Path) -> Path:
+    return path.with_name(path.name + "-journal")
+
+
+def has_hot_journal(path: Path) -> bool:
+    """A non-empty rollback journal beside `path`: a writer died in a transaction (ours run in WAL
+    mode, which keeps no -journal file, so one left beside a results database is a leftover)."""
+    journal = journal_of(path)
+    return journal.is_file() and journal.stat().st_size > 0
+
+
+def recover_hot_journal(path: Path) -> None:
+    """Open `path` read-write once so SQLite rolls its hot journal back (what any writer's open does)."""
+    connection = sqlite3.connect(path, timeout=60)
+    try:
+        connection.execute("SELECT count(*) FROM sqlite_master").fetchall()
+    finally:
+        connection.close()
+
+
+def create_wal_file(path: Path) -> None:
+    """An empty SQLite database in WAL mode at `path`, made aside and linked into place in one step;
+    if another writer made the file first, theirs stands."""
+    aside = path.with_name(f".{path.name}.{uuid.uuid4().hex}.new")  # made by SQLite: its usual permissions
+    try:
+        connection = sqlite3.connect(aside)
+        try:
+            connection.execute("PRAGMA journal_mode=WAL").fetchall()  # written into the file's header
+        finally:
+            connection.close()
+        try:
+            os.link(aside, path)
+        except FileExistsError:
+            pass
+    finally:
+        aside.unlink(missing_ok=True)
 
 
 def _absolute_hint(path: Path, fits: Callable[[Path], bool]) -> str:

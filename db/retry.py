@@ -40,6 +40,10 @@ def retry_window_s() -> float:
     return value
 
 
+# A PostgreSQL server that answers but refuses: asking again will not help (a wrong name or password).
+_REFUSALS = ("does not exist", "authentication failed", "pg_hba.conf", "password")
+
+
 def is_outage(error: BaseException) -> bool:
     """An error that a later attempt may not see: the connection, not the statement."""
     if isinstance(error, optuna.exceptions.StorageInternalError):
@@ -47,7 +51,8 @@ def is_outage(error: BaseException) -> bool:
     if isinstance(error, OperationalError):
         if type(error.orig).__module__.startswith("sqlite3"):
             return "locked" in str(error.orig)  # a disk-full or read-only SQLite file will not heal by itself
-        return True
+        message = str(error.orig)
+        return not ("FATAL:" in message and any(refusal in message for refusal in _REFUSALS))
     return isinstance(error, DBAPIError) and bool(error.connection_invalidated)
 
 

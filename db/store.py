@@ -15,16 +15,19 @@ renewing it, at once when the holder is a dead process on this host.
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import json
 import math
 import os
 import socket
+import sqlite3
 import time
 import uuid
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from importlib import metadata
+from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
 import optuna
@@ -39,14 +42,16 @@ from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.orm import Session
 
 from db import queries
-from db.errors import DatabaseInputError, DatabaseUnreachable, NoSuchStudy, NotOurDatabase, StudyBusy
-from db.files import check_sqlite_file, read_only_url
+from db.errors import DatabaseInputError, DatabaseUnavailable, DatabaseUnreachable, NoSuchStudy, NotOurDatabase, StudyBusy
+from db.files import check_sqlite_file, create_wal_file, has_hot_journal, journal_of, read_only_url, recover_hot_journal
 from db.interface import LeaseHolder, RecordOutcome, ResultsWriter, StudyInfo
-from db.retry import retrying
+from db.retry import is_outage, retrying
 from db.schema import SCHEMA_VERSION, Base, MetricRow, SchemaInfo, StudyRow, TraceRow, TrialRow, TrialTaskRow
 from db.urls import DEFAULT_URL, display, engine_options, parse_url, sqlite_file
 from records import METHODS, Status, TaskMetric, TrialResult, canonical_hash
 
+# pg_advisory_lock key that serializes schema set-up ("gns-setup" in ASCII, as a 64-bit integer).
+SETUP_LOCK_KEY = int.from_bytes(b"gns-setu", "big") >> 1
 KEY_ATTR = "key"  # Optuna user attribute holding our trial key
 ATTEMPT_ATTR = "attempt"  # Optuna user attribute: which attempt at the key (history is kept when it reruns)
 KIND_ATTR = "gns_kind"  # Optuna study user attribute: made by gradnorm-study
@@ -102,14 +107,25 @@ class ResultsDB(ResultsWriter):
         self._method_choices_seen: dict[int, tuple[str, ...]] = {}  # per Optuna study: see _method_choices
         path = sqlite_file(self.url)
         existing_file = path is not None and check_sqlite_file(path, self.display_url, must_exist=not create)
+        if path is not None and create:
+            _prepare_sqlite_file(path, existing_file, self.display_url)
+            existing_file = True
+        elif existing_file and has_hot_journal(path):
+            raise DatabaseUnreachable(
+                f"storage: {self.display_url} holds a transaction that a stopped writer left unfinished "
+                f"({journal_of(path).name}); any gns command that writes (gns launch) rolls it back first"
+            )
         # An existing SQLite file is first opened read-only: nothing (not even the WAL pragma)
         # touches it until its tables say it is ours.
         self.engine = create_engine(read_only_url(path) if existing_file else self.url, **engine_options(self.url))
         try:
-            tables = set(inspect(self.engine).get_table_names())
+            tables = self._first_look()
         except OperationalError as error:
             self.engine.dispose()
             raise DatabaseUnreachable(f"storage: cannot connect to {self.display_url}: {_first_line(error)}") from None
+        except DatabaseUnavailable:
+            self.engine.dispose()
+            raise
         except Exception as error:  # e.g. sqlite3.DatabaseError: file is not a database
             self.engine.dispose()
             raise NotOurDatabase(f"storage: {self.display_url} cannot be read ({_first_line(error)}); left unchanged") from None
@@ -126,10 +142,54 @@ class ResultsDB(ResultsWriter):
         if create and path is not None:
             event.listen(self.engine, "connect", _sqlite_pragmas)
             event.listen(self.engine, "begin", _sqlite_begin_immediate)
-        self._check_schema_version()
         self._optuna: RDBStorage | None = None
         if create:
             self._create_schema()
+        else:
+            self._check_schema_version()
+
+    def _first_look(self) -> set[str]:
+        """The database's tables. A writer waits out an outage (a server restarting) within the retry
+        window; a reader, or a server that answers with a refusal, fails at once."""
+
+        def look() -> set[str] | OperationalError:
+            try:
+                return set(inspect(self.engine).get_table_names())
+            except OperationalError as error:
+                if self.writable and is_outage(error):
+                    raise
+                return error
+
+        found = retrying(f"connecting to {self.display_url}", look) if self.writable else look()
+        if isinstance(found, OperationalError):
+            raise found
+        return found
+
+    @contextmanager
+    def _setup_lock(self) -> Iterator[None]:
+        """One writer at a time sets the schema up (a fresh database opened by several drivers at once):
+        a PostgreSQL advisory lock, or an flock on the SQLite file's folder (never on the file, whose
+        locks are SQLite's own)."""
+        path = sqlite_file(self.url)
+        if path is not None:
+            try:
+                folder = os.open(path.parent, os.O_RDONLY)
+            except OSError:  # a folder we may write but not list: set up unserialized, as SQLite alone would
+                yield
+                return
+            try:
+                fcntl.flock(folder, fcntl.LOCK_EX)
+                yield
+            finally:
+                os.close(folder)  # releases the flock
+            return
+        with self.engine.connect() as connection:
+            connection.exec_driver_sql(f"SELECT pg_advisory_lock({SETUP_LOCK_KEY})")
+            try:
+                yield
+            finally:
+                connection.exec_driver_sql(f"SELECT pg_advisory_unlock({SETUP_LOCK_KEY})")
+                connection.commit()
 
     @property
     def optuna(self) -> RDBStorage:
@@ -164,16 +224,18 @@ class ResultsDB(ResultsWriter):
 
     def _create_schema(self) -> None:
         def create() -> None:
-            # Optuna's tables first: an Optuna storage of another schema version is refused before
-            # anything of ours is added to it.
-            self.optuna  # noqa: B018
-            Base.metadata.create_all(self.engine)
-            with self.session() as session:
-                info = session.get(SchemaInfo, 1)
-                if info is None:
-                    session.add(SchemaInfo(id=1, version=SCHEMA_VERSION, last_opened_at=_now()))
-                else:
-                    info.last_opened_at = _now()
+            with self._setup_lock():
+                self._check_schema_version()
+                # Optuna's tables first: an Optuna storage of another schema version is refused before
+                # anything of ours is added to it.
+                self.optuna  # noqa: B018
+                Base.metadata.create_all(self.engine)
+                with self.session() as session:
+                    info = session.get(SchemaInfo, 1)
+                    if info is None:
+                        session.add(SchemaInfo(id=1, version=SCHEMA_VERSION, last_opened_at=_now()))
+                    else:
+                        info.last_opened_at = _now()
 
         try:
             retrying(f"setting up {self.display_url}", create)
@@ -701,6 +763,20 @@ def optuna_tables() -> frozenset[str]:
     from optuna.storages._rdb import models  # the one place that knows Optuna's private layout
 
     return frozenset(models.BaseModel.metadata.tables) | {"alembic_version"}
+
+
+def _prepare_sqlite_file(path: Path, existing: bool, display_url: str) -> None:
+    """A writer's SQLite file before its first look: made in one step when absent or empty, its hot
+    journal (a killed writer's) rolled back when it has one."""
+    try:
+        if not existing:
+            if path.exists():  # SQLite's empty database (0 bytes): replace it by a WAL one
+                path.unlink()
+            create_wal_file(path)
+        elif has_hot_journal(path):
+            recover_hot_journal(path)
+    except (OSError, sqlite3.Error) as error:
+        raise DatabaseUnreachable(f"storage: cannot write to {display_url}: {error}") from None
 
 
 def _study_info(row: StudyRow) -> StudyInfo:

@@ -11,7 +11,7 @@ from optuna.trial import TrialState
 from sqlalchemy import create_engine, insert, select
 
 from db import DatabaseInputError, DatabaseUnreachable, NoSuchStudy, NotOurDatabase, ResultsDB
-from db.errors import BadDatabaseURL
+from db.errors import BadDatabaseURL, DatabaseUnavailable
 from db.schema import StudyRow, TrialRow
 from tests.fake_results import diverged_result, fake_result
 from workers.config import TrialConfig
@@ -217,12 +217,21 @@ def test_a_database_without_our_tables_is_refused_for_reading(tmp_path):
         ("postgresql+psycopg2://u@h/db", BadDatabaseURL, "psycopg"),
         ("sqlite://", BadDatabaseURL, "names no SQLite file"),
         ("sqlite:////no/such/dir/x.db", DatabaseUnreachable, "does not exist"),
-        ("postgresql://postgres@127.0.0.1:1/test", DatabaseUnreachable, "cannot connect"),
         ("postgresql://postgres@127.0.0.1:5432/no_such_database_here", DatabaseUnreachable, "cannot connect"),
     ],
 )
 def test_bad_urls_raise_errors_naming_the_problem(url, error, message):
     with pytest.raises(error, match=message):
+        ResultsDB(url)
+
+
+def test_a_server_that_does_not_answer_is_waited_for_by_writers_and_not_by_readers(monkeypatch):
+    """Nobody listens on port 1: an outage to a writer (retried, then exit 4), bad input to a reader (exit 2)."""
+    url = "postgresql://postgres@127.0.0.1:1/test"
+    with pytest.raises(DatabaseUnreachable, match="cannot connect"):
+        ResultsDB(url, create=False)
+    monkeypatch.setenv("GNS_DB_RETRY_S", "1")
+    with pytest.raises(DatabaseUnavailable, match="database unavailable for 1 s while connecting to postgresql"):
         ResultsDB(url)
 
 

@@ -129,7 +129,9 @@ def test_deleting_an_unknown_study_leaves_the_file_byte_for_byte(capsys, sqlite_
     before = file_digest(path)
     code, _, err = run_cli(capsys, "delete", "nosuch", "--yes", "--storage", sqlite_url)
     assert code == 2 and "no study named 'nosuch'" in err and err.count("\n") == 1
-    assert file_digest(path) == before and not Path(f"{path}-wal").exists()
+    assert file_digest(path) == before
+    wal = Path(f"{path}-wal")  # SQLite's companion a read-only open of a WAL database may make: left empty
+    assert not wal.exists() or wal.stat().st_size == 0
 
 
 def test_train_refuses_to_record_into_a_planned_study(capsys, recorded):
