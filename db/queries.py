@@ -8,7 +8,7 @@ trials only (a final outcome); `status_counts` also counts running ones.
 from __future__ import annotations
 
 import pandas as pd
-from sqlalchemy import case, func, select
+from sqlalchemy import Select, and_, case, column, func, select, table
 from sqlalchemy.orm import Session
 
 from db.schema import MetricRow, StudyRow, TraceRow, TrialRow, TrialTaskRow
@@ -195,3 +195,21 @@ def traces(session: Session, study_id: int, keys: list[str] | None = None) -> pd
         query = query.where(TrialRow.key.in_(keys))
     columns = ["key", "method", "step", "task", "train_loss", "test_loss", "weight", "grad_norm"]
     return pd.DataFrame(session.execute(query).all(), columns=columns)
+
+
+# Optuna's own tables, named here (and only here) for the one lookup its API has no index for.
+_OPTUNA_TRIALS = table("trials", column("trial_id"), column("study_id"))
+_OPTUNA_USER_ATTRS = table("trial_user_attributes", column("trial_id"), column("key"), column("value_json"))
+
+
+def optuna_trials_with_attrs(optuna_study_id: int, attrs: dict[str, str], without: str | None = None) -> Select:
+    """Ids of the study's Optuna trials whose user attributes hold each `attrs` JSON text (and lack `without`)."""
+    query = select(_OPTUNA_TRIALS.c.trial_id).where(_OPTUNA_TRIALS.c.study_id == optuna_study_id)
+    for index, (name, value_json) in enumerate(attrs.items()):
+        attr = _OPTUNA_USER_ATTRS.alias(f"attr_{index}")
+        query = query.join(attr, and_(attr.c.trial_id == _OPTUNA_TRIALS.c.trial_id, attr.c.key == name,
+                                      attr.c.value_json == value_json))
+    if without is not None:
+        absent = select(_OPTUNA_USER_ATTRS.c.trial_id).where(_OPTUNA_USER_ATTRS.c.key == without)
+        query = query.where(_OPTUNA_TRIALS.c.trial_id.not_in(absent))
+    return query

@@ -407,8 +407,8 @@ class ResultsDB(ResultsWriter):
             ).all()
         for trial in trials:
             # a driver killed between creating the Optuna trial and noting its id left it unnoted
-            optuna_trial_id = trial.optuna_trial_id or self._find_optuna_trial(row.optuna_study_id, trial.key, trial.attempt)
-            if optuna_trial_id is not None:
+            made = self._optuna_trials_of(row.optuna_study_id, trial.key, trial.attempt)
+            for optuna_trial_id in {trial.optuna_trial_id, *made} - {None}:
                 self._end_stale_optuna_trial(optuna_trial_id)
             with self.session() as session:
                 for table in (TraceRow, MetricRow, TrialTaskRow):
@@ -434,9 +434,14 @@ class ResultsDB(ResultsWriter):
         claim = self._claim(row.id, key, config, Status.RUNNING, wait=False)
         if claim is None or claim.complete or claim.optuna_trial_id is not None:
             return
-        frozen = _optuna_trial(key, claim.attempt, config, None, None, None, running=True,
-                               method_choices=self._method_choices(row.optuna_study_id))
-        optuna_trial_id = self.optuna.create_new_trial(row.optuna_study_id, template_trial=frozen)
+        # A retry after an outage may find the trial its first try created (the answer was lost): reuse it.
+        made = self._optuna_trials_of(row.optuna_study_id, key, claim.attempt)
+        if made:
+            optuna_trial_id = made[0]
+        else:
+            frozen = _optuna_trial(key, claim.attempt, config, None, None, None, running=True,
+                                   method_choices=self._method_choices(row.optuna_study_id))
+            optuna_trial_id = self.optuna.create_new_trial(row.optuna_study_id, template_trial=frozen)
         self._set_optuna_ids(claim.id, optuna_trial_id)
 
     @_retried
@@ -467,7 +472,10 @@ class ResultsDB(ResultsWriter):
         if claim.complete:
             return RecordOutcome(claim.id, claim.optuna_trial_id, created=False)
         ok = result is not None and result.ok
-        optuna_trial_id = claim.optuna_trial_id or self._find_optuna_trial(study_row.optuna_study_id, key, claim.attempt)
+        made = self._optuna_trials_of(study_row.optuna_study_id, key, claim.attempt)
+        optuna_trial_id = claim.optuna_trial_id or (made[0] if made else None)
+        for twin in set(made) - {optuna_trial_id}:  # one Optuna trial per key and attempt: end any twin a retry made
+            self._end_stale_optuna_trial(twin)
         if optuna_trial_id is None:
             frozen = _optuna_trial(key, claim.attempt, config, result, failure, worker,
                                    method_choices=self._method_choices(study_row.optuna_study_id))
@@ -576,12 +584,18 @@ class ResultsDB(ResultsWriter):
             self._method_choices_seen[optuna_study_id] = choices
         return self._method_choices_seen[optuna_study_id]
 
-    def _find_optuna_trial(self, optuna_study_id: int, key: str, attempt: int) -> int | None:
-        """This attempt's Optuna trial for `key`, left by a crash before our rows pointed at it."""
-        for trial in self.optuna.get_all_trials(optuna_study_id, deepcopy=False):
-            if trial.user_attrs.get(KEY_ATTR) == key and trial.user_attrs.get(ATTEMPT_ATTR, 0) == attempt:
-                return self.optuna.get_trial_id_from_study_id_trial_number(optuna_study_id, trial.number)
-        return None
+    def _optuna_trials_of(self, optuna_study_id: int, key: str, attempt: int) -> list[int]:
+        """The Optuna trial ids of `key`'s attempt (oldest first): left by a crash before our rows pointed
+        at one, or made twice by a write retried after an outage. Read from Optuna's tables by SQL,
+        not by loading every trial of the study."""
+        with self.session() as session:
+            rows = session.execute(queries.optuna_trials_with_attrs(
+                optuna_study_id, {KEY_ATTR: json.dumps(key), ATTEMPT_ATTR: json.dumps(attempt)})).all()
+        if attempt == 0:  # trials recorded before the attempt attribute existed have none
+            with self.session() as session:
+                rows += session.execute(queries.optuna_trials_with_attrs(
+                    optuna_study_id, {KEY_ATTR: json.dumps(key)}, without=ATTEMPT_ATTR)).all()
+        return sorted({row[0] for row in rows})
 
     @_retried
     def time_averaged_weights(self, study: str, key: str) -> tuple[float, ...] | None:

@@ -13,6 +13,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import traceback
 from collections import Counter
 from pathlib import Path
@@ -216,6 +217,36 @@ def test_the_driver_survives_a_postgres_outage_mid_study(tmp_path, own_postgres)
     trials = optuna.load_study(study_name="held", storage=url).trials
     complete = Counter(t.user_attrs["key"] for t in trials if t.state.name == "COMPLETE")
     assert len(complete) == 6 and set(complete.values()) == {1}
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_a_trial_created_as_the_server_goes_down_is_not_left_running(own_postgres, monkeypatch):
+    """The Optuna trial lands, then PostgreSQL stops before the driver notes it: the retried start
+    must reuse it, so the key ends with one Optuna trial, COMPLETE (not a RUNNING orphan beside it)."""
+    url, start, stop = own_postgres
+    monkeypatch.setenv("GNS_DB_RETRY_S", str(GENEROUS_S))
+    config = TrialConfig(method="equal")
+    restarted = threading.Event()
+    with ResultsDB(url) as results:
+        results.create_study("s", "methods", {"study": "s"})
+        real_create = results.optuna.create_new_trial
+
+        def create_then_outage(*args, **kwargs):
+            made = real_create(*args, **kwargs)
+            if not restarting.is_set():  # once: the trial is in the database, what follows it is not
+                restarting.set()
+                stop()
+                threading.Thread(target=lambda: (start(), restarted.set())).start()
+            return made
+
+        restarting = threading.Event()
+        monkeypatch.setattr(results.optuna, "create_new_trial", create_then_outage)
+        results.start_trial("s", config.key(), config.to_dict())
+        assert restarted.wait(timeout=GENEROUS_S)
+        results.record("s", config.key(), config.to_dict(), fake_result())
+    trials = optuna.load_study(study_name="s", storage=url).trials
+    assert [(t.user_attrs["key"], t.state.name) for t in trials] == [(config.key(), "COMPLETE")]
 
 
 # ---- nothing from the database is imported or run ------------------------------------------
