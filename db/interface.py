@@ -118,12 +118,13 @@ class ResultsWriter(ResultsReader):
         """Extend the lease and the heartbeat of this writer's running trials."""
 
     @abc.abstractmethod
-    def release_lease(self, study: str) -> None: ...
+    def release_lease(self, study: str, retry: bool = True) -> None: ...
 
     @abc.abstractmethod
     def requeue(self, study: str, failed: bool = False) -> int:
-        """Make trials run again, keeping their Optuna trials as history: those left
-        RUNNING by a dead driver (always) and, with failed=True, the failed ones. How many."""
+        """Make trials run again, keeping their Optuna trials as history: those a dead driver left
+        RUNNING or half-recorded (always) and, with failed=True, the failed ones. How many.
+        The caller holds the study's lease."""
 
     @abc.abstractmethod
     def start_trial(self, study: str, key: str, config: Mapping[str, Any]) -> None:

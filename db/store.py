@@ -378,16 +378,25 @@ class ResultsDB(ResultsWriter):
                 .values(heartbeat_at=now)
             )
         if renewed != 1:
-            raise StudyBusy(f"study {study!r}: this driver lost its lease (it expired and another driver took it)")
+            raise StudyBusy(f"study {study!r}: this driver lost its lease (it went silent past {LEASE_TTL_S:g} s and "
+                            "another driver took the study over); it stopped, the trials it recorded are kept")
 
-    @_retried
-    def release_lease(self, study: str) -> None:
-        with self.session() as session:
-            session.execute(
-                update(StudyRow)
-                .where(StudyRow.name == study, StudyRow.lease_token == self.token)
-                .values(lease_holder=None, lease_token=None, lease_since=None, lease_expires_at=None)
-            )
+    def release_lease(self, study: str, retry: bool = True) -> None:
+        """Give the study's lease up. retry=False: one try (a driver already failing on the database
+        does not wait out the retry window again; an unreleased lease expires by itself)."""
+
+        def release() -> None:
+            with self.session() as session:
+                session.execute(
+                    update(StudyRow)
+                    .where(StudyRow.name == study, StudyRow.lease_token == self.token)
+                    .values(lease_holder=None, lease_token=None, lease_since=None, lease_expires_at=None)
+                )
+
+        if retry:
+            retrying(f"release lease {study!r}", release)
+        else:
+            release()
 
     # ---- running and recording trials ---------------------------------------------------
 
@@ -400,7 +409,9 @@ class ResultsDB(ResultsWriter):
     @_retried
     def requeue(self, study: str, failed: bool = False) -> int:
         row = self._study_row(study)
-        statuses = [Status.RUNNING] + ([Status.DIVERGED, Status.CRASHED] if failed else [])
+        # Run again: trials a dead driver left running or half-recorded (the caller holds the study's
+        # lease, so no live writer owns them), and with failed=True the failed ones.
+        statuses = [Status.RUNNING, Status.RECORDING] + ([Status.DIVERGED, Status.CRASHED] if failed else [])
         with self.session() as session:
             trials = session.scalars(
                 select(TrialRow).where(TrialRow.study_id == row.id, TrialRow.status.in_([str(s) for s in statuses]))
@@ -472,6 +483,15 @@ class ResultsDB(ResultsWriter):
         if claim.complete:
             return RecordOutcome(claim.id, claim.optuna_trial_id, created=False)
         ok = result is not None and result.ok
+        # Our rows first, the Optuna trial's end second: a write that fails for good (a full disk) before
+        # the end leaves the Optuna trial unfinished, which the next launch ends as stale and runs again,
+        # instead of a COMPLETE Optuna trial whose key would then be trained and completed twice.
+        with self.session() as session:
+            for table in (TraceRow, MetricRow, TrialTaskRow):  # a half-written earlier attempt
+                session.execute(delete(table).where(table.trial_id == claim.id))
+            if result is not None:
+                _add_result_rows(session, claim.id, result)
+
         made = self._optuna_trials_of(study_row.optuna_study_id, key, claim.attempt)
         optuna_trial_id = claim.optuna_trial_id or (made[0] if made else None)
         for twin in set(made) - {optuna_trial_id}:  # one Optuna trial per key and attempt: end any twin a retry made
@@ -490,10 +510,6 @@ class ResultsDB(ResultsWriter):
 
         status = result.status if result is not None else Status.CRASHED
         with self.session() as session:
-            for table in (TraceRow, MetricRow, TrialTaskRow):  # a half-written earlier attempt
-                session.execute(delete(table).where(table.trial_id == claim.id))
-            if result is not None:
-                _add_result_rows(session, claim.id, result)
             session.execute(
                 update(TrialRow)
                 .where(TrialRow.id == claim.id)

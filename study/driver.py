@@ -16,9 +16,11 @@ rounds, each planned from the outcomes the rounds before recorded.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
+import signal
 import socket
 import sys
 import tempfile
@@ -26,7 +28,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Callable, Iterator, TextIO
 
 import ray
 import ray._private.ray_constants as ray_constants
@@ -69,6 +71,7 @@ class LaunchSummary:
     wall_time_s: float
     interrupted: bool
     ray_started: bool = True
+    terminated: bool = False  # stopped by SIGTERM (like Ctrl-C: Tune stops, recorded trials stay)
     requeued: int = 0  # stale or (--retry-failed) failed keys run again
     # planned keys whose recorded outcome is a failure, by status, and a reason of each status
     failures: dict[str, int] = field(default_factory=dict)
@@ -122,13 +125,15 @@ def launch(
                     progress = Progress(spec.study, total, len(recorded_before) - failures_before, failures_before,
                                         results.best_value(spec.study), stream)
                     recorder = Recorder(results, spec.study, progress, keeper)
-                    planned, interrupted = run_rounds(spec, shape, planned, recorded_before, recorder, max_concurrent)
+                    with sigterm_as_interrupt() as terminated:
+                        planned, interrupted = run_rounds(spec, shape, planned, recorded_before, recorder, max_concurrent)
                     progress.close()
+                    recorder.raise_error()
                     keys = {p.key for p in planned}
                     missing = total - len(keys & (recorded_before | recorder.keys))
                     failures, reasons = failure_counts(results, spec.study, keys)
             finally:
-                results.release_lease(spec.study)
+                release_lease(results, spec.study, failing=sys.exc_info()[0] is not None)
     finally:
         ray.shutdown()
     return LaunchSummary(
@@ -140,10 +145,21 @@ def launch(
         missing=missing,
         wall_time_s=time.monotonic() - started,
         interrupted=interrupted,
+        terminated=terminated.is_set(),
         requeued=requeued,
         failures=failures,
         failure_reasons=reasons,
     )
+
+
+def release_lease(results: ResultsWriter, study: str, failing: bool) -> None:
+    """Give the lease up; while an error is on its way out, try once and keep quiet (the lease expires
+    by itself, and the error the user sees is the first one, not the release's)."""
+    if not failing:
+        results.release_lease(study)
+        return
+    with contextlib.suppress(Exception):
+        results.release_lease(study, retry=False)
 
 
 def _already_done(
@@ -326,7 +342,13 @@ def resolve_dependents(
 
 
 class Recorder:
-    """Writes finished trials to the database from Tune's callbacks (the driver's thread)."""
+    """Writes finished trials to the database from Tune's callbacks (the driver's thread).
+
+    The first write that fails for good (the disk full, the lease lost, the database gone past the
+    retry window) is kept in `error`, every later call does nothing, and `_StopWhenRecorderFails`
+    stops Tune; the driver raises `error` once Tune has returned, so it reaches the user as one
+    line, not as a traceback through Tune.
+    """
 
     def __init__(self, results: ResultsWriter, study: str, progress: Progress, keeper: LeaseKeeper) -> None:
         self.results = results
@@ -336,31 +358,79 @@ class Recorder:
         self.recorded = 0
         self.failed = 0
         self.keys: set[str] = set()  # recorded during this launch, now or by an earlier attempt
+        self.error: Exception | None = None
+
+    def _write(self, write: Callable[[], None]) -> None:
+        if self.error is not None:
+            return
+        try:
+            self.keeper.check()
+            write()
+        except Exception as error:  # noqa: BLE001 (kept whole and raised by the driver after Tune stops)
+            self.error = error
 
     def start(self, planned: PlannedTrial) -> None:
         """Show the trial RUNNING in the database (and optuna-dashboard) while it trains."""
-        self.keeper.check()
-        self.results.start_trial(self.study, planned.key, planned.config.to_dict())
-        self.progress.started(planned.key)
+
+        def write() -> None:
+            self.results.start_trial(self.study, planned.key, planned.config.to_dict())
+            self.progress.started(planned.key)
+
+        self._write(write)
 
     def record_result(self, planned: PlannedTrial, result_data: dict[str, Any], worker: str | None = None) -> None:
-        self.keeper.check()
-        result = TrialResult.from_dict(result_data)
-        outcome = self.results.record(self.study, planned.key, planned.config.to_dict(), result, worker=worker)
-        self.keys.add(planned.key)
-        if outcome.created:
-            self._count(planned.key, result.primary_metric if result.ok else None)
+        def write() -> None:
+            result = TrialResult.from_dict(result_data)
+            outcome = self.results.record(self.study, planned.key, planned.config.to_dict(), result, worker=worker)
+            self.keys.add(planned.key)
+            if outcome.created:
+                self._count(planned.key, result.primary_metric if result.ok else None)
+
+        self._write(write)
 
     def record_failure(self, key: str, config: dict[str, Any], reason: str) -> None:
-        outcome = self.results.record(self.study, key, config, failure=reason)
-        self.keys.add(key)
-        if outcome.created:
-            self._count(key, None)
+        def write() -> None:
+            outcome = self.results.record(self.study, key, config, failure=reason)
+            self.keys.add(key)
+            if outcome.created:
+                self._count(key, None)
+
+        self._write(write)
+
+    @property
+    def failure(self) -> Exception | None:
+        """Why the launch must stop: a write that failed for good, or the lease lost in the background."""
+        return self.error or self.keeper.error
+
+    def raise_error(self) -> None:
+        if self.failure is not None:
+            raise self.failure
 
     def _count(self, key: str, value: float | None) -> None:
         self.recorded += 1
         self.failed += value is None
         self.progress.finished(key, value)
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[threading.Event]:
+    """SIGTERM (a scheduler, `kill`, docker stop) stops the launch as Ctrl-C does: Tune's own SIGINT
+    handler stops the trials, the driver records what finished, prints its summary and shuts Ray
+    down. The event says whether it happened."""
+    terminated = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield terminated
+        return
+
+    def on_sigterm(signum, frame) -> None:  # noqa: ARG001
+        terminated.set()
+        os.kill(os.getpid(), signal.SIGINT)
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        yield terminated
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def run_rounds(
@@ -384,11 +454,11 @@ def run_rounds(
         if not todo:
             return planned, False
         interrupted = run_trials(spec, shape, [p for p in todo if p.depends_on is None], recorder, max_concurrent)
-        if not interrupted:
+        if not interrupted and recorder.failure is None:
             dependents = [p for p in todo if p.depends_on is not None]
             runnable = resolve_dependents(recorder.results, spec.study, dependents, done | recorder.keys, recorder)
             interrupted = run_trials(spec, shape, runnable, recorder, max_concurrent)
-        if interrupted:
+        if interrupted or recorder.failure is not None:
             return planned, True
         planned = plan_from_records(spec, shape, recorder.results)
         strays = recorder.keys - {p.key for p in planned}
@@ -471,6 +541,7 @@ def run_trials(
                 storage_path=tune_dir,
                 verbose=0,
                 callbacks=[callback],
+                stop=_StopWhenRecorderFails(recorder),
                 failure_config=tune.FailureConfig(max_failures=spec.retries),
             ),
         )
@@ -491,6 +562,22 @@ def _error_line(trial: Any) -> str:
         text = ""
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     return lines[-1] if lines else "the worker failed"
+
+
+class _StopWhenRecorderFails(tune.Stopper):
+    """Stops every trial once the recorder cannot write or the lease is lost (Recorder.failure)."""
+
+    def __init__(self, recorder: Recorder) -> None:
+        self.recorder = recorder
+
+    def __getstate__(self) -> dict[str, Any]:  # Tune pickles its run config; the recorder stays here
+        return {"recorder": None}
+
+    def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
+        return self.stop_all()
+
+    def stop_all(self) -> bool:
+        return self.recorder is not None and self.recorder.failure is not None
 
 
 class _TuneCallback(tune.Callback):

@@ -16,13 +16,16 @@ import tempfile
 import threading
 import traceback
 from collections import Counter
+from datetime import datetime
 from pathlib import Path
 
 import optuna
 import pytest
 import yaml
+from sqlalchemy import update
 
 from db import ResultsDB
+from db.schema import StudyRow
 from study.cli import main
 from tests.fake_results import fake_result
 from tests.helpers import GENEROUS_S, file_digest, free_port, wait_until
@@ -141,6 +144,98 @@ def test_a_dead_drivers_lease_is_taken_over_and_its_running_trials_rerun(capsys,
     complete = Counter(t.user_attrs["key"] for t in trials if t.state.name == "COMPLETE")
     assert len(complete) == 5 and set(complete.values()) == {1}
     assert {t.user_attrs["status"] for t in trials if t.state.name != "COMPLETE"} <= {"stale"}
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_a_driver_that_lost_its_lease_stops_with_one_line(tmp_path, sqlite_url):
+    """Paused past the lease's time (SIGSTOP) while another driver takes the study over."""
+    spec_path, gate = gated_spec(tmp_path, free=0)
+    with driver_process(spec_path, sqlite_url) as first:
+        wait_until(lambda: lease_taken(sqlite_url) or first.poll() is not None, "the first driver's lease")
+        os.kill(first.pid, signal.SIGSTOP)
+        with ResultsDB(sqlite_url) as other:  # the lease runs out while the driver sleeps; another takes it
+            with other.session() as session:
+                session.execute(update(StudyRow).where(StudyRow.name == "held").values(lease_expires_at=datetime(2000, 1, 1)))
+            other.acquire_lease("held")
+            os.kill(first.pid, signal.SIGCONT)
+            assert first.wait(timeout=GENEROUS_S) == 2
+            err = first.stderr.read()
+            other.release_lease("held")
+    assert err.strip().endswith("this driver lost its lease (it went silent past 60 s and another driver took the "
+                                "study over); it stopped, the trials it recorded are kept"), err
+    assert "Traceback" not in err and err.count("gns launch: error") == 1
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_sigterm_stops_a_launch_like_ctrl_c_with_its_summary_and_no_ray_left(tmp_path, sqlite_url):
+    spec_path, gate = gated_spec(tmp_path, free=2, runs=4)
+    with driver_process(spec_path, sqlite_url) as driver:
+        wait_until(lambda: len(recorded_keys(sqlite_url)) >= 2 or driver.poll() is not None, "2 trials recorded")
+        driver.send_signal(signal.SIGTERM)
+        assert driver.wait(timeout=GENEROUS_S) == 143
+        err = driver.stderr.read()
+        wait_until(lambda: not process_group_alive(driver.pid), "Ray's processes to end with the driver")
+    assert "Traceback" not in err and "held: 2/5 recorded" in err, err
+    assert "not recorded yet: run the same command again to finish" in err
+    gate.touch()
+    assert main(["launch", str(spec_path), "--storage", sqlite_url]) == 0
+    assert len(recorded_keys(sqlite_url)) == 5
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_a_full_disk_mid_study_ends_in_one_line_and_the_relaunch_starts_at_once(capsys, tmp_path, sqlite_url,
+                                                                                 monkeypatch):
+    """SQLite's own 'database or disk is full': once the first trial is recorded, max_page_count caps the
+    file one page above its size, so a later record fails as on a full disk."""
+    import db.store
+
+    spec_path = tmp_path / "spec.yaml"
+    spec_path.write_text(yaml.safe_dump({
+        "study": "full", "kind": "random-static", "workload_options": {"tasks": 2, "train_size": 200, "test_size": 50},
+        "training": {"steps": 20, "log_every": 1}, "random_static": {"runs": 4, "gradnorm_static": False},
+        "resources": {"pack": 1}}))
+    real_begin = db.store._sqlite_begin_immediate
+
+    def begin_on_a_filling_disk(connection):
+        tables = connection.exec_driver_sql("SELECT count(*) FROM sqlite_master WHERE name = 'gns_trials'").scalar()
+        if tables and connection.exec_driver_sql("SELECT count(*) FROM gns_trials WHERE complete").scalar():
+            pages = connection.exec_driver_sql("PRAGMA page_count").scalar()
+            connection.exec_driver_sql(f"PRAGMA max_page_count={pages + 1}")
+        real_begin(connection)
+
+    monkeypatch.setattr(db.store, "_sqlite_begin_immediate", begin_on_a_filling_disk)
+    code = main(["launch", str(spec_path), "--storage", sqlite_url])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.splitlines()[-1].startswith("gns launch: error: storage: cannot write while ")
+    assert "database or disk is full" in err.splitlines()[-1] and "Traceback" not in err
+
+    monkeypatch.setattr(db.store, "_sqlite_begin_immediate", real_begin)
+    monkeypatch.setattr(db.store, "CLAIM_STALE_S", 10 * GENEROUS_S)  # a half-recorded key must not be waited for
+    code = main(["launch", str(spec_path), "--storage", sqlite_url])
+    assert code == 0, capsys.readouterr().err
+    trials = optuna.load_study(study_name="full", storage=sqlite_url).trials
+    complete = Counter(t.user_attrs["key"] for t in trials if t.state.name == "COMPLETE")
+    assert len(complete) == 5 and set(complete.values()) == {1}
+
+
+def recorded_keys(url: str) -> set[str]:
+    try:
+        with ResultsDB(url, create=False) as reader:
+            return reader.recorded_keys("held")
+    except Exception:  # not created yet
+        return set()
+
+
+def process_group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 # ---- a PostgreSQL server of the test's own, stopped and restarted mid-study ----------------

@@ -19,6 +19,7 @@ STORAGE_ENV = "GNS_STORAGE"  # a cluster sets its PostgreSQL URL once here
 # Exit codes beyond 0 (success), 1 (runtime failure), 2 (bad input) and 130 (interrupted).
 EXIT_TRIALS_FAILED = 3  # gns launch: every trial recorded, some of them failed
 EXIT_DATABASE_UNAVAILABLE = 4  # the database stayed unreachable for the whole retry window
+EXIT_TERMINATED = 143  # gns launch stopped by SIGTERM (128 + 15), after recording what finished
 
 
 def add_storage_argument(parser: argparse.ArgumentParser) -> None:

@@ -2,8 +2,9 @@
 
 Exit codes: 0 every planned trial recorded ok; 3 every trial recorded but some
 failed (diverged or crashed: `--retry-failed` runs them again); 1 some trials
-not recorded (a reference failed to start them); 130 interrupted; 2 bad input;
-4 the database stayed unavailable for the whole retry window.
+not recorded (a reference failed to start them); 130 interrupted (Ctrl-C), 143
+stopped by SIGTERM (both record what finished and print the summary); 2 bad
+input; 4 the database stayed unavailable for the whole retry window.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import argparse
 import dataclasses
 import sys
 
-from study.cli.common import EXIT_TRIALS_FAILED, add_storage_argument, allow_user_code, next_steps
+from study.cli.common import EXIT_TERMINATED, EXIT_TRIALS_FAILED, add_storage_argument, allow_user_code, next_steps
 from db import redact
 from study.errors import BadInput
 from study.progress import format_duration, plural
@@ -69,6 +70,8 @@ def run(args: argparse.Namespace) -> int:
     )
     if summary.interrupted or summary.missing:
         print(f"{plural(summary.missing, 'trial')} not recorded yet: run the same command again to finish", file=sys.stderr)
+        if summary.terminated:
+            return EXIT_TERMINATED
         return 130 if summary.interrupted else 1
     for line in next_steps(summary.study, args.storage):
         print(line, file=sys.stderr)
