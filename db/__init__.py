@@ -6,7 +6,7 @@ both return the interfaces of db.interface.
 
 from __future__ import annotations
 
-from sqlalchemy.engine import URL
+from typing import TYPE_CHECKING, Any
 
 from db.errors import (
     BadDatabaseURL,
@@ -18,15 +18,35 @@ from db.errors import (
     NotOurDatabase,
     StudyBusy,
 )
-from db.interface import LeaseHolder, RecordOutcome, ResultsReader, ResultsWriter, StudyInfo
-from db.store import LEASE_TTL_S, ResultsDB, spec_hash
-from db.files import check_sqlite_file
 from db.urls import DEFAULT_URL, display, parse_url, redact, sqlite_file
 
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
 
-def check_target(url: str) -> URL:
+    from db.interface import ResultsReader, ResultsWriter
+
+# Loaded on first use (PEP 562), so that `import db` costs neither SQLAlchemy's ORM, Optuna nor pandas:
+# `gns --version` and `gns --help` import this package and never open a database.
+_LAZY = {
+    "LEASE_TTL_S": "db.store", "ResultsDB": "db.store", "spec_hash": "db.store",
+    "LeaseHolder": "db.interface", "RecordOutcome": "db.interface", "ResultsReader": "db.interface",
+    "ResultsWriter": "db.interface", "StudyInfo": "db.interface",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'db' has no attribute {name!r}")
+
+
+def check_target(url: str) -> "URL":
     """The parsed URL of a database a writer may open: for SQLite, a folder that exists and a file
     that is absent, empty or an SQLite database. Raises DatabaseInputError otherwise; writes nothing."""
+    from db.files import check_sqlite_file
+
     parsed = parse_url(url)
     path = sqlite_file(parsed)
     if path is not None:
@@ -34,13 +54,17 @@ def check_target(url: str) -> URL:
     return parsed
 
 
-def open_reader(url: str | URL) -> ResultsReader:
+def open_reader(url: "str | URL") -> "ResultsReader":
     """An existing results database, read-only."""
+    from db.store import ResultsDB
+
     return ResultsDB(url, create=False)
 
 
-def open_writer(url: str | URL) -> ResultsWriter:
+def open_writer(url: "str | URL") -> "ResultsWriter":
     """A results database to write, set up if empty."""
+    from db.store import ResultsDB
+
     return ResultsDB(url, create=True)
 
 

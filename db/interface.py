@@ -10,11 +10,12 @@ from __future__ import annotations
 import abc
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Mapping
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any, Mapping
 
 from records import TrialResult
+
+if TYPE_CHECKING:  # loaded by the reads that return DataFrames, not by `gns status` or `delete`
+    import pandas as pd
 
 
 @dataclass(frozen=True)

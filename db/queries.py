@@ -7,12 +7,16 @@ trials only (a final outcome); `status_counts` also counts running ones.
 
 from __future__ import annotations
 
-import pandas as pd
+from typing import TYPE_CHECKING
+
 from sqlalchemy import Select, and_, case, column, func, select, table
 from sqlalchemy.orm import Session
 
 from db.schema import MetricRow, StudyRow, TraceRow, TrialRow, TrialTaskRow
 from records import Status
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 OK = str(Status.OK)
 
@@ -33,6 +37,8 @@ STUDY_COLUMNS = ["study", "kind", "trials", "ok", "failed", "created", "updated"
 
 def studies(session: Session | None) -> pd.DataFrame:
     """One row per study; None: a database without our tables (empty, or Optuna's studies only)."""
+    import pandas as pd  # here: the reads that need no DataFrame (status, delete) skip it
+
     rows = [] if session is None else _study_rows(session)
     return pd.DataFrame(rows, columns=STUDY_COLUMNS).astype({"trials": "int64", "ok": "int64", "failed": "int64"})
 
@@ -90,6 +96,8 @@ def metric_directions(session: Session, study_id: int) -> dict[str, bool]:
 
 def runs(session: Session, study_id: int) -> pd.DataFrame:
     """One row per recorded run: identity, state, config, value, then per-task columns."""
+    import pandas as pd  # here: the reads that need no DataFrame (status, delete) skip it
+
     trials = session.execute(
         select(
             TrialRow.id,
@@ -172,6 +180,8 @@ def runs(session: Session, study_id: int) -> pd.DataFrame:
 
 def traces(session: Session, study_id: int, keys: list[str] | None = None) -> pd.DataFrame:
     """Long format: one row per (run, logged step, task)."""
+    import pandas as pd  # here: the reads that need no DataFrame (status, delete) skip it
+
     query = (
         select(
             TrialRow.key,

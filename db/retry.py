@@ -13,7 +13,6 @@ import sys
 import time
 from typing import Callable, TypeVar
 
-import optuna
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 
 from db.errors import DatabaseUnavailable, DatabaseWriteError
@@ -46,7 +45,8 @@ _REFUSALS = ("does not exist", "authentication failed", "pg_hba.conf", "password
 
 def is_outage(error: BaseException) -> bool:
     """An error that a later attempt may not see: the connection, not the statement."""
-    if isinstance(error, optuna.exceptions.StorageInternalError):
+    optuna = sys.modules.get("optuna")  # an Optuna error can only come from a loaded Optuna
+    if optuna is not None and isinstance(error, optuna.exceptions.StorageInternalError):
         return True
     if isinstance(error, OperationalError):
         if type(error.orig).__module__.startswith("sqlite3"):

@@ -26,16 +26,9 @@ import time
 import uuid
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
-from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
 
-import optuna
-import pandas as pd
-from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
-from optuna.storages import RDBStorage
-from optuna.study import StudyDirection
-from optuna.trial import TrialState
 from sqlalchemy import create_engine, delete, event, inspect, or_, select, update
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
@@ -48,7 +41,12 @@ from db.interface import LeaseHolder, RecordOutcome, ResultsWriter, StudyInfo
 from db.retry import is_outage, retrying
 from db.schema import SCHEMA_VERSION, Base, MetricRow, SchemaInfo, StudyRow, TraceRow, TrialRow, TrialTaskRow
 from db.urls import DEFAULT_URL, display, engine_options, parse_url, sqlite_file
-from records import METHODS, Status, TaskMetric, TrialResult, canonical_hash
+from records import METHODS, Status, TaskMetric, TrialResult, canonical_hash, product_version
+
+if TYPE_CHECKING:  # Optuna is loaded by writers only, pandas by the reads that return DataFrames
+    import optuna
+    import pandas as pd
+    from optuna.storages import RDBStorage
 
 # pg_advisory_lock key that serializes schema set-up ("gns-setup" in ASCII, as a 64-bit integer).
 SETUP_LOCK_KEY = int.from_bytes(b"gns-setu", "big") >> 1
@@ -59,18 +57,10 @@ LEASE_TTL_S = 60.0  # a driver renews its lease every LEASE_TTL_S / 4
 CLAIM_STALE_S = 120.0  # a claim silent this long belongs to a dead writer
 CLAIM_POLL_S = 0.05
 
-optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
 def spec_hash(spec: Mapping[str, Any]) -> str:
     return canonical_hash(spec)
-
-
-def product_version() -> str:
-    try:
-        return metadata.version("gradnorm-study")
-    except metadata.PackageNotFoundError:
-        return "unknown"
 
 
 def this_process() -> str:
@@ -197,6 +187,10 @@ class ResultsDB(ResultsWriter):
         if self._optuna is None:
             if not self.writable:
                 raise RuntimeError("a read-only ResultsDB has no Optuna storage")
+            import optuna
+            from optuna.storages import RDBStorage
+
+            optuna.logging.set_verbosity(optuna.logging.WARNING)
             self._optuna = RDBStorage(self.url.render_as_string(hide_password=False), engine_kwargs=engine_options(self.url))
         return self._optuna
 
@@ -252,6 +246,8 @@ class ResultsDB(ResultsWriter):
         if self.find_study(name) is not None:
             raise DatabaseInputError(f"study: {name!r} already exists in {self.display_url}")
         self._remove_leftover_optuna_study(name)
+        from optuna.study import StudyDirection
+
         optuna_id = self.optuna.create_new_study([StudyDirection.MINIMIZE], name)
         self.optuna.set_study_user_attr(optuna_id, KIND_ATTR, kind)
         now = _now()
@@ -435,6 +431,8 @@ class ResultsDB(ResultsWriter):
 
     def _end_stale_optuna_trial(self, optuna_trial_id: int) -> None:
         """A RUNNING Optuna trial whose driver died becomes FAIL (status 'stale'); finished ones stay as they are."""
+        from optuna.trial import TrialState
+
         if not self.optuna.get_trial(optuna_trial_id).state.is_finished():
             self.optuna.set_trial_user_attr(optuna_trial_id, "status", "stale")
             self.optuna.set_trial_state_values(optuna_trial_id, TrialState.FAIL)
@@ -504,6 +502,8 @@ class ResultsDB(ResultsWriter):
         elif not self.optuna.get_trial(optuna_trial_id).state.is_finished():  # started RUNNING: finish it
             for name, value in _outcome_attrs(result, failure, worker).items():
                 self.optuna.set_trial_user_attr(optuna_trial_id, name, value)
+            from optuna.trial import TrialState
+
             state = TrialState.COMPLETE if ok else TrialState.FAIL
             self.optuna.set_trial_state_values(optuna_trial_id, state, [result.primary_metric] if ok else None)
         number = self.optuna.get_trial_number_from_id(optuna_trial_id)
@@ -749,6 +749,10 @@ def _optuna_trial(
     study's plan, not sampled. The workload is a user attribute (a name, which
     Optuna's fixed categorical choices could not hold across studies).
     """
+    import optuna
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+    from optuna.trial import TrialState
+
     params: dict[str, Any] = {}
     distributions: dict[str, Any] = {}
     if config["method"] in method_choices:  # else the method is in the `config` attribute only

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
 
 from db.errors import BadDatabaseURL
 
@@ -26,6 +27,9 @@ def redact(text: str) -> str:
 
 def parse_url(url: str) -> URL:
     """Validate a URL and fill in our driver (psycopg 3 for PostgreSQL); a bare file path means SQLite."""
+    from sqlalchemy.engine import URL, make_url  # here: `import db` stays light for commands that open nothing
+    from sqlalchemy.exc import ArgumentError
+
     if ":" not in url and url.strip():  # a plain path (a URL, or garble, has a colon)
         return URL.create("sqlite", database=url)
     try:

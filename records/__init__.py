@@ -41,6 +41,16 @@ class Status(enum.StrEnum):
         return self in (Status.DIVERGED, Status.CRASHED)
 
 
+def product_version() -> str:
+    """gradnorm-study's installed version ("unknown" when run from a bare checkout)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("gradnorm-study")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
 def canonical_hash(data: Any) -> str:
     """sha256 of `data` as canonical JSON (sorted keys, no spaces): the same data, the same hash."""
     return hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":")).encode()).hexdigest()

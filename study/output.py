@@ -8,7 +8,10 @@ import sys
 from datetime import datetime
 from typing import Any, TextIO
 
-import pandas as pd
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 FORMATS = ("table", "csv", "json")
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"  # every timestamp gns prints, in UTC, in every format
@@ -39,7 +42,9 @@ def table(frame: pd.DataFrame) -> str:
     columns = [str(c) for c in frame.columns]
     cells = [[format_value(v) for v in row] for row in frame.itertuples(index=False)]
     widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
-    numeric = [pd.api.types.is_numeric_dtype(frame[c]) for c in frame.columns]
+    from pandas.api.types import is_numeric_dtype
+
+    numeric = [is_numeric_dtype(frame[c]) for c in frame.columns]
 
     def line(values: list[str]) -> str:
         return "  ".join(v.rjust(w) if num else v.ljust(w) for v, w, num in zip(values, widths, numeric)).rstrip()
@@ -49,14 +54,17 @@ def table(frame: pd.DataFrame) -> str:
 
 def with_plain_times(frame: pd.DataFrame) -> pd.DataFrame:
     """Timestamp columns as TIME_FORMAT text, so a table, CSV and JSON show the same value."""
+    from pandas import to_datetime
+    from pandas.api.types import is_datetime64_any_dtype
+
     frame = frame.copy()
     for column in frame.columns:
         series = frame[column]
-        if pd.api.types.is_datetime64_any_dtype(series) or (
+        if is_datetime64_any_dtype(series) or (
             series.dtype == object and len(series) and all(isinstance(v, datetime) for v in series.dropna())
             and series.notna().any()
         ):
-            frame[column] = pd.to_datetime(series, utc=True).dt.strftime(TIME_FORMAT)
+            frame[column] = to_datetime(series, utc=True).dt.strftime(TIME_FORMAT)
     return frame
 
 
@@ -77,7 +85,9 @@ def write_frame(frame: pd.DataFrame, fmt: str, out: TextIO | None = None) -> Non
 
 
 def _jsonable(value: Any) -> Any:
-    if not isinstance(value, (list, tuple, dict)) and pd.isna(value):
+    from pandas import isna
+
+    if not isinstance(value, (list, tuple, dict)) and isna(value):
         return None
     if hasattr(value, "isoformat"):
         return value.isoformat()

@@ -51,3 +51,35 @@ def test_records_and_db_never_import_torch():
     code = "import sys, records, db, db.store, db.queries; print(sorted({'torch', 'workers', 'study'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT).stdout
     assert out.strip() == "[]"
+
+
+READ_COMMANDS = [["--version"], ["studies"], ["query", "s"], ["query", "s", "--traces"], ["status", "s"],
+                 ["delete", "nosuch", "--yes"], ["--help"], ["launch", "--help"]]
+
+
+@pytest.mark.parametrize("argv", READ_COMMANDS, ids=" ".join)
+def test_read_commands_load_neither_torch_nor_ray(tmp_path, argv):
+    """What only reads the database answers without torch (3 s to import here) or Ray."""
+    import json
+    import subprocess
+    import sys
+
+    from db import ResultsDB
+    from tests.fake_results import fake_result
+    from workers.config import TrialConfig
+
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    with ResultsDB(url) as results:
+        results.create_study("s", "methods", {"study": "s"})
+        config = TrialConfig(method="equal")
+        results.record("s", config.key(), config.to_dict(), fake_result())
+    storage = [] if argv[-1] == "--help" or argv == ["--version"] else ["--storage", url]
+    code = ("import contextlib, io, json, sys\nfrom study.cli import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):\n"
+            f"    code = main({json.dumps(argv + storage)})\n"
+            "print(json.dumps([code, sorted({'torch', 'ray', 'plotly', 'scipy'} & set(sys.modules))]))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert done.returncode == 0, done.stderr
+    exit_code, loaded = json.loads(done.stdout.splitlines()[-1])
+    assert exit_code == (2 if argv[0] == "delete" else 0)
+    assert loaded == []

@@ -9,12 +9,12 @@ many as the CPUs its trial was given (docs/running.md).
 
 from __future__ import annotations
 
-import torch
-
 DEFAULT_THREADS = 1
 
 
 def set_threads(threads: int) -> None:
     if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
         raise ValueError(f"threads: must be an integer >= 1, got {threads!r}")
+    import torch  # here, not at the top: `gns` imports DEFAULT_THREADS for its help without loading torch
+
     torch.set_num_threads(threads)

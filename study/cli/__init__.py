@@ -14,7 +14,7 @@ import os
 import sys
 
 from db import DatabaseInputError, DatabaseUnavailable
-from db.store import product_version
+from records import product_version
 from study.cli import delete, launch, plan, query, report, status, studies, train
 from study.cli.common import EXIT_DATABASE_UNAVAILABLE
 from study.errors import BadInput

@@ -9,10 +9,13 @@ import os
 import re
 from pathlib import Path
 
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from db import DEFAULT_URL, redact
 from study.errors import BadInput
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 STORAGE_ENV = "GNS_STORAGE"  # a cluster sets its PostgreSQL URL once here
 
@@ -68,6 +71,8 @@ _OPERATORS = {
 
 def filter_rows(frame: pd.DataFrame, conditions: list[str]) -> pd.DataFrame:
     """Keep rows matching every `column<op>value` (op: = != < <= > >=)."""
+    from pandas.api.types import is_numeric_dtype
+
     for condition in conditions:
         match = _CONDITION.match(condition)
         if match is None:
@@ -76,7 +81,7 @@ def filter_rows(frame: pd.DataFrame, conditions: list[str]) -> pd.DataFrame:
         if column not in frame.columns:
             raise BadInput(f"--where: no column {column!r} (see --columns '*' for all)")
         series = frame[column]
-        if pd.api.types.is_numeric_dtype(series):
+        if is_numeric_dtype(series):
             try:
                 value = float(raw)
             except ValueError:

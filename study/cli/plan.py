@@ -5,12 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
-import pandas as pd
-
-from study.choices import resolve_choices
 from study.cli.common import add_storage_argument, allow_user_code
 from study.output import write_frame
-from study.plan import describe, plan_study, planned_count
 from study.spec import load_spec
 
 
@@ -23,6 +19,11 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Planning builds the workload once (torch): imported here, so that `gns --help` and the
+    # commands that only read the database do not pay for it.
+    from study.choices import resolve_choices
+    from study.plan import describe, plan_study, planned_count
+
     allow_user_code(args.spec)
     spec = resolve_choices(load_spec(args.spec), args.storage)
     planned = plan_study(spec)
@@ -35,5 +36,7 @@ def run(args: argparse.Namespace) -> int:
               "(below) need no results, the others are proposed from them during the launch")
     else:
         print(f"study {spec.study!r}: {spec.kind} on {spec.workload}, {len(planned)} trials of {spec.training.steps} steps")
+    import pandas as pd
+
     write_frame(pd.DataFrame([describe(p) for p in planned]), "table")
     return 0
