@@ -346,10 +346,19 @@ def test_gns_plan_prints_a_table_and_json(capsys, tmp_path):
 def test_example_specs_are_valid():
     from pathlib import Path
 
+    from study.plan import planned_count
+
     examples = sorted(Path(__file__).parents[1].joinpath("examples").glob("*.yaml"))
     assert examples
     for path in examples:
-        assert plan_study(load_spec(path)), path
+        spec = load_spec(path)
+        planned = plan_study(spec)
+        keys = [p.key for p in planned]
+        assert planned and len(set(keys)) == len(keys), path  # one key per distinct trial
+        assert planned_count(spec, planned) >= len(planned), path  # a search plans its first round of the total
+        assert {p.config.workload for p in planned} == {spec.workload}, path
+        assert {p.config.seed for p in planned} == set(spec.seeds), path
+        assert all(p.depends_on in keys for p in planned if p.depends_on is not None), path
 
 
 def test_the_specs_behind_docs_results_load():
