@@ -99,6 +99,15 @@ class ResultsReader(abc.ABC):
     def lease_holder(self, study: str) -> LeaseHolder | None:
         """The driver running the study now, if its lease has not expired."""
 
+    @abc.abstractmethod
+    def code_fingerprints(self, study: str) -> list[tuple[dict[str, Any], int]]:
+        """Each distinct code fingerprint the study's recorded trials trained with, and how many trials
+        (trials recorded before fingerprints existed are not counted)."""
+
+    @abc.abstractmethod
+    def code_changes(self, study: str) -> list[dict[str, Any]]:
+        """The study's code changes made on purpose (--allow-code-change): {at, from, to} each."""
+
 
 class ResultsWriter(ResultsReader):
     @abc.abstractmethod
@@ -140,5 +149,11 @@ class ResultsWriter(ResultsReader):
         result: TrialResult | None = None,
         failure: str | None = None,
         worker: str | None = None,
+        provenance: Mapping[str, Any] | None = None,
     ) -> RecordOutcome:
-        """Record a finished trial exactly once by key: a result, or a failure reason."""
+        """Record a finished trial exactly once by key: a result, or a failure reason; `provenance`: the
+        code fingerprint and versions it trained with (study.provenance)."""
+
+    @abc.abstractmethod
+    def note_code_change(self, study: str, before: Mapping[str, Any], after: Mapping[str, Any]) -> None:
+        """Keep, with the study, that its code changed on purpose from `before` to `after`."""

@@ -14,7 +14,14 @@ from datetime import datetime
 from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-SCHEMA_VERSION = 2  # raise when the tables change; older databases are refused with a clear message
+SCHEMA_VERSION = 3  # raise when the tables change; see MIGRATIONS for what a writer adds to an older one
+# What each version added: (table, column, SQL type). A writer adds them to an older database
+# (ALTER TABLE ... ADD COLUMN, nullable); a reader of an older one never selects them (they are
+# deferred), so results recorded before still read without a write.
+MIGRATIONS = {
+    3: (("gns_trials", "provenance", "JSON"), ("gns_studies", "code_changes", "JSON")),
+}
+READABLE_VERSIONS = (2, 3)
 
 
 class Base(DeclarativeBase):
@@ -47,6 +54,8 @@ class StudyRow(Base):
     lease_token: Mapped[str | None] = mapped_column(String(36), nullable=True)
     lease_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # Version 3: each --allow-code-change relaunch, {at, from, to} (study.provenance fingerprints).
+    code_changes: Mapped[list | None] = mapped_column(JSON, nullable=True, deferred=True)
 
 
 class TrialRow(Base):
@@ -74,6 +83,8 @@ class TrialRow(Base):
     diverged_step: Mapped[int | None] = mapped_column(Integer, nullable=True)
     failure_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     worker: Mapped[str | None] = mapped_column(String(256), nullable=True)  # where it ran, e.g. a Ray node
+    # Version 3: the code fingerprint it trained with, the driver's and the worker's versions and device.
+    provenance: Mapped[dict | None] = mapped_column(JSON, nullable=True, deferred=True)
     recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 

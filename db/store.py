@@ -39,7 +39,7 @@ from db.errors import DatabaseInputError, DatabaseUnavailable, DatabaseUnreachab
 from db.files import check_sqlite_file, create_wal_file, has_hot_journal, journal_of, read_only_url, recover_hot_journal
 from db.interface import LeaseHolder, RecordOutcome, ResultsWriter, StudyInfo
 from db.retry import is_outage, retrying
-from db.schema import SCHEMA_VERSION, Base, MetricRow, SchemaInfo, StudyRow, TraceRow, TrialRow, TrialTaskRow
+from db.schema import MIGRATIONS, READABLE_VERSIONS, SCHEMA_VERSION, Base, MetricRow, SchemaInfo, StudyRow, TraceRow, TrialRow, TrialTaskRow
 from db.urls import DEFAULT_URL, display, engine_options, parse_url, sqlite_file
 from records import METHODS, Status, TaskMetric, TrialResult, canonical_hash, product_version
 
@@ -133,6 +133,7 @@ class ResultsDB(ResultsWriter):
             event.listen(self.engine, "connect", _sqlite_pragmas)
             event.listen(self.engine, "begin", _sqlite_begin_immediate)
         self._optuna: RDBStorage | None = None
+        self.schema_version = SCHEMA_VERSION  # an older readable one is read as it is (no version 3 columns)
         if create:
             self._create_schema()
         else:
@@ -205,30 +206,48 @@ class ResultsDB(ResultsWriter):
         with Session(self.engine, expire_on_commit=False) as session, session.begin():
             yield session
 
-    def _check_schema_version(self) -> None:
+    def _check_schema_version(self) -> int:
+        """The database's schema version (SCHEMA_VERSION for a new one); one this release cannot read is refused."""
         if not inspect(self.engine).has_table(SchemaInfo.__tablename__):
-            return
+            return SCHEMA_VERSION
         with self.session() as session:
             info = session.get(SchemaInfo, 1)
-        if info is not None and info.version != SCHEMA_VERSION:
+        version = SCHEMA_VERSION if info is None else info.version
+        if version not in READABLE_VERSIONS:
             raise DatabaseInputError(
-                f"storage: {self.display_url} has results schema version {info.version}; "
-                f"this gradnorm-study reads version {SCHEMA_VERSION}"
+                f"storage: {self.display_url} has results schema version {version}; "
+                f"this gradnorm-study reads versions {', '.join(map(str, READABLE_VERSIONS))}"
             )
+        self.schema_version = version
+        return version
+
+    def _migrate(self, version: int) -> None:
+        """Bring a readable older schema up to SCHEMA_VERSION (under the set-up lock): add its columns."""
+        for step in range(version + 1, SCHEMA_VERSION + 1):
+            existing = {(table, column["name"]) for table in ("gns_trials", "gns_studies")
+                        for column in inspect(self.engine).get_columns(table)}
+            with self.engine.begin() as connection:
+                for table, column, sql_type in MIGRATIONS[step]:
+                    if (table, column) not in existing:
+                        connection.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}")
+        self.schema_version = SCHEMA_VERSION
 
     def _create_schema(self) -> None:
         def create() -> None:
             with self._setup_lock():
-                self._check_schema_version()
+                version = self._check_schema_version()
                 # Optuna's tables first: an Optuna storage of another schema version is refused before
                 # anything of ours is added to it.
                 self.optuna  # noqa: B018
                 Base.metadata.create_all(self.engine)
+                if version < SCHEMA_VERSION:
+                    self._migrate(version)
                 with self.session() as session:
                     info = session.get(SchemaInfo, 1)
                     if info is None:
                         session.add(SchemaInfo(id=1, version=SCHEMA_VERSION, last_opened_at=_now()))
                     else:
+                        info.version = SCHEMA_VERSION
                         info.last_opened_at = _now()
 
         try:
@@ -462,6 +481,7 @@ class ResultsDB(ResultsWriter):
         result: TrialResult | None = None,
         failure: str | None = None,
         worker: str | None = None,
+        provenance: Mapping[str, Any] | None = None,
     ) -> RecordOutcome:
         """Record one finished trial: a result, or the failure of a trial that crashed.
 
@@ -471,11 +491,11 @@ class ResultsDB(ResultsWriter):
         if (result is None) == (failure is None):
             raise ValueError("record: give either a result or a failure")
         study_row = self._study_row(study)
-        return self._record_once(study_row, key, config, result, failure, worker)
+        return self._record_once(study_row, key, config, result, failure, worker, provenance)
 
     def _record_once(
         self, study_row: StudyRow, key: str, config: Mapping[str, Any], result: TrialResult | None,
-        failure: str | None, worker: str | None,
+        failure: str | None, worker: str | None, provenance: Mapping[str, Any] | None = None,
     ) -> RecordOutcome:
         claim = self._claim(study_row.id, key, config, Status.RECORDING, wait=True)
         if claim.complete:
@@ -527,6 +547,7 @@ class ResultsDB(ResultsWriter):
                     diverged_step=None if result is None else result.diverged_step,
                     failure_reason=failure if result is None else result.failure_reason,
                     worker=worker,
+                    provenance=_provenance(provenance, result),
                     recorded_at=_now(),
                 )
             )
@@ -630,7 +651,38 @@ class ResultsDB(ResultsWriter):
             ).all()
         return tuple(weights)
 
+    @_retried
+    def note_code_change(self, study: str, before: Mapping[str, Any], after: Mapping[str, Any]) -> None:
+        row = self._study_row(study)
+        changes = self.code_changes(study) + [{"at": _now().isoformat(), "from": dict(before), "to": dict(after)}]
+        self._update_study(row.id, code_changes=changes)
+
     # ---- reading -------------------------------------------------------------------
+
+    @_retried
+    def code_fingerprints(self, study: str) -> list[tuple[dict[str, Any], int]]:
+        row = self._study_row(study)
+        if self.schema_version < 3:  # recorded before fingerprints existed
+            return []
+        with self.session() as session:
+            provenances = session.scalars(
+                select(TrialRow.provenance).where(TrialRow.study_id == row.id, TrialRow.complete)).all()
+        counts: dict[str, tuple[dict[str, Any], int]] = {}
+        for provenance in provenances:
+            code = provenance.get("code") if isinstance(provenance, dict) else None
+            if isinstance(code, dict):
+                seen = counts.get(canonical_hash(code), (code, 0))
+                counts[canonical_hash(code)] = (code, seen[1] + 1)
+        return list(counts.values())
+
+    @_retried
+    def code_changes(self, study: str) -> list[dict[str, Any]]:
+        row = self._study_row(study)
+        if self.schema_version < 3:
+            return []
+        with self.session() as session:
+            changes = session.scalar(select(StudyRow.code_changes).where(StudyRow.id == row.id))
+        return [c for c in changes if isinstance(c, dict)] if isinstance(changes, list) else []
 
     @_retried
     def studies(self) -> pd.DataFrame:
@@ -719,6 +771,16 @@ def _add_result_rows(session: Session, trial_id: int, result: TrialResult) -> No
     ]
     if trace_rows:
         session.execute(TraceRow.__table__.insert(), trace_rows)
+
+
+def _provenance(provenance: Mapping[str, Any] | None, result: TrialResult | None) -> dict[str, Any] | None:
+    """What a trial trained with: the driver's `provenance` (code, versions) and the worker's environment."""
+    if provenance is None and (result is None or not result.environment):
+        return None
+    merged = dict(provenance or {})
+    if result is not None and result.environment:
+        merged["worker"] = dict(result.environment)
+    return merged
 
 
 def _outcome_attrs(result: TrialResult | None, failure: str | None, worker: str | None) -> dict[str, Any]:

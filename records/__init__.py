@@ -101,6 +101,8 @@ class TrialResult:
     validation_metrics: tuple[TaskMetric, ...] = ()
     # GradNorm with stuck-task detection: the step each task was taken out of the update (None: never).
     stuck_at_step: tuple[int | None, ...] = ()
+    # Where it trained: torch and Python versions, the device (workers.environment); empty if unknown.
+    environment: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "status", Status(self.status))
@@ -125,6 +127,7 @@ class TrialResult:
         fields["validation_metrics"] = tuple(TaskMetric(**m) for m in fields.get("validation_metrics", ()))
         fields["final_validation_losses"] = tuple(fields.get("final_validation_losses", ()))
         fields["stuck_at_step"] = tuple(fields.get("stuck_at_step", ()))
+        fields["environment"] = {str(k): str(v) for k, v in dict(fields.get("environment") or {}).items()}
         for name in ("task_names", "initial_losses", "final_test_losses", "final_weights", "time_averaged_weights"):
             fields[name] = tuple(fields[name])
         return cls(**fields)

@@ -20,6 +20,7 @@ import contextlib
 import logging
 import math
 import os
+import platform
 import signal
 import socket
 import sys
@@ -41,6 +42,7 @@ from study.choices import resolve_choices
 from study.errors import BadInput
 from study.plan import PlannedTrial, check_workload, plan_study, planned_count, recorded_outcomes
 from study.progress import Progress, plural
+from study.provenance import CodeFingerprint, code_fingerprint, what_changed
 from study.spec import SpecError, StudySpec, parse_spec
 from workers.packed import pack_group, pack_sizes
 from workers.workloads import BUILTIN, WorkloadShape, code_to_ship
@@ -86,16 +88,19 @@ def launch(
     force_new: bool = False,
     retry_failed: bool = False,
     stream: TextIO | None = None,
+    allow_code_change: bool = False,
 ) -> LaunchSummary:
     stream = stream or sys.stderr
     started = time.monotonic()
+    code = code_fingerprint(spec.workload)  # recorded with every trial; a change is refused unless allowed
     spec = resolve_choices(spec, storage)  # alpha_from: the alpha another study chose on validation
     shape = check_workload(spec)  # the workload's shape also sizes the packs
     planned = plan_study(spec, shape)  # a search study: the trials it can propose before any result
     total = planned_count(spec, planned)
     url = check_target(storage)  # a bad URL or SQLite path is refused before Ray starts
 
-    done = _already_done(url, spec, shape, force_new, retry_failed)  # also refuses a study another driver runs
+    # also refuses a study another driver runs, or one trained with other code (unless allowed)
+    done = _already_done(url, spec, shape, force_new, retry_failed, code, allow_code_change)
     if done is not None:
         print(f"study {spec.study!r}: all {plural(total, 'planned trial')} are recorded; nothing to run", file=stream)
         return LaunchSummary(spec.study, total, total, 0, 0, 0, time.monotonic() - started, False,
@@ -108,6 +113,7 @@ def launch(
         check_resources(spec, ray.cluster_resources())
         with open_writer(url) as results:
             prepare_study(results, spec, total, force_new, stream)  # takes the study lease
+            note_code_change(results, spec.study, code, stream)
             try:
                 with LeaseKeeper(results, spec.study) as keeper:
                     requeued = results.requeue(spec.study, failed=retry_failed)
@@ -124,7 +130,7 @@ def launch(
                     failures_before = sum(failure_counts(results, spec.study, recorded_before)[0].values())
                     progress = Progress(spec.study, total, len(recorded_before) - failures_before, failures_before,
                                         results.best_value(spec.study), stream)
-                    recorder = Recorder(results, spec.study, progress, keeper)
+                    recorder = Recorder(results, spec.study, progress, keeper, provenance(code))
                     with sigterm_as_interrupt() as terminated:
                         planned, interrupted = run_rounds(spec, shape, planned, recorded_before, recorder, max_concurrent)
                     progress.close()
@@ -163,11 +169,14 @@ def release_lease(results: ResultsWriter, study: str, failing: bool) -> None:
 
 
 def _already_done(
-    url: URL, spec: StudySpec, shape: WorkloadShape, force_new: bool, retry_failed: bool
+    url: URL, spec: StudySpec, shape: WorkloadShape, force_new: bool, retry_failed: bool,
+    code: CodeFingerprint | None = None, allow_code_change: bool = False,
 ) -> tuple[dict[str, int], dict[str, str]] | None:
     """The failure counts of a study already complete under the same plan (nothing to run), else None.
 
-    Read-only: a relaunch of a finished study starts neither Ray nor a write.
+    Read-only: a relaunch of a finished study starts neither Ray nor a write. A study whose
+    recorded trials trained with other code than `code` is refused here, before Ray, unless
+    `allow_code_change` (then None: the writer records the change).
     """
     if force_new:
         return None
@@ -183,6 +192,14 @@ def _already_done(
                 if force_new:
                     return None
                 raise BadInput(_different_spec(spec.study, results.display_url))  # refused before Ray or a write
+            change = None if code is None or force_new else changed_code(results, spec.study, code)
+            if change is not None:
+                if not allow_code_change:
+                    raise BadInput(
+                        f"study {spec.study!r} was trained with other code: {change} "
+                        "since its recorded runs; name a new study, or pass --allow-code-change to go on with this "
+                        "code on purpose (the change is kept with the study)")
+                return None
             planned = plan_from_records(spec, shape, results)
             keys = {p.key for p in planned}
             if len(keys) < planned_count(spec, planned) or not keys <= results.recorded_keys(spec.study):
@@ -193,6 +210,29 @@ def _already_done(
     if retry_failed and failures[0]:
         return None
     return failures
+
+
+def changed_code(results: ResultsReader, study: str, code: CodeFingerprint) -> str | None:
+    """What differs between `code` and the code the study's recorded trials trained with (None: the same)."""
+    changes = {what_changed(CodeFingerprint.from_dict(recorded), code) for recorded, _ in results.code_fingerprints(study)}
+    changes.discard(None)
+    return "; ".join(sorted(changes)) or None
+
+
+def note_code_change(results: ResultsWriter, study: str, code: CodeFingerprint, stream: TextIO) -> None:
+    """Keep with the study that it goes on with other code (the launch was allowed to: --allow-code-change)."""
+    before = [recorded for recorded, _ in results.code_fingerprints(study) if CodeFingerprint.from_dict(recorded) != code]
+    if before:
+        results.note_code_change(study, {"fingerprints": before}, code.to_dict())
+        print(f"--allow-code-change: study {study!r} goes on with {code.describe()} (kept with the study)", file=stream)
+
+
+def provenance(code: CodeFingerprint) -> dict[str, Any]:
+    """What the driver knows of a trial's making: the code fingerprint and its own versions."""
+    import optuna
+
+    return {"code": code.to_dict(),
+            "driver": {"optuna": optuna.__version__, "ray": ray.__version__, "python": platform.python_version()}}
 
 
 def plan_from_records(spec: StudySpec, shape: WorkloadShape, results: ResultsReader) -> list[PlannedTrial]:
@@ -350,8 +390,10 @@ class Recorder:
     line, not as a traceback through Tune.
     """
 
-    def __init__(self, results: ResultsWriter, study: str, progress: Progress, keeper: LeaseKeeper) -> None:
+    def __init__(self, results: ResultsWriter, study: str, progress: Progress, keeper: LeaseKeeper,
+                 provenance: dict[str, Any] | None = None) -> None:
         self.results = results
+        self.provenance = provenance
         self.study = study
         self.progress = progress
         self.keeper = keeper
@@ -381,7 +423,8 @@ class Recorder:
     def record_result(self, planned: PlannedTrial, result_data: dict[str, Any], worker: str | None = None) -> None:
         def write() -> None:
             result = TrialResult.from_dict(result_data)
-            outcome = self.results.record(self.study, planned.key, planned.config.to_dict(), result, worker=worker)
+            outcome = self.results.record(self.study, planned.key, planned.config.to_dict(), result, worker=worker,
+                                          provenance=self.provenance)
             self.keys.add(planned.key)
             if outcome.created:
                 self._count(planned.key, result.primary_metric if result.ok else None)
@@ -390,7 +433,7 @@ class Recorder:
 
     def record_failure(self, key: str, config: dict[str, Any], reason: str) -> None:
         def write() -> None:
-            outcome = self.results.record(self.study, key, config, failure=reason)
+            outcome = self.results.record(self.study, key, config, failure=reason, provenance=self.provenance)
             self.keys.add(key)
             if outcome.created:
                 self._count(key, None)

@@ -7,6 +7,7 @@ point; the last report carries one TrialResult per trial under "results".
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 from typing import Any, Sequence
 
@@ -16,6 +17,7 @@ from ray import tune
 
 from records import TracePoint
 from workers.config import TrialConfig
+from workers.environment import runtime_environment
 from workers.packed import train_pack
 from workers.threads import set_threads
 from workers.training import train
@@ -38,6 +40,8 @@ def run_trial(param: dict[str, Any], packs: Sequence[Sequence[dict[str, Any]]], 
         results = [train(configs[0], on_log=progress, device=device)]
     else:
         results = train_pack(configs, on_log=lambda run, point: run == 0 and progress(point), device=device)
+    environment = runtime_environment(device)
+    results = [dataclasses.replace(r, environment=environment) for r in results]
     worker = f"{socket.gethostname()}/{ray.get_runtime_context().get_node_id()[:12]}/{device}"
     tune.report({
         "step": max(r.steps_completed for r in results), FINAL: True, "worker": worker,

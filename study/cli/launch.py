@@ -36,6 +36,10 @@ def add_parser(subparsers) -> None:
     parser.add_argument(
         "--retry-failed", action="store_true", help="run the trials recorded as failed again (their history is kept)"
     )
+    parser.add_argument(
+        "--allow-code-change", action="store_true",
+        help="go on with a study whose recorded runs trained with other code (yours or gradnorm-study's); kept with the study",
+    )
     parser.set_defaults(run=run)
 
 
@@ -60,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     spec = with_resources(load_spec(args.spec), args.cpu, args.gpu)
     summary = launch(
         spec, args.storage, address=args.address, max_concurrent=args.max_concurrent, force_new=args.force_new,
-        retry_failed=args.retry_failed,
+        retry_failed=args.retry_failed, allow_code_change=args.allow_code_change,
     )
     done = summary.planned - summary.missing
     print(

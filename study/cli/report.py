@@ -45,6 +45,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"note: {note}")
     for line in headline(report.summary):
         print(line)
+    for line in report.summary["code"]["lines"]:
+        if not line.startswith("warning:"):  # a warning is among the notes above already
+            print(line)
     print(f"report: {report.written.index.resolve().as_uri()}")
     return 0
 

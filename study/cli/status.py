@@ -13,6 +13,7 @@ from records import Status
 from study.cli.common import add_storage_argument
 from study.output import TIME_FORMAT
 from study.progress import plural
+from study.provenance import code_lines
 
 
 def add_parser(subparsers) -> None:
@@ -30,10 +31,13 @@ def run(args: argparse.Namespace) -> int:
         counts = results.progress(args.study)
         best = results.best_value(args.study)
         holder = results.lease_holder(args.study)
+        code = code_lines(results.code_fingerprints(args.study), results.code_changes(args.study))
     print(headline(args.study, info.planned_trials, counts, None if holder is None else holder.describe(), best))
     for status, count in sorted(counts.items()):
         print(f"  {status}: {count}")
     print(f"  created {info.created_at:{TIME_FORMAT}}, last recorded {info.updated_at:{TIME_FORMAT}}")
+    for line in code:
+        print(f"  {line}")
     return 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 
@@ -117,6 +118,8 @@ def config_from_args(args: argparse.Namespace) -> TrialConfig:
 
 
 def run(args: argparse.Namespace) -> int:
+    from study.provenance import code_fingerprint
+    from workers.environment import runtime_environment
     from workers.training import train
 
     config = config_from_args(args)
@@ -138,6 +141,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         result = train(config, on_log=None if args.json else progress, device=device)
+        result = dataclasses.replace(result, environment=runtime_environment(device))
     except ValueError as error:  # raised before the first step: the config does not fit the workload
         if results is not None:
             results.close()
@@ -146,7 +150,8 @@ def run(args: argparse.Namespace) -> int:
         with results:
             if results.find_study(args.study) is None:  # made only now that there is a run to record
                 results.create_study(args.study, ADHOC_KIND, {"study": args.study, "kind": ADHOC_KIND})
-            outcome = results.record(args.study, config.key(), config.to_dict(), result)
+            outcome = results.record(args.study, config.key(), config.to_dict(), result,
+                                     provenance={"code": code_fingerprint(config.workload).to_dict()})
         note = "recorded" if outcome.created else "already recorded, kept the earlier run"
         print(f"{note}: study {args.study!r}, key {config.key()} in {results.display_url}", file=sys.stderr)
     if args.json:

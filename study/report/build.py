@@ -19,6 +19,7 @@ from db import ResultsReader
 from records import Status
 from study.errors import BadInput
 from study.output import same_decimals
+from study.provenance import code_lines
 from study.plan import recorded_outcomes, search_proposals
 from study.report.best_found import best_found_data, best_found_plot
 from study.report.frames import task_names
@@ -78,6 +79,12 @@ def build_report(
         sections = _methods(results, study, runs, summary, info.spec)
     if not summary["trials_ok"]:
         summary["problems"].insert(0, "No trial of this study has finished yet: nothing to plot.")
+    fingerprints, changes = results.code_fingerprints(study), results.code_changes(study)
+    summary["code"] = {"fingerprints": [{**code, "trials": count} for code, count in fingerprints],
+                       "changes": changes, "lines": code_lines(fingerprints, changes)}
+    if len(fingerprints) > 1:  # results of two versions of the code side by side: the reader must know
+        summary["problems"].append(summary["code"]["lines"][0])
+    sections.append(Section("code", "Code the trials trained with", summary["code"]["lines"]))
     title = f"{study}: {info.kind} on {info.spec.get('workload', '?')}"
     written = write_report(out_dir, title, summary, info.spec, sections, png=png, say=say)
     return Report(written, summary)
