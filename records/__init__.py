@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 # Every loss-weighting method a trial can name.
-METHODS = ("equal", "static", "uncertainty", "gradnorm", "gradnorm-static", "single-task", "dwa", "rlw", "famo")
+METHODS = ("equal", "static", "uncertainty", "gradnorm", "gradnorm-static", "single-task", "dwa", "rlw", "famo",
+           "inverse-initial-loss")
 
 
 class Status(enum.StrEnum):

@@ -12,6 +12,7 @@ from workers.balancers import (
     DynamicWeightAverage,
     EqualWeights,
     GradNorm,
+    InverseInitialLoss,
     RandomLossWeighting,
     SingleTask,
     StaticWeights,
@@ -46,6 +47,7 @@ BALANCERS = {
     "dwa": (lambda m: DynamicWeightAverage(TASKS, window=2), True),
     "rlw": (lambda m: RandomLossWeighting(TASKS, seed=3), True),
     "famo": (lambda m: FAMO(TASKS), True),
+    "inverse-initial-loss": (lambda m: InverseInitialLoss(TASKS), True),
 }
 
 
@@ -217,3 +219,19 @@ def test_famo_takes_weight_from_the_task_whose_loss_falls_fastest():
         balancer.step(losses)
         losses = losses * torch.tensor([0.97, 1.0])  # task 0 keeps improving, task 1 stalls
     assert float(balancer.logits.detach()[0]) < 0 < float(balancer.logits.detach()[1])
+
+
+def test_inverse_initial_loss_weights_by_hand():
+    from workers.balancers.static import inverse_initial_loss_weights
+
+    # L(0) = (2.31, 2.31, 100): 1/L = (0.4329, 0.4329, 0.01), sum 0.8758; times T=3 / sum
+    weights = inverse_initial_loss_weights(torch.tensor([2.31, 2.31, 100.0]))
+    expected = [3 * (1 / 2.31) / (2 / 2.31 + 0.01)] * 2 + [3 * 0.01 / (2 / 2.31 + 0.01)]
+    assert weights.tolist() == pytest.approx(expected, rel=1e-6)
+    assert expected == pytest.approx([1.48287, 1.48287, 0.034254], rel=1e-4)  # the (1.48, 1.48, 0.035)
+    balancer = InverseInitialLoss(3)
+    assert balancer.weights.tolist() == [1.0, 1.0, 1.0]  # the first step, which measures L(0)
+    balancer.step(torch.tensor([2.31, 2.31, 100.0]))
+    balancer.step(torch.tensor([0.5, 0.7, 3.0]))  # later losses change nothing
+    assert balancer.weights.tolist() == pytest.approx(expected, rel=1e-6)
+    assert balancer.time_averaged_weights.tolist() == pytest.approx([(1 + e) / 2 for e in expected], rel=1e-6)

@@ -50,7 +50,7 @@ FIXED_PACK = [
 GRADNORM_PACK = [toy(method="gradnorm", alpha=alpha) for alpha in (0.0, 0.12, 1.5)]
 # weights set from each run's own losses (DWA's window of 100 steps turns over 5 times), beside a fixed one
 LOSS_DRIVEN_PACK = [toy(method="dwa"), toy(method="rlw"), toy(method="famo"), toy(method="famo", balancer_lr=0.1),
-                    toy(method="equal")]
+                    toy(method="inverse-initial-loss"), toy(method="equal")]
 
 
 @pytest.mark.parametrize("configs", [FIXED_PACK, GRADNORM_PACK, LOSS_DRIVEN_PACK],
@@ -63,7 +63,10 @@ def test_each_packed_run_equals_the_run_alone(float64, configs):
     if configs[0].method == "gradnorm":  # the α really differ: the weights went different ways
         assert len({round(r.final_weights[0], 6) for r in packed}) == 3
     if configs[0].method == "dwa":  # every balancer moved its weights, each its own way
-        assert len({round(r.final_weights[0], 6) for r in packed[:4]}) == 4
+        assert len({round(r.final_weights[0], 6) for r in packed[:5]}) == 5
+        inverse = packed[4]  # w ∝ 1/L_i(0) of its own first batch, summing to T
+        expected = [2 / x / sum(1 / v for v in inverse.initial_losses) for x in inverse.initial_losses]
+        assert inverse.final_weights == pytest.approx(expected, rel=1e-6)
         assert all(r.final_weights != (1.0, 1.0) for r in packed[:4])
 
 

@@ -3,6 +3,7 @@
 import dataclasses
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -66,6 +67,35 @@ def test_figure4_distances_and_changes_by_hand(figure4_study):
     assert data.stats["best_static_change_pct"] == pytest.approx(12.5)
     assert data.stats["gradnorm_static_change_pct"] == pytest.approx(-5.0)
     assert data.stats["gradnorm_time_averaged_weights"] == {0: {"a": pytest.approx(1.2), "b": pytest.approx(0.8)}}
+
+
+def test_figure4_measures_each_weighting_against_the_trivial_1_over_l0_weights_too(figure4_study):
+    """L(0) = (1, 100) (fake_result's): 1/L(0) = (1, 0.01) scaled to sum 2 is (200/101, 2/101)."""
+    data = figure4_data(figure4_study.runs("f4"))
+    inverse = (200 / 101, 2 / 101)
+    static = data.points[data.points["method"] == "static"].sort_values("distance")
+    expected = [math.dist(w, inverse) for w in ((1.2, 0.8), (1.0, 1.0), (1.5, 0.5), (0.2, 1.8))]
+    assert static["distance_inverse"].tolist() == pytest.approx(expected)
+    confound = data.stats["confound"]
+    weightings = data.weightings
+    r_inverse = np.corrcoef(weightings["distance_inverse"], weightings["change_pct"])[0, 1]
+    r_gradnorm = np.corrcoef(weightings["distance"], weightings["change_pct"])[0, 1]
+    assert confound["pearson_r_inverse"] == pytest.approx(r_inverse)
+    assert confound["r_difference"] == pytest.approx(r_gradnorm - r_inverse)
+    assert confound["r_difference_ci_low"] <= confound["r_difference"] <= confound["r_difference_ci_high"]
+
+
+def test_the_better_reference_is_named_only_when_the_paired_interval_excludes_0():
+    from study.report.figure4 import confound_stats
+
+    exact = np.arange(10.0)  # performance falls exactly with this distance (r = -1)
+    change = -10 * exact
+    noisy = np.array([3, 7, 1, 9, 0, 5, 8, 2, 6, 4.0])  # r = -0.055 with the change
+    frame = lambda first, second: pd.DataFrame({"distance": first, "distance_inverse": second, "change_pct": change})  # noqa: E731
+    assert confound_stats(frame(exact, noisy))["better_reference"] == "GradNorm's E_t[w]"
+    assert confound_stats(frame(noisy, exact))["better_reference"] == "the 1/L_i(0) weights"
+    same = confound_stats(frame(exact, exact))
+    assert same["r_difference"] == 0 and same["better_reference"].startswith("neither clearly")
 
 
 def test_figure4_over_seeds_pools_each_weighting_and_gives_intervals_by_hand(results):

@@ -162,3 +162,15 @@ def test_the_random_search_plot_labels_its_log_axis_at_whole_runs():
     assert axis.type == "log"
     assert list(axis.tickvals) == [500, 1000, 1500, 2000, 3000]
     assert list(axis.ticktext) == ["1 run", "2 runs", "3 runs", "4 runs", "6 runs"]
+
+
+def test_the_paired_bootstrap_of_a_difference_in_r_by_hand():
+    from study.report.stats import bootstrap_r_difference
+
+    x = [0.0, 1.0, 2.0, 3.0, 4.0]
+    y = [0.0, -1.1, -1.9, -3.2, -4.0]  # r(x, y) = -0.9975...
+    r = np.corrcoef(x, y)[0, 1]
+    assert bootstrap_r_difference(x, x, y) == (0.0, 0.0, 0.0)  # the same x: no difference in any resample
+    difference, low, high = bootstrap_r_difference(x, [-v for v in x], y)  # r(-x, y) = -r
+    assert difference == pytest.approx(2 * r) and low <= difference <= high <= 0
+    assert bootstrap_r_difference(x, [-v for v in x], y) == (difference, low, high)  # a fixed seed: reproducible

@@ -20,6 +20,7 @@ from workers.balancers import (
     DynamicWeightAverage,
     EqualWeights,
     GradNorm,
+    InverseInitialLoss,
     RandomLossWeighting,
     SingleTask,
     StaticWeights,
@@ -64,7 +65,7 @@ def make_balancer(config: TrialConfig, workload: Workload) -> Balancer:
 
 # Methods whose weights follow from the task losses alone and enter the network's loss as
 # sum_i w_i L_i: a pack of runs can hold one such balancer per run (workers/packed.py).
-LOSS_DRIVEN_METHODS = ("dwa", "rlw", "famo")
+LOSS_DRIVEN_METHODS = ("dwa", "rlw", "famo", "inverse-initial-loss")
 
 
 def loss_driven_balancer(config: TrialConfig, num_tasks: int) -> Balancer:
@@ -74,6 +75,8 @@ def loss_driven_balancer(config: TrialConfig, num_tasks: int) -> Balancer:
         return RandomLossWeighting(num_tasks, seed=config.seed)
     if config.method == "famo":
         return FAMO(num_tasks, lr=config.balancer_lr)
+    if config.method == "inverse-initial-loss":
+        return InverseInitialLoss(num_tasks)
     raise ValueError(f"method: {config.method!r} is not one of {', '.join(LOSS_DRIVEN_METHODS)}")
 
 

@@ -83,6 +83,10 @@ def headline(summary: dict) -> list[str]:
             f"{high}), intercept {intercept} %, Pearson r = {fig4['ols_pearson_r']:.3f} "
             f"(p = {fig4['ols_p_value']:.3g}), Spearman rho = {fig4['spearman_rho']:.3f}"
         )
+    if fig4 and "confound" in fig4:
+        from study.report.figure4 import confound_sentence  # loaded with the report already
+
+        lines.append("Figure 4: " + confound_sentence(fig4["ols_pearson_r"], fig4["confound"]))
     if fig4 and fig4.get("weightings"):
         lines.append(
             f"Figure 4: {fig4['weightings_beating_gradnorm']}/{fig4['weightings']} weightings beat GradNorm over "

@@ -34,7 +34,7 @@ from study.report.dynamics import (
     rising_test_losses,
     weights_plot,
 )
-from study.report.figure4 import figure4_data, figure4_plot, weights_parallel_plot
+from study.report.figure4 import confound_sentence, figure4_data, figure4_plot, weights_parallel_plot
 from study.report.figure7 import figure7_data, figure7_plot
 from study.report.page import Section, WrittenReport, write_report
 from study.report.tables import DELTA_M, SINGLE_TASK, chosen_on_validation, method_table, table_html, table_stats
@@ -270,6 +270,8 @@ def figure4_text(stats: dict[str, Any], sampler: str) -> list[str]:
             f"Pearson r = {stats['ols_pearson_r']:.3f} (bootstrap {stats['bootstrap_r_low']:.3f} to {stats['bootstrap_r_high']:.3f}; "
             f"p = {stats['ols_p_value']:.3g}), Spearman ρ = {stats['spearman_rho']:.3f} (p = {stats['spearman_p']:.3g}), n = {stats['ols_n']}."
         )
+    if "confound" in stats:
+        text.append(confound_sentence(stats["ols_pearson_r"], stats["confound"]))
     if "gradnorm_static_change_pct" in stats:
         spread = f" ± {stats['gradnorm_static_change_std']:.2f} (std over seeds)" if "gradnorm_static_change_std" in stats else ""
         text.append(f"GradNorm-Static (retrained with E_t[w]): {stats['gradnorm_static_change_pct']:+.2f} %{spread} vs GradNorm.")

@@ -21,8 +21,17 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from study.output import same_decimals
 from study.report.frames import task_names, task_values
-from study.report.stats import LinearFit, bootstrap_line, fit_line, percent_change, spearman, wilson_interval
+from study.report.stats import (
+    LinearFit,
+    bootstrap_line,
+    bootstrap_r_difference,
+    fit_line,
+    percent_change,
+    spearman,
+    wilson_interval,
+)
 from records import Status
 
 OK = str(Status.OK)
@@ -55,12 +64,16 @@ def figure4_data(runs: pd.DataFrame) -> Figure4Data:
     reference_weights = task_values(reference_of_each, "time_averaged_weight", tasks)
     reference_losses = task_values(reference_of_each, "test_loss", tasks)
     weights = task_values(compared, "time_averaged_weight", tasks)
+    # The trivial rival reference: w ∝ 1/L_i(0) (sum T), from the same seed's first-batch losses, which
+    # every run of a seed shares; no run needs to train for it.
+    inverse = inverse_initial_loss_weights(task_values(reference_of_each, "initial_loss", tasks))
     points = pd.DataFrame(
         {
             "key": compared["key"].to_numpy(),
             "method": compared["method"].to_numpy(),
             "seed": compared["seed"].to_numpy(),
             "distance": np.linalg.norm(weights - reference_weights, axis=1),
+            "distance_inverse": np.linalg.norm(weights - inverse, axis=1),
             "change_pct": percent_change(reference_losses, task_values(compared, "test_loss", tasks)),
             "value": compared["value"].to_numpy(),
             "validation_value": compared["validation_value"].to_numpy() if "validation_value" in compared else np.nan,
@@ -95,6 +108,7 @@ def figure4_data(runs: pd.DataFrame) -> Figure4Data:
         stats.update({f"ols_{k}": v for k, v in fit.to_dict().items() if k not in ("x_mean", "x_sum_squares")})
         stats.update({"spearman_rho": rho, "spearman_p": rho_p})
         stats.update({f"bootstrap_{k}": v for k, v in asdict(bootstrap_line(weightings["distance"], weightings["change_pct"])).items()})
+        stats["confound"] = confound_stats(weightings)
     elif not references.empty:
         problems.append(
             f"Figure 4's regression needs at least {MIN_POINTS} finished static weightings; {len(weightings)} have finished."
@@ -112,6 +126,46 @@ def figure4_data(runs: pd.DataFrame) -> Figure4Data:
     return Figure4Data(tasks, points, weightings, references.reset_index(), fit, stats, problems)
 
 
+def inverse_initial_loss_weights(initial_losses: np.ndarray) -> np.ndarray:
+    """Rows of w_i = T * (1 / L_i(0)) / sum_j (1 / L_j(0)), as workers.balancers.static trains them."""
+    inverse = 1.0 / np.asarray(initial_losses, dtype=float)
+    return inverse * (inverse.shape[-1] / inverse.sum(axis=-1, keepdims=True))
+
+
+def confound_stats(weightings: pd.DataFrame) -> dict[str, Any]:
+    """Does distance to GradNorm's E_t[w] explain performance better than distance to the 1/L_i(0) weights?
+
+    r_difference = r(distance to E_t[w], change) - r(distance to 1/L(0) weights, change), with a paired
+    bootstrap 95 % interval over weightings. Performance falling with distance is a negative r, so a
+    difference below 0 favours GradNorm's weights as the reference, above 0 the trivial ones.
+    """
+    if weightings["distance_inverse"].nunique() < 2:
+        return {"better_reference": "undetermined (every weighting is as far from the 1/L_i(0) weights)"}
+    difference, low, high = bootstrap_r_difference(weightings["distance"], weightings["distance_inverse"],
+                                                   weightings["change_pct"])
+    r_inverse = fit_line(weightings["distance_inverse"], weightings["change_pct"]).pearson_r
+    if high < 0:
+        better = "GradNorm's E_t[w]"
+    elif low > 0:
+        better = "the 1/L_i(0) weights"
+    else:
+        better = "neither clearly (the interval of the difference spans 0)"
+    return {"pearson_r_inverse": r_inverse, "r_difference": difference, "r_difference_ci_low": low,
+            "r_difference_ci_high": high, "better_reference": better}
+
+
+def confound_sentence(r_gradnorm: float, confound: dict[str, Any]) -> str:
+    """The confound in words, the same on the page and in `gns report`'s lines."""
+    if "r_difference" not in confound:
+        return f"Against the trivial 1/L_i(0) weights: {confound['better_reference']}."
+    difference, low, high = same_decimals(confound["r_difference"], confound["r_difference_ci_low"],
+                                          confound["r_difference_ci_high"], digits=2)
+    return (f"Against the trivial reference w ∝ 1/L_i(0): Pearson r is {r_gradnorm:.3f} with the distance to "
+            f"GradNorm's E_t[w] and {confound['pearson_r_inverse']:.3f} with the distance to the 1/L_i(0) weights; "
+            f"difference {difference} (paired bootstrap 95 % CI {low} to {high}). Better reference: "
+            f"{confound['better_reference']}.")
+
+
 def gradnorm_references(ok: pd.DataFrame) -> pd.DataFrame:
     """The finished GradNorm run of each seed, indexed by seed: what that seed's other runs are compared with."""
     return ok[ok["method"] == "gradnorm"].drop_duplicates("seed").set_index("seed")
@@ -123,6 +177,7 @@ def mean_over_seeds(static: pd.DataFrame, tasks: tuple[str, ...]) -> pd.DataFram
     grouped = static.assign(weighting=static[weight_columns].round(9).apply(tuple, axis=1)).groupby("weighting", sort=False)
     weightings = grouped.agg(
         distance=("distance", "mean"),
+        distance_inverse=("distance_inverse", "mean"),
         change_pct=("change_pct", "mean"),
         change_std=("change_pct", "std"),
         seeds=("seed", "nunique"),

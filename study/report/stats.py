@@ -153,3 +153,28 @@ def bootstrap_line(x: Sequence[float], y: Sequence[float], resamples: int = 2000
     slope_low, slope_high = np.percentile(slopes, [tail, 100 - tail])
     r_low, r_high = np.percentile(r, [tail, 100 - tail])
     return BootstrapLine(int(usable.sum()), float(slope_low), float(slope_high), float(r_low), float(r_high))
+
+
+def _pearson_rows(xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """Pearson r of each row's (x, y); NaN where x or y is constant."""
+    dx, dy = xs - xs.mean(axis=1, keepdims=True), ys - ys.mean(axis=1, keepdims=True)
+    sxx, syy, sxy = (dx * dx).sum(axis=1), (dy * dy).sum(axis=1), (dx * dy).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where((sxx > 0) & (syy > 0), sxy / np.sqrt(sxx * syy), np.nan)
+
+
+def bootstrap_r_difference(
+    x_first: Sequence[float], x_second: Sequence[float], y: Sequence[float], resamples: int = 2000, seed: int = 0
+) -> tuple[float, float, float]:
+    """r(x_first, y) - r(x_second, y) and its paired bootstrap 95 % interval: the same points (rows) are
+    resampled for both, so the interval is about which x explains y better, not about the points drawn."""
+    x1, x2, y = (np.asarray(v, dtype=float) for v in (x_first, x_second, y))
+    if len(y) < 3:
+        raise ValueError(f"a bootstrap of a correlation needs at least 3 points, got {len(y)}")
+    observed = float(_pearson_rows(x1[None], y[None])[0] - _pearson_rows(x2[None], y[None])[0])
+    rows = np.random.default_rng(seed).integers(0, len(y), size=(resamples, len(y)))
+    differences = _pearson_rows(x1[rows], y[rows]) - _pearson_rows(x2[rows], y[rows])
+    differences = differences[np.isfinite(differences)]
+    tail = 100 * (1 - CONFIDENCE) / 2
+    low, high = np.percentile(differences, [tail, 100 - tail])
+    return observed, float(low), float(high)

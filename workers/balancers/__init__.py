@@ -5,7 +5,7 @@ from workers.balancers.dwa import DynamicWeightAverage
 from workers.balancers.famo import FAMO
 from workers.balancers.gradnorm import GradNorm
 from workers.balancers.rlw import RandomLossWeighting
-from workers.balancers.static import EqualWeights, SingleTask, StaticWeights
+from workers.balancers.static import EqualWeights, InverseInitialLoss, SingleTask, StaticWeights
 from workers.balancers.uncertainty import UncertaintyWeighting
 
 __all__ = [
@@ -14,6 +14,7 @@ __all__ = [
     "DynamicWeightAverage",
     "EqualWeights",
     "GradNorm",
+    "InverseInitialLoss",
     "RandomLossWeighting",
     "SingleTask",
     "StaticWeights",

@@ -1,8 +1,9 @@
-"""Balancers whose weights never change: equal, fixed static, single-task."""
+"""Balancers whose weights never change (equal, fixed static, single-task), or are fixed after the
+first step (inverse initial loss)."""
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 
@@ -46,3 +47,47 @@ class SingleTask(Balancer):
     @property
     def weights(self) -> torch.Tensor:
         return self._weights
+
+
+def inverse_initial_loss_weights(initial_losses: torch.Tensor) -> torch.Tensor:
+    """w_i = T * (1 / L_i(0)) / sum_j (1 / L_j(0)): every task's loss starts at the same weighted size.
+
+    The trivial baseline that normalizes losses by their starting scale (as GradNorm's L_i/L_i(0)
+    does), which any claim about GradNorm's weights should be told apart from.
+    """
+    inverse = 1.0 / initial_losses
+    return normalize_to_task_count(inverse)
+
+
+class InverseInitialLoss(Balancer):
+    """Static weights ∝ 1/L_i(0), from the run's own first-batch losses.
+
+    The first step trains with w = 1 (its losses are L_i(0), measured by that step); every later
+    step with inverse_initial_loss_weights(L(0)). Set from the losses alone, so a pack holds one per
+    run (workers/packed.py) and a run's weights do not depend on its partners.
+    """
+
+    def __init__(self, num_tasks: int) -> None:
+        super().__init__(num_tasks)
+        self._weights = torch.ones(num_tasks)
+        self.initial_losses: torch.Tensor | None = None
+
+    @property
+    def weights(self) -> torch.Tensor:
+        return self._weights
+
+    def _update(self, task_losses: torch.Tensor, task_grad_norms: torch.Tensor | None) -> None:
+        if self.initial_losses is None:
+            if not bool(torch.isfinite(task_losses).all()) or bool((task_losses <= 0).any()):
+                raise ValueError(f"initial losses: need finite positive L_i(0), got {task_losses.tolist()}")
+            self.initial_losses = task_losses.clone().to(torch.float32)
+            self._weights = inverse_initial_loss_weights(self.initial_losses)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "initial_losses": None if self.initial_losses is None else self.initial_losses.clone()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        initial = state.get("initial_losses")
+        self.initial_losses = None if initial is None else torch.as_tensor(initial, dtype=torch.float32).clone()
+        self._weights = torch.ones(self.num_tasks) if self.initial_losses is None else inverse_initial_loss_weights(self.initial_losses)
