@@ -114,6 +114,8 @@ def _random_static(spec: StudySpec, seed: int, tasks: int) -> list[PlannedTrial]
     parameters = {name: getattr(section, name) for name in ("concentration", "smallest") if getattr(section, name) is not None}
     draws = random_static_weights(section.runs, tasks, section.weight_seed, section.sampler, **parameters)
     planned += [planned_trial(spec, seed, method="static", weights=tuple(float(w) for w in weights)) for weights in draws]
+    if section.inverse_initial_loss:
+        planned.append(planned_trial(spec, seed, method="inverse-initial-loss"))
     if section.gradnorm_static:
         planned.append(_retrained(spec, seed, reference))
     return planned
@@ -122,6 +124,8 @@ def _random_static(spec: StudySpec, seed: int, tasks: int) -> list[PlannedTrial]
 def _search(spec: StudySpec, seed: int, tasks: int, outcomes: Mapping[str, float]) -> list[PlannedTrial]:
     reference = _reference(spec, seed)
     planned = [reference] + [trial for _, trial in search_proposals(spec, seed, tasks, outcomes)]
+    if spec.search.inverse_initial_loss:
+        planned.append(planned_trial(spec, seed, method="inverse-initial-loss"))
     if spec.search.gradnorm_static:
         planned.append(_retrained(spec, seed, reference))
     return planned
@@ -175,7 +179,8 @@ def planned_count(spec: StudySpec, planned: list[PlannedTrial]) -> int:
     """Trials the study trains in all: a search's count is known before its later proposals are."""
     if spec.kind != "search":
         return len(planned)
-    per_seed = 1 + trial_count(spec.search, spec.training.steps) + spec.search.gradnorm_static
+    per_seed = (1 + trial_count(spec.search, spec.training.steps) + spec.search.gradnorm_static
+                + spec.search.inverse_initial_loss)
     return per_seed * len(spec.seeds)
 
 
@@ -189,7 +194,9 @@ def _methods(spec: StudySpec, seed: int, tasks: int) -> list[PlannedTrial]:
     planned: list[PlannedTrial] = []
     reference: PlannedTrial | None = None
     # gradnorm first, so that gradnorm-static can name its key
-    for method in sorted(spec.methods.methods, key=lambda m: m == "gradnorm-static"):
+    methods = spec.methods.methods + (("inverse-initial-loss",) if spec.methods.inverse_initial_loss
+                                      and "inverse-initial-loss" not in spec.methods.methods else ())
+    for method in sorted(methods, key=lambda m: m == "gradnorm-static"):
         if method == "single-task":
             planned += [planned_trial(spec, seed, method=method, task=task) for task in range(tasks)]
         elif method == "static":

@@ -107,6 +107,7 @@ class RandomStatic:
     runs: int = 100
     weight_seed: int = 0
     gradnorm_static: bool = True
+    inverse_initial_loss: bool = True  # the trivial baseline w ∝ 1/L_i(0), one run per seed
     sampler: str = "uniform"
     concentration: float | None = None  # dirichlet only
     smallest: float | None = None  # log-uniform only
@@ -155,6 +156,7 @@ class Methods:
     # Uncertainty weighting at each of these learning rates for its log-variances; the report
     # picks one on validation (None: the one default rate).
     uncertainty_lrs: tuple[float, ...] | None = None
+    inverse_initial_loss: bool = True  # the trivial baseline w ∝ 1/L_i(0) is trained too, listed or not
 
     def __post_init__(self) -> None:
         if not self.methods:
@@ -197,6 +199,7 @@ class Search:
     smallest: float = DEFAULT_SMALLEST
     weight_seed: int = 0
     gradnorm_static: bool = True
+    inverse_initial_loss: bool = True  # the trivial baseline w ∝ 1/L_i(0), one run per seed
 
     def __post_init__(self) -> None:
         _distinct_values("searchers", self.searchers, "searcher")

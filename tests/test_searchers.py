@@ -55,8 +55,8 @@ def test_a_search_spec_fills_its_defaults_and_counts_its_trials():
     # 27: 270 + 270 + 270 = 810 > 720, so n_0 = 26 and 26 + 8 + 2 = 36 runs
     assert halving_first_rung(720, 90, 3, 3) == 26
     assert trial_count(spec.search, 90) == 8 + 8 + 36
-    # per seed: one GradNorm, one GradNorm-Static and the searchers' runs
-    assert planned_count(spec, plan_study(spec)) == 2 * (1 + 52 + 1)
+    # per seed: one GradNorm, one GradNorm-Static, one inverse-initial-loss and the searchers' runs
+    assert planned_count(spec, plan_study(spec)) == 2 * (1 + 52 + 1 + 1)
 
 
 def test_random_draws_span_the_log_range_and_sum_to_the_task_count():
@@ -128,11 +128,12 @@ def test_planning_in_rounds_reaches_the_counted_total_with_distinct_keys():
     # round 0: per seed GradNorm, 4 random, 1 tpe, halving's n_0 = 14 (14 * 10 + 4 * 30 + 1 * 90 = 350 <= 360;
     # 15: 150 + 150 + 90 = 390), GradNorm-Static; then tpe one a round, halving a rung a round
     assert halving_first_rung(360, 90, 3, 3) == 14
-    assert sizes[0] == 2 * (1 + 4 + 1 + 14 + 1) and len(sizes) == 5  # 4 rounds of proposals, and the check
-    assert sizes[-1] == planned_count(spec, planned) == 2 * (1 + 4 + 4 + 14 + 4 + 1 + 1)
+    assert sizes[0] == 2 * (1 + 4 + 1 + 14 + 1 + 1) and len(sizes) == 5  # 4 rounds of proposals, and the check
+    assert sizes[-1] == planned_count(spec, planned) == 2 * (1 + 4 + 4 + 14 + 4 + 1 + 1 + 1)
     keys = [p.key for p in planned]
     assert len(set(keys)) == len(keys)
-    assert Counter(p.config.method for p in planned) == {"gradnorm": 2, "gradnorm-static": 2, "static": 2 * 27}
+    assert Counter(p.config.method for p in planned) == {"gradnorm": 2, "gradnorm-static": 2, "static": 2 * 27,
+                                                         "inverse-initial-loss": 2}
     assert Counter(p.config.steps for p in planned if p.config.method == "static") == {90: 2 * 9, 30: 2 * 4, 10: 2 * 14}
     # halving's short rungs log at their end
     assert {p.config.log_every for p in planned if p.config.steps == 10} == {10}

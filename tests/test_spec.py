@@ -217,8 +217,9 @@ def test_random_static_plan():
     spec = parse_spec(GOOD)
     planned = plan_study(spec)
     methods = [p.config.method for p in planned]
-    assert methods == ["gradnorm"] + ["static"] * 3 + ["gradnorm-static"]  # the reference first
-    reference, retrained = planned[0], planned[4]
+    # the reference first, the trivial baseline w ∝ 1/L_i(0) after the draws, GradNorm-Static last
+    assert methods == ["gradnorm"] + ["static"] * 3 + ["inverse-initial-loss", "gradnorm-static"]
+    reference, retrained = planned[0], planned[5]
     assert retrained.depends_on == reference.key and retrained.config.weights_from == reference.key
     assert reference.config.alpha == 0.12
     for p in planned[1:4]:
@@ -273,6 +274,7 @@ def test_methods_plan_trains_uncertainty_at_each_listed_lr():
     assert Counter((p.config.method, p.config.balancer_lr, p.config.seed) for p in plan_study(spec)) == {
         ("equal", None, 0): 1, ("uncertainty", 0.001, 0): 1, ("uncertainty", 0.1, 0): 1,
         ("equal", None, 1): 1, ("uncertainty", 0.001, 1): 1, ("uncertainty", 0.1, 1): 1,
+        ("inverse-initial-loss", None, 0): 1, ("inverse-initial-loss", None, 1): 1,  # trained unless turned off
     }
 
 
@@ -314,6 +316,7 @@ def test_methods_plan_runs_single_task_per_task_and_gradnorm_static_after_gradno
         ("single-task", 3),
         ("equal", None),
         ("uncertainty", None),
+        ("inverse-initial-loss", None),
         ("gradnorm-static", None),
     ]
     assert planned[-1].depends_on == planned[0].key
@@ -333,13 +336,13 @@ def test_gns_plan_prints_a_table_and_json(capsys, tmp_path):
     spec_path.write_text(yaml.safe_dump(GOOD))
     assert main(["plan", str(spec_path)]) == 0
     out = capsys.readouterr().out
-    assert "study 'good': random-static on toy, 5 trials of 40 steps" in out
+    assert "study 'good': random-static on toy, 6 trials of 40 steps" in out
     rows = out.splitlines()[3:]  # title, header, rule
-    assert [row.split()[1] for row in rows] == ["gradnorm"] + ["static"] * 3 + ["gradnorm-static"]
+    assert [row.split()[1] for row in rows] == ["gradnorm"] + ["static"] * 3 + ["inverse-initial-loss", "gradnorm-static"]
     assert main(["plan", str(spec_path), "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert [r["key"] for r in rows] == [p.key for p in plan_study(load_spec(spec_path))]
-    assert rows[4]["after"] == rows[0]["key"]
+    assert rows[5]["after"] == rows[0]["key"]
     assert TrialConfig.from_dict(rows[0]["config"]).key() == rows[0]["key"]
 
 
@@ -380,3 +383,17 @@ def test_command_line_resources_override_only_what_they_name(flags):
     resources = with_resources(spec, flags.get("cpu"), flags.get("gpu")).resources
     assert resources.pack == 1  # a spec's pack: 1 survives --cpu / --gpu
     assert (resources.cpu, resources.gpu) == (flags.get("cpu", 1.0), flags.get("gpu", 0.25))
+
+
+@pytest.mark.parametrize("kind, section", [("random-static", {"runs": 2}), ("search", {"searchers": ["random"]}),
+                                           ("methods", {"methods": ["equal"]})])
+def test_the_trivial_baseline_is_planned_once_per_seed_unless_turned_off(kind, section):
+    fields = {"kind": kind, "random_static": DELETE, kind.replace("-", "_"): section, "seeds": [0, 1]}
+    if kind == "search":
+        fields["workload_options"] = {"tasks": 2, "train_size": 400, "test_size": 100, "validation_size": 100}
+    on = plan_study(parse_spec(changed(**fields)))
+    assert Counter(p.config.seed for p in on if p.config.method == "inverse-initial-loss") == {0: 1, 1: 1}
+    fields[kind.replace("-", "_")] = {**section, "inverse_initial_loss": False}
+    off = plan_study(parse_spec(changed(**fields)))
+    assert "inverse-initial-loss" not in {p.config.method for p in off}
+    assert {p.key for p in off} == {p.key for p in on if p.config.method != "inverse-initial-loss"}
