@@ -83,7 +83,7 @@ def test_launch_joins_a_two_node_cluster_and_records_into_postgres(tmp_path, ray
                 "workload": "tests.flaky_workload:rendezvous",
                 "workload_options": {"folder": str(meeting), "parties": 2},
                 "training": {"steps": 40, "log_every": 20},
-                "random_static": {"runs": 5, "gradnorm_static": False},
+                "random_static": {"runs": 5, "gradnorm_static": False, "inverse_initial_loss": False},
                 "max_concurrent": 2,
             }
         )

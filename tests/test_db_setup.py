@@ -94,7 +94,8 @@ def test_a_killed_writers_hot_journal_is_named_to_readers_and_rolled_back_by_the
 @pytest.mark.slow
 @pytest.mark.ray
 def test_a_driver_killed_as_it_creates_the_database_leaves_one_that_works(capsys, tmp_path):
-    spec = {"study": "early", "kind": "methods", "methods": {"methods": ["equal"]}, "training": {"steps": 4},
+    spec = {"study": "early", "kind": "methods", "methods": {"methods": ["equal"], "inverse_initial_loss": False},
+            "training": {"steps": 4},
             "workload_options": {"train_size": 200, "test_size": 50}}
     spec_path = tmp_path / "spec.yaml"
     spec_path.write_text(yaml.safe_dump(spec))

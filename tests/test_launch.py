@@ -33,6 +33,8 @@ def write_spec(folder: Path, name: str = "spec.yaml", **fields) -> Path:
         "random_static": {"runs": 3},
     }
     spec.update(fields)
+    # these tests are about launching; the trivial baseline is planned only where one asks for it
+    spec[spec["kind"].replace("-", "_")] = {"inverse_initial_loss": False, **spec.get(spec["kind"].replace("-", "_"), {})}
     path = folder / name
     path.write_text(yaml.safe_dump(spec))
     return path
@@ -48,16 +50,20 @@ def optuna_keys(url: str, study: str) -> Counter:
 
 
 def test_random_static_study_end_to_end(capsys, tmp_path, database_url):
-    spec_path = write_spec(tmp_path)
+    spec_path = write_spec(tmp_path, random_static={"runs": 3, "inverse_initial_loss": True})
     code, err = launch(capsys, spec_path, database_url)
     assert code == 0, err
-    assert "tiny: 5/5 recorded (5 now, 0 failed)" in err
+    assert "tiny: 6/6 recorded (6 now, 0 failed)" in err
 
     planned = plan_study(parse_spec(yaml.safe_load(spec_path.read_text())))
     with ResultsDB(database_url, create=False) as results:
         runs = results.runs("tiny").set_index("key")
         assert set(runs.index) == {p.key for p in planned}
-        assert Counter(runs["method"]) == {"static": 3, "gradnorm": 1, "gradnorm-static": 1}
+        assert Counter(runs["method"]) == {"static": 3, "gradnorm": 1, "gradnorm-static": 1, "inverse-initial-loss": 1}
+        # the trivial baseline trained with w ∝ 1/L_i(0) of its own first batch, summing to T = 2
+        inverse = runs[runs.method == "inverse-initial-loss"].iloc[0]
+        shares = 1 / inverse["initial_loss.task0"], 1 / inverse["initial_loss.task1"]
+        assert inverse["final_weight.task0"] == pytest.approx(2 * shares[0] / sum(shares), rel=1e-5)
         assert (runs["state"] == "COMPLETE").all()
         # validation numbers beside the test ones, for choosing without looking at the test set
         assert runs["validation_value"].notna().all() and (runs["validation_value"] != runs["value"]).all()
@@ -69,9 +75,9 @@ def test_random_static_study_end_to_end(capsys, tmp_path, database_url):
         retrained = runs[runs.method == "gradnorm-static"].iloc[0]
         assert retrained["weights_from"] == reference.name
         assert retrained["time_averaged_weight.task0"] == pytest.approx(reference["time_averaged_weight.task0"], rel=1e-6)
-        assert len(results.traces("tiny")) == 5 * 3 * 2  # runs x log points (0, 20, 40) x tasks
-        # two Tune trials on 2 CPUs: the 3 static runs trained as packs of 2 and 1 (each its own key and
-        # record; a pack's runs share its wall time)
+        assert len(results.traces("tiny")) == 6 * 3 * 2  # runs x log points (0, 20, 40) x tasks
+        # two Tune trials on 2 CPUs: the 3 static runs and the baseline trained as two packs of 2 (each run
+        # its own key and record; a pack's runs share its wall time)
         static_times = runs.loc[runs.method == "static", "wall_time_s"].round(9)
         assert sorted(static_times.value_counts().tolist()) == [1, 2]
         info = results.find_study("tiny")

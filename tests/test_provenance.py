@@ -93,7 +93,7 @@ def test_a_database_of_the_previous_schema_reads_unchanged_and_a_writer_upgrades
 def test_a_changed_factory_is_refused_at_relaunch_unless_allowed_and_the_override_is_kept(tmp_path):
     write_package(tmp_path, "provpkg")
     spec = {"study": "prov", "kind": "methods", "workload": "provpkg.mtl:build", "training": {"steps": 6},
-            "methods": {"methods": ["equal"]}, "resources": {"cpu": 1}}
+            "methods": {"methods": ["equal"], "inverse_initial_loss": False}, "resources": {"cpu": 1}}
     (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
     url = f"sqlite:///{tmp_path / 'prov.db'}"
 

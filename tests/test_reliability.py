@@ -73,7 +73,7 @@ def gated_spec(folder: Path, free: int, runs: int = 4) -> tuple[Path, Path]:
         "workload": "tests.flaky_workload:gated",
         "workload_options": {"tickets": str(tickets), "gate": str(gate), "free": free},
         "training": {"steps": 30, "log_every": 10},
-        "random_static": {"runs": runs, "gradnorm_static": False},
+        "random_static": {"runs": runs, "gradnorm_static": False, "inverse_initial_loss": False},
         "max_concurrent": 2,
     }
     path = folder / "spec.yaml"
@@ -195,7 +195,8 @@ def test_a_full_disk_mid_study_ends_in_one_line_and_the_relaunch_starts_at_once(
     spec_path = tmp_path / "spec.yaml"
     spec_path.write_text(yaml.safe_dump({
         "study": "full", "kind": "random-static", "workload_options": {"tasks": 2, "train_size": 200, "test_size": 50},
-        "training": {"steps": 20, "log_every": 1}, "random_static": {"runs": 4, "gradnorm_static": False},
+        "training": {"steps": 20, "log_every": 1},
+        "random_static": {"runs": 4, "gradnorm_static": False, "inverse_initial_loss": False},
         "resources": {"pack": 1}}))
     real_begin = db.store._sqlite_begin_immediate
 

@@ -123,7 +123,7 @@ def test_methods_study_launched_and_reported_end_to_end(capsys, tmp_path, sqlite
                 "seeds": [0, 1],
                 "training": {"steps": 60, "log_every": 30},
                 "gradnorm": {"alpha": 1.5},
-                "methods": {"methods": ["single-task", "equal", "gradnorm", "gradnorm-static"]},
+                "methods": {"methods": ["single-task", "equal", "gradnorm", "gradnorm-static"], "inverse_initial_loss": False},
             }
         )
     )

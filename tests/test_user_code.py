@@ -60,7 +60,7 @@ def test_a_factory_beside_the_spec_trains_on_ray_workers_run_from_elsewhere(tmp_
     write_package(project, "specpkg")
     spec = {"study": "own", "kind": "methods", "workload": "specpkg.mtl:build", "workload_options": {"hidden": 12},
             "training": {"steps": 10, "log_every": 5}, "gradnorm": {"alpha": 1.0},
-            "methods": {"methods": ["equal", "gradnorm"]}, "resources": {"cpu": 1}}
+            "methods": {"methods": ["equal", "gradnorm"], "inverse_initial_loss": False}, "resources": {"cpu": 1}}
     (project / "spec.yaml").write_text(yaml.safe_dump(spec))
     url = f"sqlite:///{tmp_path / 'own.db'}"
     done = subprocess.run([GNS, "launch", str(project / "spec.yaml"), "--storage", url],
