@@ -283,16 +283,17 @@ def test_search_study_runs_in_rounds_once_each_and_the_report_replays_it(capsys,
     spec_path = tmp_path / "search.yaml"
     spec_path.write_text(yaml.safe_dump(spec_text))
     spec = parse_spec(spec_text)
-    # per seed: GradNorm, 3 random, 3 tpe, halving rungs of 10 and 30 steps (5 * 10 + 1 * 30 = 80 <= 90), GradNorm-Static
+    # per seed: GradNorm, 3 random, 3 tpe, halving rungs of 10 and 30 steps (5 * 10 + 1 * 30 = 80 <= 90),
+    # GradNorm-Static and the trivial baseline
     code, err = launch(capsys, spec_path, sqlite_url)
     assert code == 0, err
-    assert "tiny: 14/14 recorded (14 now, 0 failed)" in err
+    assert "tiny: 15/15 recorded (15 now, 0 failed)" in err
 
     from study.report.build import build_report, search_order
 
     with ResultsDB(sqlite_url, create=False) as results:
         runs = results.runs("tiny")
-        assert Counter(runs["steps"]) == {30: 1 + 3 + 3 + 1 + 1, 10: 5}
+        assert Counter(runs["steps"]) == {30: 1 + 3 + 3 + 1 + 1 + 1, 10: 5}
         # the report replays the launch's search: the same keys, in the order proposed
         order = search_order(spec, runs)
         assert set(order["key"]) == set(runs.loc[runs["method"] == "static", "key"])
@@ -309,7 +310,7 @@ def test_search_study_runs_in_rounds_once_each_and_the_report_replays_it(capsys,
     assert report.summary["problems"] == []
     # a relaunch finds every round recorded: nothing to run, no Ray
     code, err = launch(capsys, spec_path, sqlite_url)
-    assert code == 0 and "all 14 planned trials are recorded; nothing to run" in err
+    assert code == 0 and "all 15 planned trials are recorded; nothing to run" in err
     # gns report prints each searcher's line
     assert main(["report", "tiny", "--storage", sqlite_url, "--out", str(tmp_path / "cli-report")]) == 0
     printed = capsys.readouterr().out
