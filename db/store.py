@@ -48,7 +48,7 @@ if TYPE_CHECKING:  # Optuna is loaded by writers only, pandas by the reads that 
     import pandas as pd
     from optuna.storages import RDBStorage
 
-# pg_advisory_lock key that serializes schema set-up ("gns-setup" in ASCII, as a 64-bit integer).
+# pg_advisory_lock key that serializes schema set-up: the ASCII of "gns-setu" as a 63-bit integer.
 SETUP_LOCK_KEY = int.from_bytes(b"gns-setu", "big") >> 1
 KEY_ATTR = "key"  # Optuna user attribute holding our trial key
 ATTEMPT_ATTR = "attempt"  # Optuna user attribute: which attempt at the key (history is kept when it reruns)

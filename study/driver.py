@@ -113,7 +113,7 @@ def launch(
         check_resources(spec, ray.cluster_resources())
         with open_writer(url) as results:
             prepare_study(results, spec, total, force_new, stream)  # takes the study lease
-            note_code_change(results, spec.study, code, stream)
+            note_code_change(results, spec.study, code, allow_code_change, stream)
             try:
                 with LeaseKeeper(results, spec.study) as keeper:
                     requeued = results.requeue(spec.study, failed=retry_failed)
@@ -189,17 +189,12 @@ def _already_done(
             if existing is None:
                 return None
             if spec_hash(_identity_of(existing.spec)) != spec_hash(spec.identity()):
-                if force_new:
-                    return None
                 raise BadInput(_different_spec(spec.study, results.display_url))  # refused before Ray or a write
-            change = None if code is None or force_new else changed_code(results, spec.study, code)
+            change = None if code is None else changed_code(results, spec.study, code)
             if change is not None:
                 if not allow_code_change:
-                    raise BadInput(
-                        f"study {spec.study!r} was trained with other code: {change} "
-                        "since its recorded runs; name a new study, or pass --allow-code-change to go on with this "
-                        "code on purpose (the change is kept with the study)")
-                return None
+                    raise BadInput(_other_code(spec.study, change))
+                return None  # the writer keeps the change with the study
             planned = plan_from_records(spec, shape, results)
             keys = {p.key for p in planned}
             if len(keys) < planned_count(spec, planned) or not keys <= results.recorded_keys(spec.study):
@@ -219,12 +214,23 @@ def changed_code(results: ResultsReader, study: str, code: CodeFingerprint) -> s
     return "; ".join(sorted(changes)) or None
 
 
-def note_code_change(results: ResultsWriter, study: str, code: CodeFingerprint, stream: TextIO) -> None:
-    """Keep with the study that it goes on with other code (the launch was allowed to: --allow-code-change)."""
+def note_code_change(results: ResultsWriter, study: str, code: CodeFingerprint, allowed: bool, stream: TextIO) -> None:
+    """Under the lease: a study that goes on with other code keeps that with it when the launch was
+    allowed to (--allow-code-change), and is refused otherwise (the read-only check may not have run:
+    the database was unreachable then)."""
     before = [recorded for recorded, _ in results.code_fingerprints(study) if CodeFingerprint.from_dict(recorded) != code]
-    if before:
-        results.note_code_change(study, {"fingerprints": before}, code.to_dict())
-        print(f"--allow-code-change: study {study!r} goes on with {code.describe()} (kept with the study)", file=stream)
+    if not before:
+        return
+    if not allowed:
+        results.release_lease(study)
+        raise BadInput(_other_code(study, changed_code(results, study, code)))
+    results.note_code_change(study, {"fingerprints": before}, code.to_dict())
+    print(f"--allow-code-change: study {study!r} goes on with {code.describe()} (kept with the study)", file=stream)
+
+
+def _other_code(study: str, change: str | None) -> str:
+    return (f"study {study!r} was trained with other code: {change} since its recorded runs; name a new study, "
+            "or pass --allow-code-change to go on with this code on purpose (the change is kept with the study)")
 
 
 def provenance(code: CodeFingerprint) -> dict[str, Any]:
