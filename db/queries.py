@@ -207,7 +207,8 @@ def traces(session: Session, study_id: int, keys: list[str] | None = None) -> pd
     return pd.DataFrame(session.execute(query).all(), columns=columns)
 
 
-# Optuna's own tables, named here (and only here) for the one lookup its API has no index for.
+# Optuna's trial tables, named here for the one lookup its API has no index for (a key's trials by
+# user attribute); db.store.optuna_tables() takes the full list from Optuna's own models.
 _OPTUNA_TRIALS = table("trials", column("trial_id"), column("study_id"))
 _OPTUNA_USER_ATTRS = table("trial_user_attributes", column("trial_id"), column("key"), column("value_json"))
 

@@ -58,7 +58,6 @@ CLAIM_STALE_S = 120.0  # a claim silent this long belongs to a dead writer
 CLAIM_POLL_S = 0.05
 
 
-
 def spec_hash(spec: Mapping[str, Any]) -> str:
     return canonical_hash(spec)
 
@@ -95,6 +94,9 @@ class ResultsDB(ResultsWriter):
         self.writable = create
         self.token = uuid.uuid4().hex  # names this writer's claims and lease
         self._method_choices_seen: dict[int, tuple[str, ...]] = {}  # per Optuna study: see _method_choices
+        # (Optuna study, key, attempt) whose Optuna trial this writer asked for: a retry of that request
+        # looks for what the first try may have made; a first request (the common case) does not query.
+        self._trials_requested: set[tuple[int, str, int]] = set()
         path = sqlite_file(self.url)
         existing_file = path is not None and check_sqlite_file(path, self.display_url, must_exist=not create)
         if path is not None and create:
@@ -463,12 +465,14 @@ class ResultsDB(ResultsWriter):
         if claim is None or claim.complete or claim.optuna_trial_id is not None:
             return
         # A retry after an outage may find the trial its first try created (the answer was lost): reuse it.
-        made = self._optuna_trials_of(row.optuna_study_id, key, claim.attempt)
+        request = (row.optuna_study_id, key, claim.attempt)
+        made = self._optuna_trials_of(*request) if request in self._trials_requested else []
         if made:
             optuna_trial_id = made[0]
         else:
             frozen = _optuna_trial(key, claim.attempt, config, None, None, None, running=True,
                                    method_choices=self._method_choices(row.optuna_study_id))
+            self._trials_requested.add(request)
             optuna_trial_id = self.optuna.create_new_trial(row.optuna_study_id, template_trial=frozen)
         self._set_optuna_ids(claim.id, optuna_trial_id)
 
@@ -510,10 +514,12 @@ class ResultsDB(ResultsWriter):
             if result is not None:
                 _add_result_rows(session, claim.id, result)
 
-        made = self._optuna_trials_of(study_row.optuna_study_id, key, claim.attempt)
-        optuna_trial_id = claim.optuna_trial_id or (made[0] if made else None)
-        for twin in set(made) - {optuna_trial_id}:  # one Optuna trial per key and attempt: end any twin a retry made
-            self._end_stale_optuna_trial(twin)
+        optuna_trial_id = claim.optuna_trial_id
+        if optuna_trial_id is None:  # a crash or a lost answer between making the Optuna trial and noting it
+            made = self._optuna_trials_of(study_row.optuna_study_id, key, claim.attempt)
+            optuna_trial_id = made[0] if made else None
+            for twin in made[1:]:  # one Optuna trial per key and attempt: end any twin a retry made
+                self._end_stale_optuna_trial(twin)
         if optuna_trial_id is None:
             frozen = _optuna_trial(key, claim.attempt, config, result, failure, worker,
                                    method_choices=self._method_choices(study_row.optuna_study_id))
