@@ -19,12 +19,12 @@ refused in one line naming the part that changed, unless the user passes
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
 from records import product_version
+from workers.modules import module_origin
 
 TRAINING_PACKAGES = ("workers", "records")  # what turns a config into a result
 SHORT = 12  # hex digits shown
@@ -66,16 +66,12 @@ def sources_digest(paths: list[Path], root: Path) -> str:
 def module_sources(top: str) -> tuple[list[Path], Path] | None:
     """The .py files of top-level module `top` (a package's tree, or one file) and the folder they hang
     from; None when it cannot be found. Found without importing it."""
-    spec = importlib.util.find_spec(top)
-    if spec is None:
+    origin = module_origin(top)
+    if origin is None:
         return None
-    if spec.submodule_search_locations:
-        folder = Path(list(spec.submodule_search_locations)[0])
-        return [p for p in folder.rglob("*.py") if "__pycache__" not in p.parts], folder.parent
-    if spec.origin and spec.origin.endswith(".py"):
-        origin = Path(spec.origin)
-        return [origin], origin.parent
-    return None
+    if origin.is_dir():
+        return [p for p in origin.rglob("*.py") if "__pycache__" not in p.parts], origin.parent
+    return [origin], origin.parent
 
 
 def code_fingerprint(workload: str) -> CodeFingerprint:

@@ -26,6 +26,7 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 
 from workers.workloads import digits, mtfl, multimnist, nyuv2, sinusoid, toy
+from workers.modules import module_origin
 from workers.workloads.base import Workload, parse_options
 
 Factory = Callable[[Mapping[str, Any]], Workload]
@@ -107,9 +108,10 @@ def code_to_ship(name: str) -> list[str]:
     if name in BUILTIN:
         return []
     _import_user_module(name)
-    top = sys.modules[name.partition(":")[0].split(".")[0]]
-    paths = getattr(top, "__path__", None)
-    origin = Path(list(paths)[0] if paths else top.__file__).resolve()
+    origin = module_origin(name.partition(":")[0].split(".")[0])
+    if origin is None:
+        return []
+    origin = origin.resolve()
     return [str(origin)] if any(origin.is_relative_to(folder) for folder in _code_folders) else []
 
 
