@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Select, and_, case, column, func, select, table
+from sqlalchemy import Select, and_, case, column, func, null, select, table
 from sqlalchemy.orm import Session
 
 from db.schema import MetricRow, StudyRow, TraceRow, TrialRow, TrialTaskRow
@@ -94,8 +94,11 @@ def metric_directions(session: Session, study_id: int) -> dict[str, bool]:
     return {metric: bool(higher) for metric, higher in rows}
 
 
-def runs(session: Session, study_id: int) -> pd.DataFrame:
-    """One row per recorded run: identity, state, config, value, then per-task columns."""
+def runs(session: Session, study_id: int, with_version_4: bool = True) -> pd.DataFrame:
+    """One row per recorded run: identity, state, config, value, then per-task columns.
+
+    `selected_step` (version 4) is the step a best-validation run was read at; empty in an older database.
+    """
     import pandas as pd  # here: the reads that need no DataFrame (status, delete) skip it
 
     trials = session.execute(
@@ -112,6 +115,7 @@ def runs(session: Session, study_id: int) -> pd.DataFrame:
             TrialRow.diverged_step,
             TrialRow.failure_reason,
             TrialRow.worker,
+            TrialRow.selected_step if with_version_4 else null().label("selected_step"),
         )
         .where(TrialRow.study_id == study_id, TrialRow.complete)
         .order_by(TrialRow.optuna_number)
@@ -129,6 +133,7 @@ def runs(session: Session, study_id: int) -> pd.DataFrame:
                 **{name: t.config.get(name) for name in CONFIG_COLUMNS},
                 "wall_time_s": t.wall_time_s,
                 "steps_completed": t.steps_completed,
+                "selected_step": t.selected_step,
                 "diverged_step": t.diverged_step,
                 "failure_reason": t.failure_reason,
                 "worker": t.worker,
@@ -136,7 +141,7 @@ def runs(session: Session, study_id: int) -> pd.DataFrame:
             for t in trials
         ],
         columns=["trial_id", "key", "number", "state", "status", "value", "validation_value", *CONFIG_COLUMNS,
-                 "wall_time_s", "steps_completed", "diverged_step", "failure_reason", "worker"],
+                 "wall_time_s", "steps_completed", "selected_step", "diverged_step", "failure_reason", "worker"],
     )
     if base.empty:
         return base.drop(columns="trial_id")
@@ -178,8 +183,8 @@ def runs(session: Session, study_id: int) -> pd.DataFrame:
     return frame.drop(columns="trial_id").reset_index(drop=True)
 
 
-def traces(session: Session, study_id: int, keys: list[str] | None = None) -> pd.DataFrame:
-    """Long format: one row per (run, logged step, task)."""
+def traces(session: Session, study_id: int, keys: list[str] | None = None, with_validation: bool = True) -> pd.DataFrame:
+    """Long format: one row per (run, logged step, task); validation_loss is empty before version 4."""
     import pandas as pd  # here: the reads that need no DataFrame (status, delete) skip it
 
     query = (
@@ -192,6 +197,7 @@ def traces(session: Session, study_id: int, keys: list[str] | None = None) -> pd
             TraceRow.test_loss,
             TraceRow.weight,
             TraceRow.grad_norm,
+            TraceRow.validation_loss if with_validation else null().label("validation_loss"),
         )
         .join(TrialRow, TrialRow.id == TraceRow.trial_id)
         .join(
@@ -203,7 +209,7 @@ def traces(session: Session, study_id: int, keys: list[str] | None = None) -> pd
     )
     if keys is not None:
         query = query.where(TrialRow.key.in_(keys))
-    columns = ["key", "method", "step", "task", "train_loss", "test_loss", "weight", "grad_norm"]
+    columns = ["key", "method", "step", "task", "train_loss", "test_loss", "weight", "grad_norm", "validation_loss"]
     return pd.DataFrame(session.execute(query).all(), columns=columns)
 
 

@@ -14,14 +14,15 @@ from datetime import datetime
 from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-SCHEMA_VERSION = 3  # raise when the tables change; see MIGRATIONS for what a writer adds to an older one
+SCHEMA_VERSION = 4  # raise when the tables change; see MIGRATIONS for what a writer adds to an older one
 # What each version added: (table, column, SQL type). A writer adds them to an older database
 # (ALTER TABLE ... ADD COLUMN, nullable); a reader of an older one never selects them (they are
 # deferred), so results recorded before still read without a write.
 MIGRATIONS = {
     3: (("gns_trials", "provenance", "JSON"), ("gns_studies", "code_changes", "JSON")),
+    4: (("gns_traces", "validation_loss", "FLOAT"), ("gns_trials", "selected_step", "INTEGER")),
 }
-READABLE_VERSIONS = (2, 3)
+READABLE_VERSIONS = (2, 3, 4)
 
 
 class Base(DeclarativeBase):
@@ -85,6 +86,8 @@ class TrialRow(Base):
     worker: Mapped[str | None] = mapped_column(String(256), nullable=True)  # where it ran, e.g. a Ray node
     # Version 3: the code fingerprint it trained with, the driver's and the worker's versions and device.
     provenance: Mapped[dict | None] = mapped_column(JSON, nullable=True, deferred=True)
+    # Version 4: select: best_validation, the logged step its final numbers were read at.
+    selected_step: Mapped[int | None] = mapped_column(Integer, nullable=True, deferred=True)
     recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
@@ -126,6 +129,7 @@ class TraceRow(Base):
     test_loss: Mapped[float | None] = mapped_column(Float, nullable=True)
     weight: Mapped[float | None] = mapped_column(Float, nullable=True)
     grad_norm: Mapped[float | None] = mapped_column(Float, nullable=True)
+    validation_loss: Mapped[float | None] = mapped_column(Float, nullable=True, deferred=True)  # version 4
 
 
 Index("ix_gns_trials_study_status", TrialRow.study_id, TrialRow.status)

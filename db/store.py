@@ -226,7 +226,7 @@ class ResultsDB(ResultsWriter):
     def _migrate(self, version: int) -> None:
         """Bring a readable older schema up to SCHEMA_VERSION (under the set-up lock): add its columns."""
         for step in range(version + 1, SCHEMA_VERSION + 1):
-            existing = {(table, column["name"]) for table in ("gns_trials", "gns_studies")
+            existing = {(table, column["name"]) for table in {table for table, _, _ in MIGRATIONS[step]}
                         for column in inspect(self.engine).get_columns(table)}
             with self.engine.begin() as connection:
                 for table, column, sql_type in MIGRATIONS[step]:
@@ -554,6 +554,7 @@ class ResultsDB(ResultsWriter):
                     failure_reason=failure if result is None else result.failure_reason,
                     worker=worker,
                     provenance=_provenance(provenance, result),
+                    selected_step=None if result is None else result.selected_step,
                     recorded_at=_now(),
                 )
             )
@@ -699,13 +700,13 @@ class ResultsDB(ResultsWriter):
     def runs(self, study: str) -> pd.DataFrame:
         row = self._study_row(study)
         with self.session() as session:
-            return queries.runs(session, row.id)
+            return queries.runs(session, row.id, with_version_4=self.schema_version >= 4)
 
     @_retried
     def traces(self, study: str, keys: list[str] | None = None) -> pd.DataFrame:
         row = self._study_row(study)
         with self.session() as session:
-            return queries.traces(session, row.id, keys)
+            return queries.traces(session, row.id, keys, with_validation=self.schema_version >= 4)
 
     @_retried
     def best_value(self, study: str) -> float | None:
@@ -771,6 +772,7 @@ def _add_result_rows(session: Session, trial_id: int, result: TrialResult) -> No
             "test_loss": _finite(point.test_losses[i]),
             "weight": _finite(point.weights[i]),
             "grad_norm": None if point.grad_norms is None else _finite(point.grad_norms[i]),
+            "validation_loss": None if point.validation_losses is None else _finite(point.validation_losses[i]),
         }
         for point in result.trace
         for i in range(len(tasks))

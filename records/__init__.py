@@ -62,7 +62,8 @@ class TracePoint:
     """The state of a run at one logged step.
 
     train_losses are averaged over the steps since the previous log point;
-    test_losses are measured on the whole test set at `step`.
+    test_losses (and validation_losses, where the workload has that split) are
+    measured on the whole split at `step`.
     """
 
     step: int
@@ -70,6 +71,7 @@ class TracePoint:
     test_losses: tuple[float, ...]
     weights: tuple[float, ...]
     grad_norms: tuple[float, ...] | None = None  # G_i = ||grad_W w_i L_i||, GradNorm only
+    validation_losses: tuple[float, ...] | None = None  # None: no validation split (or recorded before they were logged)
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,9 @@ class TrialResult:
     validation_metrics: tuple[TaskMetric, ...] = ()
     # GradNorm with stuck-task detection: the step each task was taken out of the update (None: never).
     stuck_at_step: tuple[int | None, ...] = ()
+    # select: best_validation: the logged step whose state the final numbers above come from
+    # (None: the last step's). A run stopped early by patience has steps_completed < its budget.
+    selected_step: int | None = None
     # Where it trained: torch and Python versions, the device (workers.environment); empty if unknown.
     environment: Mapping[str, str] = dataclasses.field(default_factory=dict)
 

@@ -65,6 +65,9 @@ def check_workload(spec: StudySpec) -> WorkloadShape:
         raise SpecError(
             f"training.batch_size: {spec.training.batch_size} exceeds the {shape.train_size} training samples of {spec.workload}"
         )
+    if spec.training.select == "best_validation" and not shape.has_validation:
+        raise SpecError(f"training.select: best_validation reads each run at its best validation step, and workload "
+                        f"{spec.workload} has no validation split")
     if spec.kind == "search" and not shape.has_validation:
         raise SpecError(f"kind: a search chooses among its runs on a validation split, and workload {spec.workload} has none")
     if spec.methods is not None and spec.methods.weights is not None:
@@ -230,7 +233,8 @@ def _gradnorm(spec: StudySpec, alpha: float | None) -> dict[str, Any]:
 
 def planned_trial(spec: StudySpec, seed: int, depends_on: str | None = None, **fields: Any) -> PlannedTrial:
     training = spec.training
-    fields = {"steps": training.steps, "log_every": training.log_every, **fields}
+    fields = {"steps": training.steps, "log_every": training.log_every, "select": training.select,
+              "patience": training.patience, **fields}
     try:
         config = TrialConfig(
             workload=spec.workload,

@@ -65,9 +65,16 @@ class Training:
     batch_size: int = default("batch_size")
     lr: float = default("lr")
     log_every: int | None = default("log_every")  # None: every 100 steps, or only at the end of a shorter run
+    select: str = "last"  # or "best_validation": each run read at its best logged validation step
+    patience: int | None = None  # best_validation: stop a run after this many log points without a better one
 
     def __post_init__(self) -> None:
         _trial_check(check_training, self.steps, self.batch_size, self.lr, self.log_every)
+        _trial_check(check_field, "select", self.select)
+        if self.patience is not None:
+            _trial_check(check_field, "patience", self.patience)
+            if self.select != "best_validation":
+                _fail("patience", "early stopping needs select: best_validation (a stopped run is read at its best step)")
 
 
 @dataclass(frozen=True)

@@ -129,6 +129,13 @@ BAD_SPECS = [
     (changed(kind="search", random_static=DELETE, workload="tests.user_workload:build", workload_options={},
              training={"steps": 40, "batch_size": 16}),
      "kind: a search chooses among its runs on a validation split, and workload tests.user_workload:build has none"),
+    (changed(training__select="best"), "training.select: unknown mode 'best' (choose from last, best_validation)"),
+    (changed(training__patience=3), "training.patience: early stopping needs select: best_validation"),
+    (changed(training__select="best_validation", training__patience=0), "training.patience: must be an integer >= 1"),
+    (changed(workload="tests.user_workload:build", workload_options={}, training={"steps": 40, "batch_size": 16,
+                                                                                  "select": "best_validation"}),
+     "training.select: best_validation reads each run at its best validation step, and workload "
+     "tests.user_workload:build has no validation split"),
 ]
 
 

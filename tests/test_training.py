@@ -123,9 +123,12 @@ def test_key_is_stable_and_depends_on_every_training_field():
 
 def test_a_field_added_later_leaves_the_keys_of_earlier_configs_unchanged():
     before = toy("gradnorm").to_dict()
-    del before["weight_update"], before["stuck_window"]  # what a config looked like before the fields existed
+    for name in ("weight_update", "stuck_window", "select", "patience"):  # what a config looked like before them
+        del before[name]
     assert toy("gradnorm").key() == canonical_hash(before)[:16]
     assert toy("gradnorm", weight_update="additive").key() == toy("gradnorm").key()
+    assert toy("gradnorm", select="last").key() == toy("gradnorm").key()
+    assert toy("gradnorm", select="best_validation").key() != toy("gradnorm").key()
     assert toy("gradnorm", weight_update="log").key() != toy("gradnorm").key()
     with pytest.raises(ValueError, match="^weight_update: does not apply"):
         toy("equal", weight_update="log")

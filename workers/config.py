@@ -43,7 +43,10 @@ def shown(value: Any) -> str:
 WEIGHT_UPDATES = ("additive", "log")
 # Fields added after studies were recorded: left out of the key while unset, so
 # that configs recorded before they existed keep their keys.
-LATER_FIELDS = ("weight_update", "stuck_window")
+LATER_FIELDS = ("weight_update", "stuck_window", "select", "patience")
+# Which state of a run its final numbers are read from: the last step's (the paper's), or the
+# logged step with the lowest task-normalized validation loss (a run read where it converged).
+SELECT_MODES = ("last", "best_validation")
 
 # Which method each method-specific field applies to.
 APPLIES_TO = {
@@ -83,6 +86,8 @@ class TrialConfig:
     lr: float = 1e-3
     seed: int = 0
     log_every: int | None = None  # None: DEFAULT_LOG_EVERY, or `steps` if that is fewer
+    select: str | None = None  # None: "last"; "best_validation": read the run at its best logged validation step
+    patience: int | None = None  # best_validation only: stop after this many log points without a better one
 
     def __post_init__(self) -> None:
         set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 (frozen)
@@ -100,6 +105,8 @@ class TrialConfig:
                 set_("shared_params", DEFAULT_SHARED_PARAMS)
         if self.weight_update == "additive":  # the default, spelled out: the same run, the same key
             set_("weight_update", None)
+        if self.select == "last":
+            set_("select", None)
         if self.log_every is None and isinstance(self.steps, int):
             set_("log_every", min(DEFAULT_LOG_EVERY, self.steps))
         if self.method in APPLIES_TO["balancer_lr"] and self.balancer_lr is None:
@@ -126,6 +133,12 @@ class TrialConfig:
         if self.method != "gradnorm" and self.initial_loss != "first":
             raise ValueError(f"initial_loss: does not apply to method {self.method!r}")
         check_field("initial_loss", self.initial_loss)
+        if self.select is not None:
+            check_field("select", self.select)
+        if self.patience is not None:
+            check_field("patience", self.patience)
+            if self.select != "best_validation":
+                raise ValueError("patience: early stopping needs select: best_validation (a stopped run is read at its best step)")
         if self.method == "static" and self.weights is None:
             raise ValueError("weights: method 'static' needs one weight per task")
         if self.method == "gradnorm-static" and self.weights is None and self.weights_from is None:
@@ -231,6 +244,11 @@ def _weight_update(name: str, value: Any) -> None:
         raise ValueError(f"{name}: unknown update {shown(value)} (choose from {', '.join(WEIGHT_UPDATES)})")
 
 
+def _select(name: str, value: Any) -> None:
+    if value not in SELECT_MODES:
+        raise ValueError(f"{name}: unknown mode {shown(value)} (choose from {', '.join(SELECT_MODES)})")
+
+
 def _method(name: str, value: Any) -> None:
     if not isinstance(value, str) or value not in METHODS:
         raise ValueError(f"{name}: unknown method {shown(value)} (choose from {', '.join(METHODS)})")
@@ -258,4 +276,6 @@ _CHECKS = {
     "shared_params": _shared_params,
     "weight_update": _weight_update,
     "stuck_window": _integer(1, MAX_STEPS),
+    "select": _select,
+    "patience": _integer(1, MAX_STEPS),
 }

@@ -17,7 +17,10 @@ task) and one batched product with W's input; its closed-form weight gradient
 and renormalization work on [K, T] at once.
 
 A run whose losses or weights stop being finite is recorded DIVERGED at that
-step; its slot is zeroed and masked out while the rest of the pack goes on.
+step; its slot is zeroed and masked out while the rest of the pack goes on. A
+run whose patience ran out (`select: best_validation`) leaves the same way,
+recorded OK and read at its best validation step, whose parameters the pack
+keeps aside per run.
 """
 
 from __future__ import annotations
@@ -35,10 +38,12 @@ from workers.balancers.gradnorm import gradnorm_weight_gradient, loss_ratios, re
 from workers.balancers.static import normalize_to_task_count
 from workers.config import DEFAULT_SHARED_PARAMS, TrialConfig
 from workers.balancers import Balancer
+from workers.selection import BestValidation, validation_scores
 from workers.training import (
     LOSS_DRIVEN_METHODS,
     FinalEvaluation,
     batches,
+    check_trained_workload,
     describe,
     final_evaluation,
     floats,
@@ -146,8 +151,7 @@ def train_pack(
     first = configs[0]
     count = len(configs)
     workload = build_workload(first.workload, first.workload_options, seed=first.seed).to(device)
-    if first.batch_size > len(workload.train):
-        raise ValueError(f"batch_size: {first.batch_size} exceeds the {len(workload.train)} training samples")
+    check_trained_workload(first, workload)
     num_tasks = len(workload.tasks)
     if first.method == "gradnorm" and not isinstance(workload.model.shared_layer, torch.nn.Linear):
         raise ValueError("packing: GradNorm runs pack only with a linear shared layer; train these one per process")
@@ -157,9 +161,12 @@ def train_pack(
     generator = torch.Generator().manual_seed(first.seed)
     batch_indices = (i.to(device) for i in batches(len(workload.train), first.batch_size, generator))
 
-    alive = torch.ones(count, dtype=torch.bool, device=device)
+    alive = torch.ones(count, dtype=torch.bool, device=device)  # still training
     buried = [False] * count
     failures: dict[int, tuple[int, str]] = {}
+    stopped_at: dict[int, int] = {}  # run -> the step its patience ran out
+    selection = BestValidation(count, first.patience) if first.select == "best_validation" else None
+    best_params = {name: p.detach().clone() for name, p in net.params.items()} if selection is not None else None
     traces: list[list[TracePoint]] = [[] for _ in range(count)]
     train_sums = torch.zeros(count, num_tasks, dtype=torch.float64)
     steps_since_log = 0
@@ -171,9 +178,17 @@ def train_pack(
             alive[run] = False
             balancer.drop(run)
 
+    def stop(runs: torch.Tensor, step: int) -> None:
+        """Runs whose patience ran out: out of training, read later at their best step."""
+        for run in runs.nonzero().flatten().tolist():
+            stopped_at[run] = step
+            alive[run] = False
+            balancer.drop(run)
+        bury_dead()
+
     def bury_dead() -> None:
-        """Zero the slots of runs that died (after the step: the graph still needs their values)."""
-        for run in failures:
+        """Zero the slots of runs that died or stopped (after the step: the graph still needs their values)."""
+        for run in list(failures) + list(stopped_at):
             if not buried[run]:
                 net.zero_run(run)
                 for state in optimizer.state.values():
@@ -183,14 +198,21 @@ def train_pack(
                 buried[run] = True
 
     def log(step: int, train_losses: torch.Tensor) -> torch.Tensor:
-        test_losses = evaluate_pack(net, workload)
+        test_losses = evaluate_pack(net, workload, workload.test)
+        validation_losses = None if workload.validation is None else evaluate_pack(net, workload, workload.validation)
         for run in alive.nonzero().flatten().tolist():
             point = TracePoint(step=step, train_losses=floats(train_losses[run]), test_losses=floats(test_losses[run]),
                                weights=floats(balancer.weights[run]),
-                               grad_norms=None if balancer.last_grad_norms is None else floats(balancer.last_grad_norms[run]))
+                               grad_norms=None if balancer.last_grad_norms is None else floats(balancer.last_grad_norms[run]),
+                               validation_losses=None if validation_losses is None else floats(validation_losses[run]))
             traces[run].append(point)
             if on_log is not None:
                 on_log(run, point)
+        if selection is not None:
+            improved = selection.update(step, validation_scores(validation_losses, initial_losses), alive).to(device)
+            with torch.no_grad():
+                for name, p in net.params.items():
+                    best_params[name][improved] = p[improved]
         return test_losses
 
     for step in range(first.steps):
@@ -234,16 +256,20 @@ def train_pack(
             if broken.any():
                 fail(broken, done, "test losses", test_losses)
                 bury_dead()
+            if selection is not None and done < first.steps:
+                stop(alive & selection.exhausted().to(device), done)
 
-    finals = final_evaluations(net, workload, alive)
+    finished = torch.tensor([run not in failures for run in range(count)], device=device)
+    finals = final_evaluations(PackedNet(net.model, best_params) if selection is not None else net, workload, finished)
     share = (time.perf_counter() - started) / count  # each run's share of the pack's wall time
     return [
         trial_result(workload.task_names,
                      None if initial_losses is None else initial_losses[run].cpu(),
                      finals.get(run),
                      balancer.weights[run], balancer.time_averaged_weights[run], traces[run],
-                     steps_completed=failures[run][0] if run in failures else first.steps,
-                     wall_time_s=share, failure=failures.get(run))
+                     steps_completed=failures[run][0] if run in failures else stopped_at.get(run, first.steps),
+                     wall_time_s=share, failure=failures.get(run),
+                     selected_step=None if selection is None else selection.best_step[run])
         for run in range(count)
     ]
 
@@ -266,23 +292,23 @@ def linear_layer_norms(
     return weight_grads.pow(2).sum(dim=(2, 3)).sqrt() / weights.to(weight_grads.device)
 
 
-def evaluate_pack(net: PackedNet, workload: Workload) -> torch.Tensor:
-    """Test losses [K, T] on the CPU, computed EVAL_CHUNK runs at a time."""
+def evaluate_pack(net: PackedNet, workload: Workload, split: Split) -> torch.Tensor:
+    """Losses [K, T] on `split`, on the CPU, computed EVAL_CHUNK runs at a time."""
     losses = []
     with torch.no_grad():
         count = next(iter(net.params.values())).shape[0]
         for start in range(0, count, EVAL_CHUNK):
             chunk = PackedNet(net.model, {n: p[start:start + EVAL_CHUNK] for n, p in net.params.items()})
-            outputs = chunk.forward(workload.test.inputs)[2]
-            losses.append(per_run_losses(workload, outputs, workload.test.targets).cpu())
+            outputs = chunk.forward(split.inputs)[2]
+            losses.append(per_run_losses(workload, outputs, split.targets).cpu())
     return torch.cat(losses)
 
 
-def final_evaluations(net: PackedNet, workload: Workload, alive: torch.Tensor) -> dict[int, FinalEvaluation]:
-    """Test (and validation) losses and metrics of the runs still alive, one run at a time."""
+def final_evaluations(net: PackedNet, workload: Workload, finished: torch.Tensor) -> dict[int, FinalEvaluation]:
+    """Test (and validation) losses and metrics of the runs that did not diverge, one run at a time."""
     finals: dict[int, FinalEvaluation] = {}
     with torch.no_grad():
-        for run in alive.nonzero().flatten().tolist():
+        for run in finished.nonzero().flatten().tolist():
             single = PackedNet(net.model, {n: p[run:run + 1] for n, p in net.params.items()})
 
             def on(split: Split) -> tuple[torch.Tensor, list]:

@@ -1,12 +1,15 @@
 """Train one trial config and return its numbers.
 
 Read top to bottom: build the workload and the balancer, then the loop, which
-evaluates on the test set every `log_every` steps and stops early, as
-'diverged', when a loss or a weight stops being finite.
+evaluates on the test (and validation) set every `log_every` steps, stops
+early, as 'diverged', when a loss or a weight stops being finite, and, with
+`select: best_validation`, keeps the state of its best validation step (and
+stops when `patience` log points bring no better one).
 """
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from dataclasses import dataclass
@@ -28,11 +31,20 @@ from workers.balancers import (
 )
 from workers.config import TrialConfig
 from workers.probe import LinearLayerProbe
+from workers.selection import BestValidation, validation_scores
 from records import Status, TracePoint, TrialResult
 from workers.workloads import build_workload
 from workers.workloads.base import Split, Workload
 
 FAST_PROBE_PARAMS = {"shared_layer.weight", "shared_layer.bias"}
+
+
+def check_trained_workload(config: TrialConfig, workload: Workload) -> None:
+    """What a config asks of its built workload: a batch that fits, a validation split to select on."""
+    if config.batch_size > len(workload.train):
+        raise ValueError(f"batch_size: {config.batch_size} exceeds the {len(workload.train)} training samples")
+    if config.select == "best_validation" and workload.validation is None:
+        raise ValueError(f"select: best_validation needs a validation split, and workload {workload.name} has none")
 
 
 def make_balancer(config: TrialConfig, workload: Workload) -> Balancer:
@@ -160,7 +172,8 @@ class TraceRecorder:
         self._train_loss_sum += task_losses.detach().to("cpu", torch.float64)
         self._steps_since_log += 1
 
-    def log(self, step: int, first_losses: torch.Tensor, test_losses: torch.Tensor, balancer: Balancer) -> None:
+    def log(self, step: int, first_losses: torch.Tensor, test_losses: torch.Tensor, balancer: Balancer,
+            validation_losses: torch.Tensor | None = None) -> None:
         """A point at `step`; at step 0 the train loss is the first batch's."""
         if self._steps_since_log:
             train_losses = self._train_loss_sum / self._steps_since_log
@@ -173,6 +186,7 @@ class TraceRecorder:
             test_losses=floats(test_losses),
             weights=floats(balancer.weights),
             grad_norms=None if grad_norms is None else floats(grad_norms),
+            validation_losses=None if validation_losses is None else floats(validation_losses),
         )
         self.points.append(point)
         if self.on_log is not None:
@@ -190,8 +204,7 @@ def train(
     """Train `config` to its step budget (or until it diverges) on `device`."""
     started = time.perf_counter()
     workload = build_workload(config.workload, config.workload_options, seed=config.seed).to(device)
-    if config.batch_size > len(workload.train):
-        raise ValueError(f"batch_size: {config.batch_size} exceeds the {len(workload.train)} training samples")
+    check_trained_workload(config, workload)
     balancer = make_balancer(config, workload)
     probe = attach_probe(config, workload) if use_probe and balancer.needs_task_grad_norms else None
     # The general GradNorm path reads per-task gradients off the graph after backward.
@@ -201,8 +214,24 @@ def train(
     batch_indices = (i.to(device) for i in batches(len(workload.train), config.batch_size, generator))
 
     trace = TraceRecorder(len(workload.tasks), on_log)
+    selection = BestValidation(1, config.patience) if config.select == "best_validation" else None
+    best_state: dict[str, torch.Tensor] | None = None
     initial_losses: torch.Tensor | None = None
     failure: tuple[int, str] | None = None
+    stopped_at: int | None = None  # patience ran out at this step
+
+    def log(step: int) -> torch.Tensor:
+        """Evaluate, trace, and keep the state if it is the best validation step so far; the test losses."""
+        nonlocal best_state
+        test_losses = evaluate(workload)[0]
+        validation_losses = None if workload.validation is None else evaluate(workload, workload.validation)[0]
+        trace.log(step, initial_losses, test_losses, balancer, validation_losses)
+        if selection is not None:
+            scores = validation_scores(validation_losses[None], initial_losses)
+            if selection.update(step, scores, torch.ones(1, dtype=torch.bool))[0]:
+                best_state = copy.deepcopy(workload.model.state_dict())
+        return test_losses
+
     for step in range(config.steps):
         batch = workload.train.take(next(batch_indices))
         task_losses = workload.task_losses(workload.model(batch.inputs), batch.targets)
@@ -211,7 +240,7 @@ def train(
             break
         if initial_losses is None:
             initial_losses = task_losses.detach().clone()
-            trace.log(0, initial_losses, evaluate(workload)[0], balancer)
+            log(0)
         loss = balancer.combine(task_losses)
         optimizer.zero_grad(set_to_none=True)
         loss.backward(retain_graph=keep_graph)
@@ -224,17 +253,25 @@ def train(
         trace.add_step(task_losses)
         done = step + 1
         if done % config.log_every == 0 or done == config.steps:
-            test_losses = evaluate(workload)[0]
-            trace.log(done, initial_losses, test_losses, balancer)
+            test_losses = log(done)
             if not bool(torch.isfinite(test_losses).all()):
                 failure = (done, f"test losses became non-finite: {describe(workload, test_losses)}")
                 break
+            if selection is not None and done < config.steps and selection.exhausted()[0]:
+                stopped_at = done
+                break
 
-    return trial_result(workload.task_names, initial_losses, final_evaluation(workload) if failure is None else None,
+    final = None
+    if failure is None:
+        if best_state is not None:
+            workload.model.load_state_dict(best_state)
+        final = final_evaluation(workload)
+    return trial_result(workload.task_names, initial_losses, final,
                         balancer.weights, balancer.time_averaged_weights, trace.points,
-                        steps_completed=config.steps if failure is None else failure[0],
+                        steps_completed=failure[0] if failure else stopped_at or config.steps,
                         wall_time_s=time.perf_counter() - started, failure=failure,
-                        stuck_at_step=tuple(getattr(balancer, "stuck_at_step", ())) if config.stuck_window else ())
+                        stuck_at_step=tuple(getattr(balancer, "stuck_at_step", ())) if config.stuck_window else (),
+                        selected_step=None if selection is None else selection.best_step[0])
 
 
 def trial_result(
@@ -248,6 +285,7 @@ def trial_result(
     wall_time_s: float,
     failure: tuple[int, str] | None,
     stuck_at_step: tuple[int | None, ...] = (),
+    selected_step: int | None = None,
 ) -> TrialResult:
     """The one place a TrialResult is built (a run alone or in a pack): OK with its metrics,
     or DIVERGED at a step with a reason."""
@@ -272,6 +310,7 @@ def trial_result(
         diverged_step=None if ok else failure[0],
         failure_reason=None if ok else failure[1],
         stuck_at_step=stuck_at_step,
+        selected_step=selected_step if ok else None,
     )
 
 

@@ -20,6 +20,7 @@ from workers.config import (
     DEFAULT_ALPHA,
     DEFAULT_LOG_EVERY,
     INITIAL_LOSS_MODES,
+    SELECT_MODES,
     WEIGHT_UPDATES,
     TrialConfig,
     default,
@@ -57,6 +58,10 @@ def add_parser(subparsers) -> None:
     parser.add_argument(
         "--log-every", type=int, help=f"steps between trace points (default {DEFAULT_LOG_EVERY}, or --steps if fewer)"
     )
+    parser.add_argument("--select", choices=SELECT_MODES, default="last",
+                        help="read the run at its last step (default) or at its best logged validation step")
+    parser.add_argument("--patience", type=int, metavar="LOGS",
+                        help="with --select best_validation: stop after LOGS log points without a better validation loss")
     parser.add_argument(
         "--threads", type=int, default=DEFAULT_THREADS,
         help="torch intra-op threads (more rarely helps these small networks, and hurts on a busy machine)",
@@ -110,6 +115,8 @@ def config_from_args(args: argparse.Namespace) -> TrialConfig:
             lr=args.lr,
             seed=args.seed,
             log_every=args.log_every,
+            select=args.select,
+            patience=args.patience,
         )
         check_trial(config)
     except ValueError as error:
@@ -134,7 +141,8 @@ def run(args: argparse.Namespace) -> int:
 
     def progress(point: TracePoint) -> None:
         print(
-            f"step {point.step:>6}  test loss {format_value(list(point.test_losses))}  w {format_value(list(point.weights))}",
+            f"step {point.step:>6}  test loss {format_value(list(point.test_losses))}  w {format_value(list(point.weights))}"
+            + ("" if point.validation_losses is None else f"  validation {format_value(list(point.validation_losses))}"),
             file=sys.stderr,
             flush=True,
         )
@@ -186,6 +194,10 @@ def open_adhoc_study(url: str, name: str):
 
 def summary(config: TrialConfig, result: TrialResult) -> str:
     lines = [f"{config.workload} {config.method} seed {config.seed}: {result.status} after {result.steps_completed} steps"]
+    if result.steps_completed < config.steps and result.ok:
+        lines[0] += f" (stopped early: {config.patience} log points without a better validation loss)"
+    if result.selected_step is not None:
+        lines.append(f"  read at step {result.selected_step}, its best validation step")
     if not result.ok:
         lines.append(f"  diverged at step {result.diverged_step}: {result.failure_reason}")
     header = f"  {'task':<10} {'L(0)':>12} {'test loss':>12} {'normalized':>11} {'final w':>9} {'mean w':>9}"
