@@ -7,10 +7,13 @@ cd "$(dirname "$0")/.."
 GNS=${GNS:-.venv/bin/gns}
 ORDER=(mm-alpha mm-fig4-uniform mm-fig4-log digits-raw-alpha digits-raw-fig4 digits-std-alpha digits-std-fig4
        toy2-fig4-paper toy2-fig4-scaled toy2-methods-log mm-methods
-       mm-random-methods mm-random-stuck digits-std-search mm-search mm-search-12)
+       mm-random-methods mm-random-stuck digits-std-search mm-search mm-search-12
+       digits-v3-alpha digits-v3-fig4-uniform digits-v3-fig4-log mm-v3-alpha mm-v3-fig4-uniform)
 studies=("${@:-${ORDER[@]}}")
 for study in "${studies[@]}"; do
   case $study in
+    mm-v3-*) db=multimnist-v3 ;;  # results v3 (best validation step): databases of their own
+    digits-v3-*) db=digits-v3 ;;
     mm-*) db=multimnist ;;
     digits-*) db=digits ;;
     *) db=toy ;;
