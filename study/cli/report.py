@@ -123,6 +123,10 @@ def headline(summary: dict) -> list[str]:
         )
     elif fig7 and "best_alpha" in fig7:
         lines.append(f"Figure 7: best alpha {fig7['best_alpha']:g} ({fig7['best_mean_gain_pct']:+.2f} % vs equal weights)")
+    convergence = summary.get("convergence")
+    if convergence and convergence["converged"]:
+        lines.append(f"Convergence: every group's {convergence['split']} losses had flattened by step "
+                     f"{convergence['budget']} (or the runs stopped early)")
     table = summary.get("methods_table")
     if table and "delta_m_pct" in table:
         lines.append("Delta_m % vs single-task: " + ", ".join(f"{k} {v:+.2f}" for k, v in table["delta_m_pct"].items()))

@@ -24,6 +24,7 @@ from study.plan import recorded_outcomes, search_proposals
 from study.report.best_found import best_found_data, best_found_plot
 from study.report.frames import task_names
 from study.report.budgets import budget_plot, budget_table
+from study.report.convergence import convergence_check
 from study.report.search import crossing_point, random_search_curve, search_plot
 from study.report.dynamics import (
     RISE_FACTOR,
@@ -79,6 +80,7 @@ def build_report(
         sections = _methods(results, study, runs, summary, info.spec)
     if not summary["trials_ok"]:
         summary["problems"].insert(0, "No trial of this study has finished yet: nothing to plot.")
+    sections += _convergence(results, study, runs, summary, info.spec)
     fingerprints, changes = results.code_fingerprints(study), results.code_changes(study)
     summary["code"] = {"fingerprints": [{**code, "trials": count} for code, count in fingerprints],
                        "changes": changes, "lines": code_lines(fingerprints, changes)}
@@ -140,6 +142,20 @@ def _random_static(
         ))
     keys = runs.loc[runs["method"] != "static", "key"].tolist()
     return sections + _dynamics_sections(results, study, runs, keys)
+
+
+def _convergence(
+    results: ResultsReader, study: str, runs: pd.DataFrame, summary: dict[str, Any], spec: dict[str, Any]
+) -> list[Section]:
+    """The convergence guard (study.report.convergence): a warning among the problems when a group was still falling."""
+    budget = spec_section(spec, "training").get("steps")
+    if not isinstance(budget, int) or isinstance(budget, bool) or budget < 1 or not summary["trials_ok"]:
+        return []  # a study of single runs (no shared budget), or nothing finished
+    check = convergence_check(runs, results.traces(study), budget)
+    summary["convergence"] = check.to_dict()
+    if check.headline():
+        summary["problems"].insert(0, check.headline())
+    return [Section("convergence", "Did the runs converge within the budget?", check.lines())]
 
 
 def _search(
