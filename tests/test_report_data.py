@@ -527,6 +527,10 @@ def test_best_found_choice_and_crossing_point_by_hand():
     assert crossing(curve, steps_per_run=20)["runs_to_match_gradnorm"] == 2
     assert crossing(curve.assign(mean_change_pct=[1.0, 2.0, 3.0, 4.0, -0.1]), 20)["steps_to_match_gradnorm"] is None
     assert crossing(curve.assign(mean_change_pct=[0.0] * 5), 20)["steps_to_match_gradnorm"] == 10
+    # GradNorm at one run (20 steps) or charged 30 more for its alpha: the choice that compute buys
+    assert crossing(curve, 20)["change_at_gradnorm_compute"] == 2.0
+    assert crossing(curve, 20, gradnorm_steps=50)["change_at_gradnorm_compute"] == 4.0
+    assert crossing(curve.iloc[2:], 20)["change_at_gradnorm_compute"] is None  # the curve starts later
 
 
 def test_a_search_report_refuses_to_replay_an_unbounded_stored_spec(results, tmp_path):

@@ -127,7 +127,43 @@ def test_random_search_curve_averages_seeds_and_finds_the_crossing_point():
     assert curve["mean_change_pct"].tolist() == pytest.approx([-23 / 3, (20 / 3 - 4) / 2, 7.0])
     assert curve.loc[2, ["low_change_pct", "high_change_pct"]].tolist() == pytest.approx([-4.0, 20 / 3])
     assert crossing_point(curve.reset_index()) == {"runs_to_match_gradnorm": 2, "runs_searched": 3,
-                                                   "best_of_all_change_pct": pytest.approx(7.0)}
+                                                   "best_of_all_change_pct": pytest.approx(7.0),
+                                                   "gradnorm_runs_charged": 1.0,
+                                                   "change_at_gradnorm_compute": pytest.approx(-23 / 3)}
+    # GradNorm charged 2.5 runs for its alpha: a random search of 2 runs is what the same compute buys
+    assert crossing_point(curve.reset_index(), 2.5)["change_at_gradnorm_compute"] == pytest.approx((20 / 3 - 4) / 2)
+
+
+def test_one_crossing_rule_stays_at_or_above_rather_than_first_touch():
+    import pandas as pd
+
+    from study.report.search import crossing_point, stays_from
+
+    assert stays_from([-1.0, 2.0, -0.5, 3.0, 4.0]) == 3  # touches at 1, falls back, stays from 3
+    assert stays_from([1.0, 2.0, -0.1]) is None
+    assert stays_from([0.0, 0.0]) == 0
+    assert stays_from([1.0, float("nan"), 2.0]) == 2  # an unknown value is not "at or above"
+    curve = pd.DataFrame({"runs": [1, 2, 3, 4], "mean_change_pct": [-1.0, 0.5, -0.2, 0.3]})
+    assert crossing_point(curve)["runs_to_match_gradnorm"] == 4  # the random-static report: the same rule
+
+
+def test_alpha_cost_is_the_sweep_divided_over_its_seeds_by_hand():
+    import pandas as pd
+
+    from study.report.alpha_cost import alpha_source, sweep_cost
+
+    # 2 seeds x (equal + 2 alphas); one run diverged at step 40, one crashed (no steps recorded)
+    sweep = pd.DataFrame({"seed": [0, 0, 0, 1, 1, 1],
+                          "steps_completed": [100, 100, 40, 100, 100, None],
+                          "wall_time_s": [2.0, 3.0, 1.0, 2.0, 3.0, None]})
+    cost = sweep_cost("sw", sweep)
+    assert (cost.runs, cost.seeds, cost.steps_per_seed, cost.seconds_per_seed) == (6, 2, 220.0, 5.5)
+    assert cost.runs_worth(100) == pytest.approx(2.2)
+    assert cost.to_dict(100)["runs_worth"] == pytest.approx(2.2)
+    assert "2.2 runs' worth of 100 steps per seed" in cost.sentence(100)
+    assert sweep_cost("sw", sweep.iloc[0:0]) is None
+    assert alpha_source({"gradnorm": {"alpha": 0.5, "alpha_from": "sw"}}) == "sw"
+    assert alpha_source({"gradnorm": {"alpha": 0.5}}) is None and alpha_source({"gradnorm": ["x"]}) is None
 
 
 def test_mean_interval_half_width_by_hand():

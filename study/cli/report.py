@@ -98,20 +98,32 @@ def headline(summary: dict) -> list[str]:
     search = summary.get("random_search")
     if search:
         lines.append(
-            f"Random search: {search['runs_to_match_gradnorm']} static runs (chosen on validation) match one GradNorm run on average"
+            f"Random search: from {search['runs_to_match_gradnorm']} static runs on (chosen on validation) it stays at or "
+            "above one GradNorm run on average"
             if search["runs_to_match_gradnorm"] else
-            f"Random search: the best of {search['runs_searched']} static runs does not match one GradNorm run on average"
+            f"Random search: the best of {search['runs_searched']} static runs does not stay at or above one GradNorm run on average"
         )
+        if search.get("alpha_cost"):
+            at = search["change_at_gradnorm_compute"]
+            lines.append(f"Honest compute: GradNorm charged {search['gradnorm_runs_charged']:.3g} runs per seed for its "
+                         f"run and its α sweep {search['alpha_cost']['source']!r}; a random search of that many runs: "
+                         + (f"{at:+.2f} % vs GradNorm" if at is not None else "not known"))
     if fig4 and "gradnorm_static_change_pct" in fig4:
         lines.append(f"GradNorm-Static vs GradNorm: {fig4['gradnorm_static_change_pct']:+.2f} %")
     searchers = summary.get("search", {}).get("searchers", {})
+    cost = summary.get("search", {}).get("alpha_cost")
+    if searchers and cost:
+        lines.append(f"Honest compute: GradNorm charged {summary['search']['gradnorm_compute_steps']:g} steps per seed "
+                     f"({1 + cost['runs_worth']:.3g} runs' worth: its run and its α sweep {cost['source']!r})")
     for name, entry in searchers.items():
         if entry.get("final_change_pct") is None:
             continue
         reached = (f"on average at or above GradNorm from {entry['runs_to_match_gradnorm']:.3g} runs' worth of steps"
                    if entry["steps_to_match_gradnorm"] is not None else "on average below GradNorm at the end of its budget")
+        at = entry.get("change_at_gradnorm_compute")
         lines.append(f"Search {name}: {reached}; its choice {entry['final_change_pct']:+.2f} % vs GradNorm on test "
-                     f"(seeds {entry['final_change_low']:+.2f} to {entry['final_change_high']:+.2f})")
+                     f"(seeds {entry['final_change_low']:+.2f} to {entry['final_change_high']:+.2f})"
+                     + (f"; at GradNorm's compute {at:+.2f} %" if at is not None else ""))
     if searchers and "gradnorm_static_change_pct" in summary["search"]:
         lines.append(f"GradNorm-Static vs GradNorm: {summary['search']['gradnorm_static_change_pct']:+.2f} %")
     fig7 = summary.get("figure7")

@@ -30,9 +30,10 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from records import Status
+from study.report.alpha_cost import AlphaCost
 from study.report.figure4 import gradnorm_references, gradnorm_spread
 from study.report.frames import task_names, task_values
-from study.report.search import random_search_curve, whole_run_log_axis
+from study.report.search import random_search_curve, stays_from, whole_run_log_axis
 from study.report.stats import mean_interval_half_width, percent_change
 
 OK = str(Status.OK)
@@ -53,8 +54,10 @@ class BestFoundData:
     random_expected: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
-def best_found_data(runs: pd.DataFrame, order: pd.DataFrame, steps_per_run: int) -> BestFoundData:
-    """`order`: searcher, seed, index, key, steps of every proposal (study.plan.search_proposals)."""
+def best_found_data(runs: pd.DataFrame, order: pd.DataFrame, steps_per_run: int,
+                    alpha_cost: AlphaCost | None = None) -> BestFoundData:
+    """`order`: searcher, seed, index, key, steps of every proposal (study.plan.search_proposals);
+    `alpha_cost`: the sweep GradNorm's α came from, added to GradNorm's compute (None: α was set)."""
     tasks = task_names(runs)
     problems: list[str] = []
     ok = runs[runs["status"] == OK]
@@ -89,9 +92,9 @@ def best_found_data(runs: pd.DataFrame, order: pd.DataFrame, steps_per_run: int)
     curve = mean_curve(table, seeds)
     expected = expected_random_curve(table, steps_per_run)
     references = references.assign(spread_pct=gradnorm_spread(references, tasks))
-    stats = summary_stats(table, curve, references, ok, tasks, steps_per_run)
+    stats = summary_stats(table, curve, references, ok, tasks, steps_per_run, alpha_cost)
     if len(expected):
-        stats["random_expected"] = crossing(expected, steps_per_run)
+        stats["random_expected"] = crossing(expected, steps_per_run, stats["gradnorm_compute_steps"])
     if seeds and len(table) and not len(curve):
         problems.append("No searcher has results at every seed yet: the curves start when one has.")
     return BestFoundData(tasks, steps_per_run, table, curve, references.reset_index(), stats, problems, expected)
@@ -136,20 +139,18 @@ def expected_random_curve(table: pd.DataFrame, steps_per_run: int) -> pd.DataFra
     return curve.assign(compute_steps=curve["runs"] * steps_per_run)
 
 
-def crossing(curve: pd.DataFrame, steps_per_run: int) -> dict[str, Any]:
+def crossing(curve: pd.DataFrame, steps_per_run: int, gradnorm_steps: float | None = None) -> dict[str, Any]:
     """One searcher's curve: the least compute from which its mean choice stays at or above GradNorm
-    (>= 0 %) to the end of the budget, and where it ends.
-
-    "Stays", not "first touches": a choice made on validation can get worse on test as the
-    search goes on, and a crossing the curve falls back from is not one a user can rely on.
-    """
+    (>= 0 %) to the end of the budget (study.report.search.stays_from), where it ends, and its
+    choice at GradNorm's own compute, `gradnorm_steps` (None where its curve starts later)."""
     if curve.empty:
         return {"steps_to_match_gradnorm": None, "runs_to_match_gradnorm": None}
-    below = np.flatnonzero(~(curve["mean_change_pct"].to_numpy() >= 0))
-    start = below[-1] + 1 if len(below) else 0
-    steps = float(curve["compute_steps"].iloc[start]) if start < len(curve) else None
+    start = stays_from(curve["mean_change_pct"])
+    steps = float(curve["compute_steps"].iloc[start]) if start is not None else None
     last = curve.iloc[-1]
+    affordable = curve[curve["compute_steps"] <= (gradnorm_steps or steps_per_run) + 1e-9]
     return {
+        "change_at_gradnorm_compute": float(affordable["mean_change_pct"].iloc[-1]) if len(affordable) else None,
         "steps_to_match_gradnorm": steps,
         "runs_to_match_gradnorm": steps / steps_per_run if steps is not None else None,
         "steps_spent": float(last["compute_steps"]),
@@ -162,10 +163,13 @@ def crossing(curve: pd.DataFrame, steps_per_run: int) -> dict[str, Any]:
 
 
 def summary_stats(table: pd.DataFrame, curve: pd.DataFrame, references: pd.DataFrame, ok: pd.DataFrame,
-                  tasks: tuple[str, ...], steps_per_run: int) -> dict[str, Any]:
+                  tasks: tuple[str, ...], steps_per_run: int, alpha_cost: AlphaCost | None = None) -> dict[str, Any]:
     stats: dict[str, Any] = {"seeds": int(len(references)), "steps_per_run": steps_per_run, "searchers": {}}
+    # GradNorm's compute per seed: its own run, plus (charged honestly) the sweep its alpha came from
+    stats["alpha_cost"] = None if alpha_cost is None else alpha_cost.to_dict(steps_per_run)
+    stats["gradnorm_compute_steps"] = steps_per_run + (alpha_cost.steps_per_seed if alpha_cost else 0.0)
     for searcher, part in table.groupby("searcher", sort=False):
-        entry = crossing(curve[curve["searcher"] == searcher], steps_per_run)
+        entry = crossing(curve[curve["searcher"] == searcher], steps_per_run, stats["gradnorm_compute_steps"])
         entry["runs_trained"] = int(len(part))
         entry["runs_failed"] = int((part["status"] != OK).sum())
         final = part.sort_values("index").groupby("seed").tail(1)
@@ -173,6 +177,8 @@ def summary_stats(table: pd.DataFrame, curve: pd.DataFrame, references: pd.DataF
         stats["searchers"][searcher] = entry
     stats["gradnorm_spread_pct"] = {int(seed): float(v) for seed, v in references["spread_pct"].items()}
     stats["gradnorm_seconds"] = float(references["wall_time_s"].mean()) if len(references) else None
+    stats["gradnorm_compute_s"] = (None if stats["gradnorm_seconds"] is None else
+                                   stats["gradnorm_seconds"] + (alpha_cost.seconds_per_seed if alpha_cost else 0.0))
     retrained = ok[(ok["method"] == "gradnorm-static") & ok["seed"].isin(references.index)]
     if len(retrained):
         change = percent_change(task_values(references.loc[retrained["seed"]], "test_loss", tasks),
@@ -201,16 +207,18 @@ def best_found_plot(data: BestFoundData, axis: str = "compute_steps") -> go.Figu
         figure.add_trace(go.Scatter(x=data.random_expected["compute_steps"], y=data.random_expected["mean_change_pct"],
                                     mode="lines", line={"color": COLOURS["random"], "dash": "dot", "shape": "hv"},
                                     name="random search: expected over draw orders, mean over seeds"))
-    gradnorm_x = stats["gradnorm_seconds"] if seconds else data.steps_per_run
+    gradnorm_x = stats["gradnorm_compute_s"] if seconds else stats["gradnorm_compute_steps"]
     spread = list(stats["gradnorm_spread_pct"].values())
+    charged = stats["alpha_cost"] is not None
     if gradnorm_x is not None and spread:
         figure.add_trace(go.Scatter(
-            x=[gradnorm_x], y=[0.0], mode="markers", name="one GradNorm run (0 %; bar: its seed range)",
+            x=[gradnorm_x], y=[0.0], mode="markers",
+            name=("GradNorm, charged for its α sweep" if charged else "one GradNorm run") + " (0 %; bar: its seed range)",
             marker={"symbol": "diamond", "size": 12, "color": "black"},
             error_y={"type": "data", "symmetric": False, "array": [max(spread)], "arrayminus": [-min(spread)]}))
     if "gradnorm_static_change_pct" in stats:
         by_seed = list(stats["gradnorm_static_change_by_seed"].values())
-        static_x = (stats["gradnorm_seconds"] + stats["gradnorm_static_seconds"]) if seconds else 2 * data.steps_per_run
+        static_x = (gradnorm_x + stats["gradnorm_static_seconds"]) if seconds else gradnorm_x + data.steps_per_run
         figure.add_trace(go.Scatter(
             x=[static_x], y=[stats["gradnorm_static_change_pct"]], mode="markers",
             name="GradNorm + GradNorm-Static (two runs; bar: seed range)",
@@ -222,7 +230,8 @@ def best_found_plot(data: BestFoundData, axis: str = "compute_steps") -> go.Figu
         xaxis = {"title": "compute spent per seed (worker seconds, each packed run charged its share), log scale",
                  "type": "log", "dtick": "D2"}
     else:  # a budget spans about a decade: ticks at whole runs' worth of steps read better than powers of 10
-        most = max([float(data.curve["compute_steps"].max()) if len(data.curve) else 0.0, 2.0 * data.steps_per_run])
+        most = max([float(data.curve["compute_steps"].max()) if len(data.curve) else 0.0,
+                    stats["gradnorm_compute_steps"] + data.steps_per_run])
         xaxis = whole_run_log_axis(
             f"compute spent per seed (training steps, ticks at whole runs of {data.steps_per_run}), log scale",
             data.steps_per_run, most)

@@ -23,6 +23,8 @@ from study.provenance import code_lines
 from study.plan import recorded_outcomes, search_proposals
 from study.report.best_found import best_found_data, best_found_plot
 from study.report.frames import task_names
+from study.report.alpha_cost import AlphaCost, sweep_cost
+from study.report.alpha_cost import alpha_source as alpha_sweep_of
 from study.report.budgets import budget_plot, budget_table
 from study.report.convergence import convergence_check
 from study.report.search import crossing_point, random_search_curve, search_plot
@@ -40,7 +42,7 @@ from study.report.figure7 import figure7_data, figure7_plot
 from study.report.page import Section, WrittenReport, write_report
 from study.report.tables import DELTA_M, SINGLE_TASK, chosen_on_validation, method_table, table_html, table_stats
 from study.searchers import rung_steps
-from study.spec import StudySpec, parse_spec
+from study.spec import STUDY_NAME, StudySpec, parse_spec
 
 
 OK = str(Status.OK)
@@ -112,20 +114,28 @@ def _random_static(
         )
     curve = random_search_curve(data.points)
     if len(curve):
-        crossing = crossing_point(curve)
-        summary["random_search"] = {**crossing, "curve": curve.to_dict(orient="records")}
         steps = spec_section(spec, "training").get("steps")
-        steps = steps if isinstance(steps, int) and not isinstance(steps, bool) else None
-        matched = (f"on average {crossing['runs_to_match_gradnorm']} random static runs match one GradNorm run"
-                   if crossing["runs_to_match_gradnorm"] else
-                   f"even the best of all {crossing['runs_searched']} static runs does not match one GradNorm run on average")
+        steps = steps if isinstance(steps, int) and not isinstance(steps, bool) and steps > 0 else None
+        cost = _alpha_cost(results, spec, summary)
+        gradnorm_runs = 1.0 + (cost.runs_worth(steps) if cost is not None and steps else 0.0)
+        crossing = crossing_point(curve, gradnorm_runs)
+        summary["random_search"] = {**crossing, "alpha_cost": cost.to_dict(steps) if cost and steps else None,
+                                    "curve": curve.to_dict(orient="records")}
+        matched = (f"from {crossing['runs_to_match_gradnorm']} random static runs on, their choice stays at or above "
+                   "one GradNorm run on average" if crossing["runs_to_match_gradnorm"] else
+                   f"even the best of all {crossing['runs_searched']} static runs does not stay at or above one "
+                   "GradNorm run on average")
+        text = ["A random search trains k weightings and keeps the one with the best validation value; the curve is the "
+                "expected test % change vs GradNorm of that choice over every order the weightings could have been "
+                f"drawn in (exact, per seed, then averaged), against the compute spent. Here {matched} "
+                f"(best of all {crossing['runs_searched']}: {crossing['best_of_all_change_pct']:+.2f} %)."]
+        if cost is not None and steps:
+            text.append(cost.sentence(steps) + f" At GradNorm's {gradnorm_runs:.3g} runs per seed, a random search's "
+                        "expected choice is " + (f"{crossing['change_at_gradnorm_compute']:+.2f} % vs GradNorm."
+                                                 if crossing["change_at_gradnorm_compute"] is not None else "not known."))
         sections.append(Section(
-            "random-search", "Random search at equal compute",
-            ["A random search trains k weightings and keeps the one with the best validation value; the curve is the "
-             "expected test % change vs GradNorm of that choice over every order the weightings could have been "
-             f"drawn in (exact, per seed, then averaged), against the compute spent. Here {matched} "
-             f"(best of all {crossing['runs_searched']}: {crossing['best_of_all_change_pct']:+.2f} %)."],
-            search_plot(curve, steps, data.stats.get("gradnorm_static_change_pct")), curve,
+            "random-search", "Random search at equal compute", text,
+            search_plot(curve, steps, data.stats.get("gradnorm_static_change_pct"), gradnorm_runs), curve,
         ))
     stored = section.get("budgets")
     budgets = [b for b in stored if isinstance(b, int) and not isinstance(b, bool)] if isinstance(stored, list) else []
@@ -167,7 +177,7 @@ def _search(
         summary["problems"].append(f"The stored spec cannot be read ({error}): the search cannot be replayed.")
         return []
     order = search_order(parsed, runs)
-    data = best_found_data(runs, order, parsed.training.steps)
+    data = best_found_data(runs, order, parsed.training.steps, _alpha_cost(results, spec, summary))
     summary["problems"] += data.problems
     strays = set(runs.loc[runs["method"] == "static", "key"]) - set(order["key"])
     if strays:
@@ -186,6 +196,19 @@ def _search(
     ]
     keys = runs.loc[runs["method"] != "static", "key"].tolist()
     return sections + _dynamics_sections(results, study, runs, keys)
+
+
+def _alpha_cost(results: ResultsReader, spec: dict[str, Any], summary: dict[str, Any]) -> AlphaCost | None:
+    """The sweep GradNorm's alpha came from, as a cost (study.report.alpha_cost); None where alpha was set."""
+    source = alpha_sweep_of(spec)
+    if source is None:
+        return None
+    info = results.find_study(source) if STUDY_NAME.fullmatch(source) else None
+    if info is None or info.kind != "alpha-sweep":
+        summary["problems"].append(f"GradNorm's α came from {source[:60]!r}, which this database does not hold as an "
+                                   "alpha sweep: the sweep's cost is not charged to GradNorm.")
+        return None
+    return sweep_cost(source, results.runs(source))
 
 
 def search_order(spec: StudySpec, runs: pd.DataFrame) -> pd.DataFrame:
@@ -215,6 +238,9 @@ def best_found_text(stats: dict[str, Any], spec: StudySpec) -> list[str]:
         "never the choice (a short run scored against a full GradNorm run would credit it with early stopping), so its "
         "curve starts at its first full-length run.",
     ]
+    cost = stats.get("alpha_cost")
+    if cost is not None:
+        text.append(cost["sentence"] + f" GradNorm's compute per seed: {stats['gradnorm_compute_steps']:g} steps.")
     for searcher, entry in stats["searchers"].items():
         if "final_change_pct" not in entry:
             continue
@@ -223,9 +249,12 @@ def best_found_text(stats: dict[str, Any], spec: StudySpec) -> list[str]:
                    else "does not match GradNorm on average within its budget")
         half = entry["final_change_ci_half_width"]
         interval = f", t 95 % CI ±{half:.2f}" if half == half else ""
+        at_gradnorm = entry.get("change_at_gradnorm_compute")
+        equal = (f" At GradNorm's compute ({stats['gradnorm_compute_steps']:g} steps) its choice is {at_gradnorm:+.2f} %."
+                 if at_gradnorm is not None else "")
         text.append(f"{searcher}: {matched}; at {entry['steps_spent']:g} steps its choice is {entry['final_change_pct']:+.2f} % "
                     f"(seed range {entry['final_change_low']:+.2f} to {entry['final_change_high']:+.2f}{interval}), "
-                    f"from {entry['runs_trained']} runs over {stats['seeds']} seeds ({entry['runs_failed']} failed).")
+                    f"from {entry['runs_trained']} runs over {stats['seeds']} seeds ({entry['runs_failed']} failed)." + equal)
     expected = stats.get("random_expected")
     if expected and expected.get("final_change_pct") is not None:
         reached = (f"is at or above GradNorm from {expected['runs_to_match_gradnorm']:.3g} runs on"
