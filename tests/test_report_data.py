@@ -304,6 +304,41 @@ def test_method_table_means_stds_best_and_delta_m(methods_study):
     assert table.delta_m["single-task"] == pytest.approx(0.0)
 
 
+def test_delta_m_per_seed_its_interval_and_paired_comparisons_by_hand(methods_study):
+    from study.report.tables import ranking_lines, table_html, table_stats
+
+    table = method_table(methods_study.runs("table"), methods_study.metric_directions("table"))
+    # per seed against the mean single-task baseline (0.5, 2.0): equal (-0.6 + 1) / 2 = 20 %, (-0.2 + 2) / 2 = 90 %;
+    # gradnorm (-0.8 + 0.5) / 2 = -15 %, (-0.8 + 1.5) / 2 = 35 %: their means are the table's 55 and 10
+    assert table.scores.loc["equal"].tolist() == pytest.approx([20.0, 90.0])
+    assert table.scores.loc["gradnorm α=1.5"].tolist() == pytest.approx([-15.0, 35.0])
+    # t interval of (20, 90): 12.7062 * (70 / sqrt 2) / sqrt 2 = 444.717 either side of 55
+    low, high = table.intervals.loc["equal", ["ci_low", "ci_high"]]
+    assert (low, high) == (pytest.approx(55 - 444.71, abs=0.01), pytest.approx(55 + 444.71, abs=0.01))
+    assert table.best_label == "gradnorm α=1.5" == table.gradnorm_label
+    (versus,) = table.paired()  # GradNorm is the best row: one reference, one comparison
+    # differences 35 and 55: mean 45, half width 12.706 * (20 / sqrt 2) / sqrt 2 = 127.06; better in neither seed
+    assert (versus.method, versus.other, versus.seeds, versus.better_seeds) == ("equal", "gradnorm α=1.5", 2, 0)
+    assert versus.mean_difference == pytest.approx(45.0)
+    assert (versus.ci_low, versus.ci_high) == (pytest.approx(45 - 127.06, abs=0.01), pytest.approx(45 + 127.06, abs=0.01))
+    assert versus.verdict == "not distinguishable"
+    stats = table_stats(table)
+    assert stats["best_by_mean"] == "gradnorm α=1.5" and stats["paired"][0]["verdict"] == "not distinguishable"
+    assert "equal vs gradnorm α=1.5: +45.00 points" in " ".join(ranking_lines(table))
+    assert "+55.00 (-389.72 to +499.72)" in table_html(table)
+
+
+def test_paired_verdicts_follow_the_interval():
+    from study.report.paired import paired
+
+    scores = pd.DataFrame({0: [1.0, 2.0], 1: [1.1, 2.2], 2: [0.9, 2.1]}, index=["a", "b"])
+    comparison = paired(scores, "a", "b")  # a is lower in every seed by 1.0, 1.1, 1.2: the interval excludes 0
+    assert comparison.mean_difference == pytest.approx(-1.1) and comparison.better_seeds == 3
+    assert comparison.verdict == "better" and paired(scores, "b", "a").verdict == "worse"
+    one_seed = paired(scores[[0]], "a", "b")
+    assert one_seed.seeds == 1 and one_seed.verdict == "not distinguishable" and math.isnan(one_seed.ci_low)
+
+
 def test_normalized_test_loss_curve_from_traces(results):
     results.create_study("dyn", "methods", {"study": "dyn"})
     add(results, "dyn", TrialConfig(method="equal", seed=0), fake_result(initial_losses=(1.0, 100.0)))

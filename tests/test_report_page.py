@@ -131,7 +131,7 @@ def test_methods_study_launched_and_reported_end_to_end(capsys, tmp_path, sqlite
     capsys.readouterr()
     out = tmp_path / "report"
     assert main(["report", "digits-tiny", "--storage", sqlite_url, "--out", str(out), "--no-png"]) == 0
-    assert "Delta_m % vs single-task: equal" in capsys.readouterr().out
+    assert "Delta_m % vs single-task (t 95 % CI over seeds): equal" in capsys.readouterr().out
     table = pd.read_csv(out / "methods.csv")
     assert set(table["method"]) == {"equal", "gradnorm α=1.5", "gradnorm-static", "single-task"}
     assert set(table["column"]) == {

@@ -141,5 +141,17 @@ def headline(summary: dict) -> list[str]:
                      f"{convergence['budget']} (or the runs stopped early)")
     table = summary.get("methods_table")
     if table and "delta_m_pct" in table:
-        lines.append("Delta_m % vs single-task: " + ", ".join(f"{k} {v:+.2f}" for k, v in table["delta_m_pct"].items()))
+        intervals = table.get("score_intervals", {})
+
+        def with_interval(label: str, value: float) -> str:
+            ci = intervals.get(label)
+            return f"{label} {value:+.2f}" + (f" ({ci['ci_low']:+.1f} to {ci['ci_high']:+.1f})"
+                                               if ci and ci["ci_low"] == ci["ci_low"] else "")
+
+        lines.append("Delta_m % vs single-task (t 95 % CI over seeds): "
+                     + ", ".join(with_interval(k, v) for k, v in table["delta_m_pct"].items()))
+    if table and table.get("best_by_mean"):
+        supported = [c for c in table["paired"] if c["other"] == table["best_by_mean"] and c["verdict"] != "worse"]
+        lines.append(f"Best by mean {table['score']}: {table['best_by_mean']}; not distinguishable from it over "
+                     f"seeds (paired t 95 % CI spans 0): {', '.join(c['method'] for c in supported) or 'none'}")
     return lines

@@ -40,7 +40,8 @@ from study.report.dynamics import (
 from study.report.figure4 import confound_sentence, figure4_data, figure4_plot, weights_parallel_plot
 from study.report.figure7 import figure7_data, figure7_plot
 from study.report.page import Section, WrittenReport, write_report
-from study.report.tables import DELTA_M, SINGLE_TASK, chosen_on_validation, method_table, table_html, table_stats
+from study.report.tables import (DELTA_M, SINGLE_TASK, chosen_on_validation, method_table, ranking_lines, table_html,
+                                 table_stats)
 from study.searchers import rung_steps
 from study.spec import STUDY_NAME, StudySpec, parse_spec
 
@@ -355,13 +356,15 @@ def _methods(
     table = method_table(runs, results.metric_directions(study))
     summary["problems"] += table.problems
     summary["methods_table"] = table_stats(table)
-    text = ["Final test metrics, mean ± std over seeds; the best method per column in bold (↑ higher is better, ↓ lower)."]
+    text = ["Final test metrics, mean ± std over seeds; the highest mean per column in bold (↑ higher is better, "
+            "↓ lower): bold marks a mean, not a difference the seeds support (the paired comparisons below do)."]
     if table.delta_m is not None:
         text.append(
             f"{DELTA_M}: the mean over every metric of the signed relative change vs the single-task run trained for "
             "that metric's task, 100/K · Σ_j (−1)^h_j (M_j − M_single,j) / M_single,j with h_j = 1 where higher is "
-            "better. Lower is better; 0 matches training each task alone."
+            "better. Lower is better; 0 matches training each task alone. Its interval: Student-t 95 % over seeds."
         )
+    text += ranking_lines(table)
     text += alpha_source(spec) if "gradnorm" in runs["method"].unique() else []
     chosen = chosen_on_validation(runs)
     if chosen:

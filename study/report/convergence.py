@@ -82,7 +82,9 @@ class ConvergenceCheck:
     def headline(self) -> str | None:
         """The warning for the report's headline, or None when every group has flattened."""
         if self.too_short and not self.falling:
-            return (f"convergence unknown: {', '.join(self.too_short)} logged fewer than {MIN_POINTS} steps, too few "
+            named = list(self.too_short[:HEADLINE_GROUPS]) + (
+                [f"{len(self.too_short) - HEADLINE_GROUPS} more groups"] if len(self.too_short) > HEADLINE_GROUPS else [])
+            return (f"convergence unknown: {', '.join(named)} logged fewer than {MIN_POINTS} steps, too few "
                     "to tell whether their losses were still falling (log more often: training.log_every)")
         if self.converged:
             return None

@@ -6,6 +6,11 @@ method m and every metric j over all tasks,
 where h_j = 1 if higher is better for metric j, and M_single,j comes from the
 single-task run trained for metric j's task. Lower is better; 0 matches
 single-task training.
+
+Every comparison between rows is also made seed by seed (study.report.paired):
+Δm % (or, without single-task runs, the task-normalized test loss) per seed,
+its t-interval over seeds, and each method paired against GradNorm and
+against the best row.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from study.report.frames import quantity_of, run_labels, task_names, task_of
+from study.report.paired import PairedComparison, comparisons, mean_intervals
 from records import METHODS, Status
 
 OK = str(Status.OK)
@@ -36,6 +42,29 @@ class MethodTable:
     higher_is_better: dict[str, bool]
     delta_m: pd.Series | None  # label -> Delta_m %, when single-task runs exist
     problems: list[str] = field(default_factory=list)
+    # label x seed: Delta_m % per seed (or the task-normalized test loss without single-task runs)
+    scores: pd.DataFrame = field(default_factory=pd.DataFrame)
+    score_name: str = DELTA_M
+
+    @property
+    def intervals(self) -> pd.DataFrame:
+        """Per multitask label: the mean score and its t 95 % interval over seeds."""
+        return mean_intervals(self.scores)
+
+    @property
+    def best_label(self) -> str | None:
+        """The row with the lowest mean score (lower is better for both scores)."""
+        means = self.scores.mean(axis=1).dropna()
+        return str(means.idxmin()) if len(means) else None
+
+    @property
+    def gradnorm_label(self) -> str | None:
+        return next((str(label) for label in self.scores.index if str(label).startswith("gradnorm α=")), None)
+
+    def paired(self) -> list[PairedComparison]:
+        """Each row against GradNorm and against the best row, seed by seed."""
+        references = [label for label in dict.fromkeys([self.gradnorm_label, self.best_label]) if label is not None]
+        return comparisons(self.scores, references)
 
     def long(self) -> pd.DataFrame:
         """One row per (method, metric column): what the CSV holds."""
@@ -77,14 +106,18 @@ def method_table(runs: pd.DataFrame, higher_is_better: dict[str, bool]) -> Metho
             winner = values.idxmax() if higher_is_better[quantity_of(column)] else values.idxmin()
             best.loc[winner, column] = True
 
-    delta_m = None
+    delta_m, score_name = None, "task-normalized test loss"
+    per_seed = multitask.groupby(["label", "seed"], sort=False)
+    scores = per_seed["value"].mean().unstack("seed")
     if SINGLE_TASK in mean.index and len(columns):
         baseline = mean.loc[SINGLE_TASK]
         signs = np.array([-1.0 if higher_is_better[quantity_of(c)] else 1.0 for c in columns])
-        relative = (mean[columns] - baseline) / baseline
-        delta_m = (relative * signs).mean(axis=1) * 100.0
+        delta_m = (((mean[columns] - baseline) / baseline) * signs).mean(axis=1) * 100.0
+        # the same per seed, against the same baseline: their mean over seeds is the Delta_m above
+        scores = ((((per_seed[columns].mean() - baseline) / baseline) * signs).mean(axis=1) * 100.0).unstack("seed")
+        score_name = DELTA_M
     problems = [] if len(mean) else ["The methods table needs finished runs; none has finished yet."]
-    return MethodTable(columns, mean, std, seeds, best, dict(higher_is_better), delta_m, problems)
+    return MethodTable(columns, mean, std, seeds, best, dict(higher_is_better), delta_m, problems, scores, score_name)
 
 
 def table_stats(table: MethodTable) -> dict[str, Any]:
@@ -93,7 +126,25 @@ def table_stats(table: MethodTable) -> dict[str, Any]:
     }
     if table.delta_m is not None:
         stats["delta_m_pct"] = {label: float(v) for label, v in table.delta_m.items()}
+    if len(table.scores):
+        stats["score"] = table.score_name
+        stats["score_intervals"] = {str(label): {k: float(v) for k, v in row.items()}
+                                    for label, row in table.intervals.iterrows()}
+        stats["best_by_mean"] = table.best_label
+        stats["paired"] = [c.to_dict() for c in table.paired()]
     return stats
+
+
+def ranking_lines(table: MethodTable) -> list[str]:
+    """The table's comparisons in words: who is best by its mean, and which differences the seeds support."""
+    best = table.best_label
+    if best is None:
+        return []
+    unit = "points" if table.score_name == DELTA_M else ""
+    lines = [f"Lowest mean {table.score_name}: {best}. Paired over seeds (a method is better or worse only where the "
+             "t 95 % interval of its per-seed differences excludes 0):"]
+    lines += [comparison.phrase(unit).replace("  ", " ") + "." for comparison in table.paired()]
+    return lines
 
 
 def table_html(table: MethodTable) -> str:
@@ -101,7 +152,12 @@ def table_html(table: MethodTable) -> str:
     arrows = {c: "↑" if table.higher_is_better[quantity_of(c)] else "↓" for c in table.columns}
     head = ["method", "seeds"] + [f"{c} {arrows[c]}" for c in table.columns]
     if table.delta_m is not None:
-        head.append(f"{DELTA_M} ↓")
+        head.append(f"{DELTA_M} ↓ (t 95 % CI)")
+    best = table.best_label
+    versus = {c.method: c for c in table.paired() if c.other == best}
+    if versus:
+        head.append(f"vs {best}, paired")
+    intervals = table.intervals
     rows = ["<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>"]
     for label in table.mean.index:
         cells = [html.escape(label), str(int(table.seeds.get(label, 0)))]
@@ -110,9 +166,21 @@ def table_html(table: MethodTable) -> str:
             text = "–" if pd.isna(mean) else f"{mean:.4g}" + ("" if pd.isna(std) else f" ± {std:.2g}")
             cells.append(f"<b>{text}</b>" if table.best.loc[label, column] else text)
         if table.delta_m is not None:
-            cells.append("0 (baseline)" if label == SINGLE_TASK else f"{table.delta_m[label]:+.2f}")
+            cells.append("0 (baseline)" if label == SINGLE_TASK else
+                         f"{table.delta_m[label]:+.2f}" + _interval(intervals, label))
+        if versus:
+            comparison = versus.get(label)
+            cells.append("–" if comparison is None else
+                         f"{comparison.mean_difference:+.2f} ({comparison.ci_low:+.2f} to {comparison.ci_high:+.2f}), "
+                         f"{comparison.verdict}")
         rows.append("<tr>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>")
     return "<table>" + "".join(rows) + "</table>"
+
+
+def _interval(intervals: pd.DataFrame, label: str) -> str:
+    if label not in intervals.index or not np.isfinite(intervals.loc[label, "ci_low"]):
+        return ""
+    return f" ({intervals.loc[label, 'ci_low']:+.2f} to {intervals.loc[label, 'ci_high']:+.2f})"
 
 
 def chosen_on_validation(runs: pd.DataFrame) -> dict[str, dict[str, Any]]:
