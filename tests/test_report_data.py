@@ -17,7 +17,7 @@ from study.report.figure7 import figure7_data
 from study.report.stats import wilson_interval
 from study.report.tables import method_table
 from study.spec import parse_spec
-from records import TaskMetric
+from records import Status, TaskMetric
 from tests.fake_results import diverged_result, fake_result
 from workers.config import TrialConfig
 
@@ -486,13 +486,15 @@ def with_validation(result, value):
 
 @pytest.fixture
 def search_study(results):
-    """Two seeds of a random search of three 10-step runs each; hand numbers in the test."""
+    """Two seeds of a random search of three 10-step runs each (each trains its 10 steps; the diverged one
+    fails at its last); hand numbers in the test."""
+    ten = (0, 5, 10)  # the fake runs' log steps: 10 steps completed
     results.create_study("srch", "search", {"study": "srch"})
     references = {0: (1.0, 100.0), 1: (2.0, 100.0)}
     for seed, losses in references.items():
-        add(results, "srch", TrialConfig(method="gradnorm", seed=seed, steps=10), fake_result(final_test_losses=losses))
+        add(results, "srch", TrialConfig(method="gradnorm", seed=seed, steps=10), fake_result(final_test_losses=losses, steps=ten))
     add(results, "srch", TrialConfig(method="gradnorm-static", weights=(1.5, 0.5), weights_from="x", seed=0, steps=10),
-        fake_result(final_test_losses=(1.1, 100.0)))  # -5 % vs seed 0's GradNorm
+        fake_result(final_test_losses=(1.1, 100.0), steps=ten))  # -5 % vs seed 0's GradNorm
     proposals = {
         0: [((1.0, 1.0), 3.0, (0.9, 110.0)),   # 100 * mean(0.1, -0.1) = 0
             ((0.5, 1.5), 2.0, (1.2, 100.0)),   # 100 * mean(-0.2, 0) = -10
@@ -505,7 +507,8 @@ def search_study(results):
     for seed, runs in proposals.items():
         for index, (weights, validation, losses) in enumerate(runs):
             config = TrialConfig(method="static", weights=weights, seed=seed, steps=10)
-            result = diverged_result() if losses is None else with_validation(fake_result(final_test_losses=losses), validation)
+            result = (fake_result(status=Status.DIVERGED, steps=ten) if losses is None else
+                      with_validation(fake_result(final_test_losses=losses, steps=ten), validation))
             add(results, "srch", config, result)
             order.append({"searcher": "random", "seed": seed, "index": index, "key": config.key(), "steps": 10})
     return results, pd.DataFrame(order)
@@ -542,6 +545,11 @@ def test_best_found_follows_the_validation_choice_by_hand(search_study):
     assert data.random_expected["compute_steps"].tolist() == [10, 20]
     assert data.random_expected["mean_change_pct"].tolist() == pytest.approx([(2.5 / 3 + 12.5) / 2, (-20 / 3 + 25) / 2])
     assert data.stats["random_expected"]["steps_to_match_gradnorm"] == 10
+    # a run stopped early by patience is charged the steps it trained, not the 10 proposed
+    runs = results.runs("srch")
+    runs.loc[runs["key"] == order["key"].iloc[0], "steps_completed"] = 4
+    stopped = best_found_data(runs, order, steps_per_run=10).runs.set_index(["seed", "index"])
+    assert stopped.loc[0, "compute_steps"].tolist() == [4, 14, 24]
     # GradNorm's seed spread: each seed vs the mean of (1, 100) and (2, 100) = (1.5, 100)
     assert data.stats["gradnorm_spread_pct"] == pytest.approx({0: 100 * (0.5 / 1.5) / 2, 1: -100 * (0.5 / 1.5) / 2})
 

@@ -6,8 +6,9 @@ the full-length run (training.steps, like GradNorm's) with the best validation
 value so far, and its score is that choice's test % change vs the GradNorm run
 of the same seed,
 100 * mean_i (L_i^GN - L_i^choice) / L_i^GN (positive: better than GradNorm).
-Compute is the training steps spent so far (and the worker seconds, each
-packed run charged its share of its pack). Seeds are independent replicates
+Compute is the training steps spent so far, as trained (a run stopped early
+by patience is charged the steps it took), and the worker seconds, each packed
+run charged its share of its pack. Seeds are independent replicates
 of the whole search: the curve is the mean over seeds, the band their range.
 
 Halving's shorter rungs spend compute but are never the choice: on a workload
@@ -75,7 +76,8 @@ def best_found_data(runs: pd.DataFrame, order: pd.DataFrame, steps_per_run: int,
             if proposal.key not in by_key.index:
                 break  # not trained yet: the searcher's later proposals are not known either
             run = by_key.loc[proposal.key]
-            steps_spent += int(proposal.steps)
+            # the steps it trained: fewer than proposed where patience stopped it (or it diverged)
+            steps_spent += int(run["steps_completed"]) if pd.notna(run["steps_completed"]) else int(proposal.steps)
             seconds_spent += float(run["wall_time_s"]) if pd.notna(run["wall_time_s"]) else 0.0
             good = run["status"] == OK and pd.notna(run["validation_value"])
             change = np.nan
@@ -167,7 +169,8 @@ def summary_stats(table: pd.DataFrame, curve: pd.DataFrame, references: pd.DataF
     stats: dict[str, Any] = {"seeds": int(len(references)), "steps_per_run": steps_per_run, "searchers": {}}
     # GradNorm's compute per seed: its own run, plus (charged honestly) the sweep its alpha came from
     stats["alpha_cost"] = None if alpha_cost is None else alpha_cost.to_dict(steps_per_run)
-    stats["gradnorm_compute_steps"] = steps_per_run + (alpha_cost.steps_per_seed if alpha_cost else 0.0)
+    own = float(references["steps_completed"].mean()) if len(references) else float(steps_per_run)  # early stopping saves
+    stats["gradnorm_compute_steps"] = own + (alpha_cost.steps_per_seed if alpha_cost else 0.0)
     for searcher, part in table.groupby("searcher", sort=False):
         entry = crossing(curve[curve["searcher"] == searcher], steps_per_run, stats["gradnorm_compute_steps"])
         entry["runs_trained"] = int(len(part))
