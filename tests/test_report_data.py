@@ -587,3 +587,17 @@ def test_a_search_report_refuses_to_replay_an_unbounded_stored_spec(results, tmp
     report = build_report(results, "huge", tmp_path / "report", png=False)
     assert any("search.budget_steps" in problem and "cannot be read" in problem for problem in report.summary["problems"])
     assert "search" not in report.summary
+
+
+def test_gradnorm_is_charged_in_static_runs_as_trained_by_hand():
+    from study.report.alpha_cost import AlphaCost
+    from study.report.build import gradnorm_in_static_runs
+
+    runs = pd.DataFrame({"status": ["ok", "ok", "ok", "diverged"], "method": ["static", "static", "gradnorm", "static"],
+                         "steps_completed": [1000, 1200, 900, 10]})
+    cost = AlphaCost("sweep", runs=10, seeds=2, steps_per_seed=3300.0, seconds_per_seed=1.0)
+    # static runs trained 1,100 steps on average (patience); GradNorm 900 plus its sweep's 3,300 per seed
+    assert gradnorm_in_static_runs(runs, cost, steps=3000) == pytest.approx((900 + 3300) / 1100)
+    assert gradnorm_in_static_runs(runs, None, steps=3000) == pytest.approx(900 / 1100)
+    full = runs.assign(steps_completed=[3000, 3000, 3000, 10])
+    assert gradnorm_in_static_runs(full, cost, steps=3000) == pytest.approx(1 + 3300 / 3000)

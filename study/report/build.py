@@ -118,7 +118,7 @@ def _random_static(
         steps = spec_section(spec, "training").get("steps")
         steps = steps if isinstance(steps, int) and not isinstance(steps, bool) and steps > 0 else None
         cost = _alpha_cost(results, spec, summary)
-        gradnorm_runs = 1.0 + (cost.runs_worth(steps) if cost is not None and steps else 0.0)
+        gradnorm_runs = gradnorm_in_static_runs(runs, cost, steps)
         crossing = crossing_point(curve, gradnorm_runs)
         summary["random_search"] = {**crossing, "alpha_cost": cost.to_dict(steps) if cost and steps else None,
                                     "curve": curve.to_dict(orient="records")}
@@ -131,8 +131,9 @@ def _random_static(
                 f"drawn in (exact, per seed, then averaged), against the compute spent. Here {matched} "
                 f"(best of all {crossing['runs_searched']}: {crossing['best_of_all_change_pct']:+.2f} %)."]
         if cost is not None and steps:
-            text.append(cost.sentence(steps) + f" At GradNorm's {gradnorm_runs:.3g} runs per seed, a random search's "
-                        "expected choice is " + (f"{crossing['change_at_gradnorm_compute']:+.2f} % vs GradNorm."
+            text.append(cost.sentence(steps) + f" In static runs of this study (as trained, early stopping included), "
+                        f"GradNorm and its sweep cost {gradnorm_runs:.3g} runs per seed; a random search of that many "
+                        "runs expects " + (f"{crossing['change_at_gradnorm_compute']:+.2f} % vs GradNorm."
                                                  if crossing["change_at_gradnorm_compute"] is not None else "not known."))
         sections.append(Section(
             "random-search", "Random search at equal compute", text,
@@ -197,6 +198,22 @@ def _search(
     ]
     keys = runs.loc[runs["method"] != "static", "key"].tolist()
     return sections + _dynamics_sections(results, study, runs, keys)
+
+
+def gradnorm_in_static_runs(runs: pd.DataFrame, cost: AlphaCost | None, steps: int | None) -> float:
+    """GradNorm's compute per seed (its own steps plus its alpha sweep's) in static runs' worth.
+
+    The unit is the mean steps a static run of the study trained: training.steps, or fewer where
+    patience stopped the runs early (a GradNorm run that stopped early costs less, too).
+    """
+    ok = runs[runs["status"] == OK]
+    static_steps = pd.to_numeric(ok.loc[ok["method"] == "static", "steps_completed"], errors="coerce").dropna()
+    gradnorm_steps = pd.to_numeric(ok.loc[ok["method"] == "gradnorm", "steps_completed"], errors="coerce").dropna()
+    unit = float(static_steps.mean()) if len(static_steps) else float(steps or 0)
+    if not unit > 0:
+        return 1.0
+    own = float(gradnorm_steps.mean()) if len(gradnorm_steps) else unit
+    return (own + (cost.steps_per_seed if cost is not None else 0.0)) / unit
 
 
 def _alpha_cost(results: ResultsReader, spec: dict[str, Any], summary: dict[str, Any]) -> AlphaCost | None:
