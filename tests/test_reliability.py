@@ -97,6 +97,15 @@ def driver_process(spec_path: Path, url: str, stderr=subprocess.PIPE):
         driver.wait()
 
 
+def running_trials(url: str) -> bool:
+    """The study's lease is taken and a trial of it is RUNNING under that driver."""
+    try:
+        with ResultsDB(url, create=False) as reader:
+            return lease_taken(url) and reader.progress("held").get("running", 0) > 0
+    except Exception:  # not created yet
+        return False
+
+
 def lease_taken(url: str) -> bool:
     try:
         with ResultsDB(url, create=False) as reader:
@@ -152,7 +161,9 @@ def test_a_driver_that_lost_its_lease_stops_with_one_line(tmp_path, sqlite_url):
     """Paused past the lease's time (SIGSTOP) while another driver takes the study over."""
     spec_path, gate = gated_spec(tmp_path, free=0)
     with driver_process(spec_path, sqlite_url) as first:
-        wait_until(lambda: lease_taken(sqlite_url) or first.poll() is not None, "the first driver's lease")
+        # paused once its set-up writes are done (a trial runs): SQLite keeps the lock of a writer
+        # paused inside a transaction, and the other writer below would wait for it in vain
+        wait_until(lambda: running_trials(sqlite_url) or first.poll() is not None, "the first driver's running trials")
         os.kill(first.pid, signal.SIGSTOP)
         with ResultsDB(sqlite_url) as other:  # the lease runs out while the driver sleeps; another takes it
             with other.session() as session:
