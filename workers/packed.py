@@ -54,6 +54,8 @@ from workers.workloads import build_workload
 from workers.workloads.base import Split, Workload
 
 FIXED_WEIGHT_METHODS = ("equal", "static", "gradnorm-static", "single-task")
+# Parameter-free modules that act on each element alone: applied to [K, N, ...] as they are.
+ELEMENTWISE = (torch.nn.ReLU, torch.nn.Tanh, torch.nn.Sigmoid, torch.nn.GELU, torch.nn.LeakyReLU, torch.nn.Identity)
 # How many runs' test-set outputs are computed at once (bounds memory at evaluation).
 EVAL_CHUNK = 16
 
@@ -121,20 +123,41 @@ class PackedNet:
             body, shared, outputs = padded.forward(x)
             return body[:1], shared[:1], [o[:1] for o in outputs]
         model = self.model
-
-        def run(module: torch.nn.Module, prefix: str, inputs: torch.Tensor, batched: bool) -> torch.Tensor:
-            params = self._part(prefix)
-            if not params:  # a parameter-free part (an empty body): the same for every run
-                out = vmap(module)(inputs) if batched else module(inputs)
-                return out if batched else out.expand(count, *out.shape)
-            call = lambda p, i: functional_call(module, p, (i,))  # noqa: E731
-            return vmap(call, in_dims=(0, 0 if batched else None))(params, inputs)
-
-        body = run(model.body, "body.", x, batched=False)
-        shared = run(model.shared_layer, "shared_layer.", body, batched=True)
-        trunk = vmap(model.after_shared)(shared)
-        outputs = [run(head, f"heads.{i}.", trunk, batched=True) for i, head in enumerate(model.heads)]
+        body = self.run(model.body, "body.", x, batched=False)
+        shared = self.run(model.shared_layer, "shared_layer.", body, batched=True)
+        trunk = self.run(model.after_shared, "after_shared.", shared, batched=True)
+        outputs = [self.run(head, f"heads.{i}.", trunk, batched=True) for i, head in enumerate(model.heads)]
         return body, shared, outputs
+
+    def run(self, module: torch.nn.Module, prefix: str, inputs: torch.Tensor, batched: bool) -> torch.Tensor:
+        """`module` of every run on `inputs` ([K, N, ...] if `batched`, else one [N, ...] for all): [K, N, ...].
+
+        Sequences, linear layers and elementwise activations run as batched tensor ops over the
+        stacked parameters (one batched matrix product per linear layer); any other module goes
+        through vmap. Both give each run the numbers it gets in any pack of two or more.
+        """
+        count = next(iter(self.params.values())).shape[0]
+        params = self._part(prefix)
+        if isinstance(module, torch.nn.Sequential):
+            for index, child in enumerate(module):
+                inputs = self.run(child, f"{prefix}{index}.", inputs, batched)
+                batched = True
+            return inputs if batched else inputs.expand(count, *inputs.shape)
+        if isinstance(module, torch.nn.Linear):
+            flat = inputs.reshape(count, -1, inputs.shape[-1]) if batched else inputs.reshape(1, -1, inputs.shape[-1])
+            flat = flat.expand(count, *flat.shape[1:])
+            weight = params["weight"].transpose(1, 2)
+            out = torch.baddbmm(params["bias"][:, None, :], flat, weight) if "bias" in params else torch.bmm(flat, weight)
+            leading = inputs.shape[1:-1] if batched else inputs.shape[:-1]
+            return out.reshape(count, *leading, out.shape[-1])
+        if isinstance(module, ELEMENTWISE):
+            out = module(inputs)
+            return out if batched else out.expand(count, *out.shape)
+        if not params:  # another parameter-free part: the same for every run
+            out = vmap(module)(inputs) if batched else module(inputs)
+            return out if batched else out.expand(count, *out.shape)
+        call = lambda p, i: functional_call(module, p, (i,))  # noqa: E731
+        return vmap(call, in_dims=(0, 0 if batched else None))(params, inputs)
 
     def zero_run(self, run: int) -> None:
         with torch.no_grad():
@@ -183,7 +206,7 @@ def train_pack(
     if reason is not None:
         raise ValueError(f"packing: {reason}")
     net = PackedNet.stack(workload.model, count)
-    optimizer = torch.optim.Adam(list(net.params.values()), lr=first.lr)
+    optimizer = torch.optim.Adam(list(net.params.values()), lr=first.lr, foreach=True)  # one fused update for all K
     balancer = PackedBalancer.for_configs(configs, num_tasks, device)
     generator = torch.Generator().manual_seed(first.seed)
     batch_indices = (i.to(device) for i in batches(len(workload.train), first.batch_size, generator))
