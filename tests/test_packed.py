@@ -1,4 +1,6 @@
-"""Packed runs train as they would alone: every packable method, equal to 1e-5 over 500 steps.
+"""Packed runs train as the independent one-run loop would: every packable method, equal to 1e-5
+over 500 steps (`train(..., use_probe=False)` is that loop, workers.training.train_alone; plain
+`train` of a packable config is itself a pack of one: tests/test_pack_invariance.py).
 
 In float64: in float32 two mathematically equal runs drift apart through rounding
 (different matrix kernels, then GradNorm's sign() and Adam amplify it; 1e-3 here
@@ -59,7 +61,7 @@ def test_each_packed_run_equals_the_run_alone(float64, configs):
     packed = train_pack(configs)
     assert len(packed) == len(configs)
     for config, result in zip(configs, packed):
-        assert_same(result, train(config))
+        assert_same(result, train(config, use_probe=False))
     if configs[0].method == "gradnorm":  # the α really differ: the weights went different ways
         assert len({round(r.final_weights[0], 6) for r in packed}) == 3
     if configs[0].method == "dwa":  # every balancer moved its weights, each its own way
@@ -74,7 +76,7 @@ def test_a_run_that_diverges_fails_alone_and_the_pack_goes_on(float64):
     configs = [TrialConfig(workload="tests.user_workload:runaway", method="single-task", task=task, steps=300, lr=0.05,
                            log_every=50) for task in (0, 1)]
     survivor, runaway = train_pack(configs)
-    alone = [train(c) for c in configs]
+    alone = [train(c, use_probe=False) for c in configs]
     assert runaway.status == "diverged" and runaway.diverged_step == alone[1].diverged_step
     assert 0 < runaway.diverged_step < 300  # it trained a while, then the pack went on without it
     assert "task losses became non-finite" in runaway.failure_reason and "b=-inf" in runaway.failure_reason
@@ -107,7 +109,7 @@ def test_the_lenet_of_multimnist_packs_too(float64):
     configs = [TrialConfig(workload="multimnist", workload_options=options, method="static", weights=weights, steps=60,
                            log_every=20) for weights in ((1.0, 1.0, 1.0), (1.0, 1.0, 0.01))]
     for result, config in zip(train_pack(configs), configs):
-        assert_same(result, train(config))
+        assert_same(result, train(config, use_probe=False))
         assert len(result.final_validation_losses) == 3
 
 

@@ -54,6 +54,8 @@ from workers.workloads import build_workload
 from workers.workloads.base import Split, Workload
 
 FIXED_WEIGHT_METHODS = ("equal", "static", "gradnorm-static", "single-task")
+# Parameter-free modules that act on each element alone: applied to [K, N, ...] as they are.
+ELEMENTWISE = (torch.nn.ReLU, torch.nn.Tanh, torch.nn.Sigmoid, torch.nn.GELU, torch.nn.LeakyReLU, torch.nn.Identity)
 # How many runs' test-set outputs are computed at once (bounds memory at evaluation).
 EVAL_CHUNK = 16
 
@@ -99,8 +101,6 @@ class PackedNet:
 
     @classmethod
     def stack(cls, model: torch.nn.Module, count: int) -> "PackedNet":
-        if any(True for _ in model.buffers()):
-            raise ValueError("packing: the model has buffers (e.g. batch norm); it trains one run per process")
         params, _ = stack_module_state([model] * count)
         return cls(model, {name: p.detach().clone().requires_grad_(True) for name, p in params.items()})
 
@@ -108,24 +108,56 @@ class PackedNet:
         return {name[len(prefix):]: p for name, p in self.params.items() if name.startswith(prefix)}
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
-        """(W's input [K, N, in], W's output [K, N, out], each task's output [K, N, ...])."""
-        model = self.model
+        """(W's input [K, N, in], W's output [K, N, out], each task's output [K, N, ...]).
 
+        One run alone is computed as two (a copy beside it, dropped): torch's kernels for a batch of
+        one run differ from those for two or more (a matrix-vector product for a one-output head, a
+        plain instead of a grouped convolution), and a run's numbers must not depend on its pack.
+        Training never stacks fewer than two runs (train_pack adds a shadow); evaluation may.
+        """
         count = next(iter(self.params.values())).shape[0]
-
-        def run(module: torch.nn.Module, prefix: str, inputs: torch.Tensor, batched: bool) -> torch.Tensor:
-            params = self._part(prefix)
-            if not params:  # a parameter-free part (an empty body): the same for every run
-                out = vmap(module)(inputs) if batched else module(inputs)
-                return out if batched else out.expand(count, *out.shape)
-            call = lambda p, i: functional_call(module, p, (i,))  # noqa: E731
-            return vmap(call, in_dims=(0, 0 if batched else None))(params, inputs)
-
-        body = run(model.body, "body.", x, batched=False)
-        shared = run(model.shared_layer, "shared_layer.", body, batched=True)
-        trunk = vmap(model.after_shared)(shared)
-        outputs = [run(head, f"heads.{i}.", trunk, batched=True) for i, head in enumerate(model.heads)]
+        if count == 1:
+            if torch.is_grad_enabled():
+                raise ValueError("PackedNet: a single run trains beside a shadow copy (train_pack), not alone")
+            padded = PackedNet(self.model, {name: p.expand(2, *p.shape[1:]) for name, p in self.params.items()})
+            body, shared, outputs = padded.forward(x)
+            return body[:1], shared[:1], [o[:1] for o in outputs]
+        model = self.model
+        body = self.run(model.body, "body.", x, batched=False)
+        shared = self.run(model.shared_layer, "shared_layer.", body, batched=True)
+        trunk = self.run(model.after_shared, "after_shared.", shared, batched=True)
+        outputs = [self.run(head, f"heads.{i}.", trunk, batched=True) for i, head in enumerate(model.heads)]
         return body, shared, outputs
+
+    def run(self, module: torch.nn.Module, prefix: str, inputs: torch.Tensor, batched: bool) -> torch.Tensor:
+        """`module` of every run on `inputs` ([K, N, ...] if `batched`, else one [N, ...] for all): [K, N, ...].
+
+        Sequences, linear layers and elementwise activations run as batched tensor ops over the
+        stacked parameters (one batched matrix product per linear layer); any other module goes
+        through vmap. Both give each run the numbers it gets in any pack of two or more.
+        """
+        count = next(iter(self.params.values())).shape[0]
+        params = self._part(prefix)
+        if isinstance(module, torch.nn.Sequential):
+            for index, child in enumerate(module):
+                inputs = self.run(child, f"{prefix}{index}.", inputs, batched)
+                batched = True
+            return inputs if batched else inputs.expand(count, *inputs.shape)
+        if isinstance(module, torch.nn.Linear):
+            flat = inputs.reshape(count, -1, inputs.shape[-1]) if batched else inputs.reshape(1, -1, inputs.shape[-1])
+            flat = flat.expand(count, *flat.shape[1:])
+            weight = params["weight"].transpose(1, 2)
+            out = torch.baddbmm(params["bias"][:, None, :], flat, weight) if "bias" in params else torch.bmm(flat, weight)
+            leading = inputs.shape[1:-1] if batched else inputs.shape[:-1]
+            return out.reshape(count, *leading, out.shape[-1])
+        if isinstance(module, ELEMENTWISE):
+            out = module(inputs)
+            return out if batched else out.expand(count, *out.shape)
+        if not params:  # another parameter-free part: the same for every run
+            out = vmap(module)(inputs) if batched else module(inputs)
+            return out if batched else out.expand(count, *out.shape)
+        call = lambda p, i: functional_call(module, p, (i,))  # noqa: E731
+        return vmap(call, in_dims=(0, 0 if batched else None))(params, inputs)
 
     def zero_run(self, run: int) -> None:
         with torch.no_grad():
@@ -138,25 +170,43 @@ def per_run_losses(workload: Workload, outputs: list[torch.Tensor], targets: Seq
     return vmap(lambda outs: workload.task_losses(outs, targets))(outputs)
 
 
+def model_can_pack(model: torch.nn.Module, method: str) -> str | None:
+    """Why runs of `method` on `model` cannot pack (None: they can)."""
+    if any(True for _ in model.buffers()):
+        return "the model has buffers (e.g. batch norm); it trains one run per process"
+    if method == "gradnorm" and not isinstance(model.shared_layer, torch.nn.Linear):
+        return "GradNorm runs pack only with a linear shared layer; train these one per process"
+    return None
+
+
 def train_pack(
     configs: Sequence[TrialConfig],
     on_log: Callable[[int, TracePoint], None] | None = None,
     device: str = "cpu",
+    workload: Workload | None = None,
+    started: float | None = None,
 ) -> list[TrialResult]:
-    """Train `configs` (one pack_group) together; one TrialResult per config, in order."""
+    """Train `configs` (one pack_group) together; one TrialResult per config, in order.
+
+    `workload`: the first config's, already built on `device` (a run alone passes its own).
+    """
     groups = {pack_group(c) for c in configs}
     if len(groups) != 1 or None in groups:
         raise ValueError("train_pack: the configs do not form one pack (see workers.packed.pack_group)")
-    started = time.perf_counter()
+    started = time.perf_counter() if started is None else started
     first = configs[0]
+    real = len(configs)  # a run alone trains beside a shadow copy of itself (PackedNet.forward says why)
+    configs = list(configs) * 2 if real == 1 else list(configs)
     count = len(configs)
-    workload = build_workload(first.workload, first.workload_options, seed=first.seed).to(device)
-    check_trained_workload(first, workload)
+    if workload is None:
+        workload = build_workload(first.workload, first.workload_options, seed=first.seed).to(device)
+        check_trained_workload(first, workload)
     num_tasks = len(workload.tasks)
-    if first.method == "gradnorm" and not isinstance(workload.model.shared_layer, torch.nn.Linear):
-        raise ValueError("packing: GradNorm runs pack only with a linear shared layer; train these one per process")
+    reason = model_can_pack(workload.model, first.method)
+    if reason is not None:
+        raise ValueError(f"packing: {reason}")
     net = PackedNet.stack(workload.model, count)
-    optimizer = torch.optim.Adam(list(net.params.values()), lr=first.lr)
+    optimizer = torch.optim.Adam(list(net.params.values()), lr=first.lr, foreach=True)  # one fused update for all K
     balancer = PackedBalancer.for_configs(configs, num_tasks, device)
     generator = torch.Generator().manual_seed(first.seed)
     batch_indices = (i.to(device) for i in batches(len(workload.train), first.batch_size, generator))
@@ -206,7 +256,7 @@ def train_pack(
                                grad_norms=None if balancer.last_grad_norms is None else floats(balancer.last_grad_norms[run]),
                                validation_losses=None if validation_losses is None else floats(validation_losses[run]))
             traces[run].append(point)
-            if on_log is not None:
+            if on_log is not None and run < real:
                 on_log(run, point)
         if selection is not None:
             improved = selection.update(step, validation_scores(validation_losses, initial_losses), alive).to(device)
@@ -259,9 +309,9 @@ def train_pack(
             if selection is not None and done < first.steps:
                 stop(alive & selection.exhausted().to(device), done)
 
-    finished = torch.tensor([run not in failures for run in range(count)], device=device)
+    finished = torch.tensor([run < real and run not in failures for run in range(count)], device=device)
     finals = final_evaluations(PackedNet(net.model, best_params) if selection is not None else net, workload, finished)
-    share = (time.perf_counter() - started) / count  # each run's share of the pack's wall time
+    share = (time.perf_counter() - started) / real  # each run's share of the pack's wall time (a shadow's is its run's)
     return [
         trial_result(workload.task_names,
                      None if initial_losses is None else initial_losses[run].cpu(),
@@ -270,7 +320,7 @@ def train_pack(
                      steps_completed=failures[run][0] if run in failures else stopped_at.get(run, first.steps),
                      wall_time_s=share, failure=failures.get(run),
                      selected_step=None if selection is None else selection.best_step[run])
-        for run in range(count)
+        for run in range(real)
     ]
 
 

@@ -201,10 +201,33 @@ def train(
     use_probe: bool = True,
     device: str = "cpu",
 ) -> TrialResult:
-    """Train `config` to its step budget (or until it diverges) on `device`."""
+    """Train `config` to its step budget (or until it diverges) on `device`.
+
+    A run that could share a pack trains as a pack of one (workers/packed.py), so that its values
+    are the ones it would get in any pack; the rest (uncertainty weighting, GradNorm at other
+    shared parameters or with its own options, models with buffers) train here alone, and never
+    pack. `use_probe=False` trains alone on the general per-task gradient path (for tests).
+    """
+    from workers.packed import model_can_pack, pack_group, train_pack  # the packed engine builds on this module
+
     started = time.perf_counter()
     workload = build_workload(config.workload, config.workload_options, seed=config.seed).to(device)
     check_trained_workload(config, workload)
+    if use_probe and pack_group(config) is not None and model_can_pack(workload.model, config.method) is None:
+        log = None if on_log is None else (lambda run, point: on_log(point))
+        return train_pack([config], on_log=log, device=device, workload=workload, started=started)[0]
+    return train_alone(config, workload, on_log, use_probe, started)
+
+
+def train_alone(
+    config: TrialConfig,
+    workload: Workload,
+    on_log: Callable[[TracePoint], None] | None,
+    use_probe: bool,
+    started: float,
+) -> TrialResult:
+    """The loop for one run of any method, on its workload's own model."""
+    device = next(workload.model.parameters()).device
     balancer = make_balancer(config, workload)
     probe = attach_probe(config, workload) if use_probe and balancer.needs_task_grad_norms else None
     # The general GradNorm path reads per-task gradients off the graph after backward.
