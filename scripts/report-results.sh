@@ -10,6 +10,8 @@ studies=("$@")
 [ ${#studies[@]} -gt 0 ] || studies=($(ls docs/results/specs | sed 's/\.yaml$//'))
 for study in "${studies[@]}"; do
   case $study in
+    mm-v3-*) db=multimnist-v3 ;;  # results v3: databases of their own (scripts/run-results.sh)
+    digits-v3-*) db=digits-v3 ;;
     mm-*) db=multimnist ;;
     digits-*) db=digits ;;
     *) db=toy ;;
