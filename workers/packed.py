@@ -150,12 +150,25 @@ class PackedNet:
             out = torch.baddbmm(params["bias"][:, None, :], flat, weight) if "bias" in params else torch.bmm(flat, weight)
             leading = inputs.shape[1:-1] if batched else inputs.shape[:-1]
             return out.reshape(count, *leading, out.shape[-1])
+        if isinstance(module, torch.nn.Conv2d) and module.padding_mode == "zeros":
+            # one plain convolution per run: vmap's grouped convolution over K runs was slower here
+            # than K separate ones (docs/benchmarks.md), and each run gets the kernel it gets alone
+            images = inputs if batched else [inputs] * count
+            return torch.stack([
+                torch.nn.functional.conv2d(images[run], params["weight"][run],
+                                           params["bias"][run] if "bias" in params else None,
+                                           module.stride, module.padding, module.dilation, module.groups)
+                for run in range(count)
+            ])
         if isinstance(module, ELEMENTWISE):
             out = module(inputs)
             return out if batched else out.expand(count, *out.shape)
-        if not params:  # another parameter-free part: the same for every run
-            out = vmap(module)(inputs) if batched else module(inputs)
-            return out if batched else out.expand(count, *out.shape)
+        if not params:  # another parameter-free part (pooling, flattening) acts on each sample alone:
+            if not batched:  # the same for every run
+                out = module(inputs)
+                return out.expand(count, *out.shape)
+            out = module(inputs.flatten(0, 1))  # the K runs' samples as one batch
+            return out.unflatten(0, inputs.shape[:2])
         call = lambda p, i: functional_call(module, p, (i,))  # noqa: E731
         return vmap(call, in_dims=(0, 0 if batched else None))(params, inputs)
 
