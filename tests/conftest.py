@@ -44,3 +44,14 @@ def postgres_url():
 def database_url(request) -> str:
     """Each test that takes this runs on both backends."""
     return request.getfixturevalue(f"{request.param}_url")
+
+
+@pytest.fixture
+def float64():
+    """Train in float64 for the test: two equal computations then differ only where they really differ."""
+    import torch  # here: most tests never load torch
+
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(before)

@@ -25,7 +25,7 @@ def test_fitted_change_by_hand():
 
 def run_row(key, method, steps_completed, weights=(1.0, 1.0), task=None):
     return {"key": key, "status": "ok", "method": method, "alpha": 0.5 if method == "gradnorm" else None,
-            "task": task, "balancer_lr": None, "steps_completed": steps_completed,
+            "task": task, "balancer_lr": None, "steps": 1000, "steps_completed": steps_completed,
             **{f"time_averaged_weight.{t}": w for t, w in zip(TASKS, weights)}, **{f"test_loss.{t}": 1.0 for t in TASKS}}
 
 
@@ -70,6 +70,8 @@ def test_runs_stopped_by_patience_count_as_converged_and_old_traces_use_test_los
     check = convergence_check(runs, traces, budget=1000)
     assert check.split == "test" and check.converged and check.headline() is None
     assert [(s.group, s.runs, s.stopped_early) for s in check.stops] == [("equal", 2, 1)]
+    short_rung = runs.assign(steps=[500, 1000])  # a search's short rung trained all it was given: not stopped
+    assert [s.stopped_early for s in convergence_check(short_rung, traces, budget=1000).stops] == [0]
     assert all(t.runs == 1 for t in check.trends)
     assert any("test losses" in line for line in check.lines())
 

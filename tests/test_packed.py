@@ -18,14 +18,6 @@ TOY = {"tasks": 2, "train_size": 1000, "test_size": 200}
 STEPS = 500
 
 
-@pytest.fixture
-def float64():
-    before = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(before)
-
-
 def toy(**fields):
     return TrialConfig(workload="toy", workload_options=TOY, steps=STEPS, log_every=100, **fields)
 

@@ -76,14 +76,6 @@ def test_the_last_step_is_read_by_default_and_every_log_point_has_validation_los
     assert result.final_validation_losses == pytest.approx(result.trace[-1].validation_losses, rel=1e-6)
 
 
-@pytest.fixture
-def float64():
-    before = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(before)
-
-
 @pytest.mark.parametrize("methods", [
     [dict(method="equal"), dict(method="static", weights=(3.0, 0.4, 0.3, 0.3)),
      dict(method="static", weights=(0.1, 0.1, 0.1, 3.7)), dict(method="inverse-initial-loss")],

@@ -151,7 +151,7 @@ def headline(summary: dict) -> list[str]:
         lines.append("Delta_m % vs single-task (t 95 % CI over seeds): "
                      + ", ".join(with_interval(k, v) for k, v in table["delta_m_pct"].items()))
     if table and table.get("best_by_mean"):
-        supported = [c for c in table["paired"] if c["other"] == table["best_by_mean"] and c["verdict"] != "worse"]
+        supported = [c for c in table["paired"] if c["other"] == table["best_by_mean"] and c["verdict"] == "not distinguishable"]
         lines.append(f"Best by mean {table['score']}: {table['best_by_mean']}; not distinguishable from it over "
                      f"seeds (paired t 95 % CI spans 0): {', '.join(c['method'] for c in supported) or 'none'}")
     return lines

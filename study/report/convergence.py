@@ -158,13 +158,18 @@ def convergence_check(runs: pd.DataFrame, traces: pd.DataFrame, budget: int) -> 
     column = "validation_loss" if has_validation else "test_loss"
     finished = runs[runs["status"] == str(Status.OK)]
     labels = pd.Series(run_labels(finished).to_numpy(), index=finished["key"])
-    reached = finished.set_index("key")["steps_completed"] >= budget
+    by_key = finished.set_index("key")
+    planned = pd.to_numeric(by_key["steps"], errors="coerce") if "steps" in by_key else pd.Series(budget, index=by_key.index)
+    completed = pd.to_numeric(by_key["steps_completed"], errors="coerce")
+    reached = completed >= budget
+    # stopped by patience: fewer steps than the run itself was given (a search's short rungs are not)
+    stopped = completed < planned.fillna(budget)
     trends: list[TaskTrend] = []
     stops: list[GroupStops] = []
     too_short: list[str] = []
     for group in dict.fromkeys(labels):
         keys = labels.index[labels == group]
-        stops.append(GroupStops(group, len(keys), int((~reached[keys]).sum())))
+        stops.append(GroupStops(group, len(keys), int(stopped[keys].sum())))
         fitted = [key for key in keys if reached[key]]
         logged = traces[traces["key"].isin(fitted) & (traces["step"] <= budget)].dropna(subset=[column])
         if logged.empty:
