@@ -8,7 +8,6 @@ after 500 steps), whereas float64 shows whether the computation is the same.
 """
 
 import pytest
-import torch
 
 from workers.config import TrialConfig
 from workers.packed import pack_group, pack_sizes, train_pack
