@@ -4,6 +4,7 @@ workload of ours. Alone, a run is computed beside a shadow copy (workers.packed.
 
 import numpy as np
 import pytest
+import torch
 
 from workers.config import TrialConfig
 from workers.packed import train_pack
@@ -67,3 +68,20 @@ def test_gradnorm_and_best_validation_selection_are_pack_invariant_too(workload)
     in_four = train_pack([run(0.0), run(0.5), run(1.0), run(3.0)])[2]
     assert alone.selected_step is not None
     assert_invariant(alone, in_four)
+
+
+def test_what_never_packs_keeps_the_one_run_loop():
+    from workers.packed import why_alone
+    from workers.workloads import build_workload
+
+    toy_model = build_workload("toy", WORKLOADS["toy"][0], seed=0).model
+    toy = dict(workload="toy", workload_options=WORKLOADS["toy"][0])
+    assert why_alone(TrialConfig(method="equal", **toy), toy_model) is None
+    assert why_alone(TrialConfig(method="gradnorm", **toy), toy_model) is None
+    assert "trains one run per process" in why_alone(TrialConfig(method="uncertainty", **toy), toy_model)
+    assert "trains one run per process" in why_alone(
+        TrialConfig(method="gradnorm", shared_params=("body.0.weight",), **toy), toy_model)
+    user = TrialConfig(workload="tests.user_workload:build", method="equal")
+    assert "user workload" in why_alone(user, toy_model)
+    toy_model.register_buffer("seen", torch.zeros(1))  # as batch norm's running statistics would
+    assert "buffers" in why_alone(TrialConfig(method="equal", **toy), toy_model)

@@ -183,6 +183,21 @@ def per_run_losses(workload: Workload, outputs: list[torch.Tensor], targets: Seq
     return vmap(lambda outs: workload.task_losses(outs, targets))(outputs)
 
 
+def why_alone(config: TrialConfig, model: torch.nn.Module) -> str | None:
+    """Why `config` trains in the one-run loop rather than as a pack (None: it packs, alone as a pack of one).
+
+    The driver packs by the same facts (study.driver.make_packs): a built-in workload, a method and
+    options pack_group accepts, a model model_can_pack accepts.
+    """
+    from workers.workloads import BUILTIN
+
+    if config.workload not in BUILTIN:
+        return "a user workload's model may hold dropout or batch statistics; it trains one run per process"
+    if pack_group(config) is None:
+        return f"method {config.method!r} with these options trains one run per process"
+    return model_can_pack(model, config.method)
+
+
 def model_can_pack(model: torch.nn.Module, method: str) -> str | None:
     """Why runs of `method` on `model` cannot pack (None: they can)."""
     if any(True for _ in model.buffers()):

@@ -204,16 +204,16 @@ def train(
     """Train `config` to its step budget (or until it diverges) on `device`.
 
     A run that could share a pack trains as a pack of one (workers/packed.py), so that its values
-    are the ones it would get in any pack; the rest (uncertainty weighting, GradNorm at other
-    shared parameters or with its own options, models with buffers) train here alone, and never
-    pack. `use_probe=False` trains alone on the general per-task gradient path (for tests).
+    are the ones it would get in any pack; the rest (workers.packed.why_alone: uncertainty
+    weighting, GradNorm at other shared parameters or with its own options, models with buffers,
+    user workloads) train here alone, and never pack. `use_probe=False` trains alone on the general per-task gradient path (for tests).
     """
-    from workers.packed import model_can_pack, pack_group, train_pack  # the packed engine builds on this module
+    from workers.packed import train_pack, why_alone  # the packed engine builds on this module
 
     started = time.perf_counter()
     workload = build_workload(config.workload, config.workload_options, seed=config.seed).to(device)
     check_trained_workload(config, workload)
-    if use_probe and pack_group(config) is not None and model_can_pack(workload.model, config.method) is None:
+    if use_probe and why_alone(config, workload.model) is None:
         log = None if on_log is None else (lambda run, point: on_log(point))
         return train_pack([config], on_log=log, device=device, workload=workload, started=started)[0]
     return train_alone(config, workload, on_log, use_probe, started)
