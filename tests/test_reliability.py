@@ -97,6 +97,45 @@ def driver_process(spec_path: Path, url: str, stderr=subprocess.PIPE):
         driver.wait()
 
 
+def take_over_while_paused(driver: subprocess.Popen, url: str, monkeypatch) -> ResultsDB:
+    """Pause `driver` (SIGSTOP), expire its lease and take it with another writer; that writer, open.
+
+    SQLite keeps the lock of a writer paused inside a transaction (a heartbeat, say), and nobody
+    can write until it goes on: then the driver is let go until the database is free, and paused
+    again, as often as it takes.
+    """
+    from db.errors import DatabaseUnavailable
+
+    monkeypatch.setenv("GNS_DB_RETRY_S", "3")  # each try waits this long for the lock
+    for _ in range(40):
+        os.kill(driver.pid, signal.SIGSTOP)
+        other = None
+        try:
+            other = ResultsDB(url)
+            with other.session() as session:
+                session.execute(update(StudyRow).where(StudyRow.name == "held").values(lease_expires_at=datetime(2000, 1, 1)))
+            other.acquire_lease("held")
+            return other
+        except DatabaseUnavailable:
+            if other is not None:
+                other.close()
+            os.kill(driver.pid, signal.SIGCONT)
+            wait_until(lambda: sqlite_write_lock_free(url), "the driver's write to end")
+    raise AssertionError("never found the driver between two writes")
+
+
+def sqlite_write_lock_free(url: str) -> bool:
+    connection = sqlite3.connect(url.removeprefix("sqlite:///"), timeout=0.1)
+    try:
+        connection.execute("BEGIN IMMEDIATE")
+        connection.rollback()
+        return True
+    except sqlite3.OperationalError:
+        return False
+    finally:
+        connection.close()
+
+
 def running_trials(url: str) -> bool:
     """The study's lease is taken and a trial of it is RUNNING under that driver."""
     try:
@@ -157,18 +196,13 @@ def test_a_dead_drivers_lease_is_taken_over_and_its_running_trials_rerun(capsys,
 
 @pytest.mark.slow
 @pytest.mark.ray
-def test_a_driver_that_lost_its_lease_stops_with_one_line(tmp_path, sqlite_url):
+def test_a_driver_that_lost_its_lease_stops_with_one_line(tmp_path, sqlite_url, monkeypatch):
     """Paused past the lease's time (SIGSTOP) while another driver takes the study over."""
     spec_path, gate = gated_spec(tmp_path, free=0)
     with driver_process(spec_path, sqlite_url) as first:
-        # paused once its set-up writes are done (a trial runs): SQLite keeps the lock of a writer
-        # paused inside a transaction, and the other writer below would wait for it in vain
         wait_until(lambda: running_trials(sqlite_url) or first.poll() is not None, "the first driver's running trials")
-        os.kill(first.pid, signal.SIGSTOP)
-        with ResultsDB(sqlite_url) as other:  # the lease runs out while the driver sleeps; another takes it
-            with other.session() as session:
-                session.execute(update(StudyRow).where(StudyRow.name == "held").values(lease_expires_at=datetime(2000, 1, 1)))
-            other.acquire_lease("held")
+        other = take_over_while_paused(first, sqlite_url, monkeypatch)
+        with other:
             os.kill(first.pid, signal.SIGCONT)
             assert first.wait(timeout=GENEROUS_S) == 2
             err = first.stderr.read()
