@@ -21,7 +21,8 @@ import yaml
 
 from study.errors import BadInput
 from study.searchers import halving_cost, halving_first_rung, trial_count
-from workers.config import DEFAULT_ALPHA, DEFAULT_LOG_EVERY, MAX_SEED, check_field, check_training, default, shown
+from workers.config import (DEFAULT_ALPHA, DEFAULT_LOG_EVERY, MAX_SEED, check_field, check_selection, check_training,
+                            default, shown)
 
 KINDS = ("random-static", "alpha-sweep", "methods", "search")
 # How random-static draws its weightings (study.plan.random_static_weights): the paper's, then two
@@ -70,11 +71,7 @@ class Training:
 
     def __post_init__(self) -> None:
         _trial_check(check_training, self.steps, self.batch_size, self.lr, self.log_every)
-        _trial_check(check_field, "select", self.select)
-        if self.patience is not None:
-            _trial_check(check_field, "patience", self.patience)
-            if self.select != "best_validation":
-                _fail("patience", "early stopping needs select: best_validation (a stopped run is read at its best step)")
+        _trial_check(check_selection, self.select, self.patience)
 
 
 @dataclass(frozen=True)

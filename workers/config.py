@@ -133,12 +133,7 @@ class TrialConfig:
         if self.method != "gradnorm" and self.initial_loss != "first":
             raise ValueError(f"initial_loss: does not apply to method {self.method!r}")
         check_field("initial_loss", self.initial_loss)
-        if self.select is not None:
-            check_field("select", self.select)
-        if self.patience is not None:
-            check_field("patience", self.patience)
-            if self.select != "best_validation":
-                raise ValueError("patience: early stopping needs select: best_validation (a stopped run is read at its best step)")
+        check_selection(self.select, self.patience)
         if self.method == "static" and self.weights is None:
             raise ValueError("weights: method 'static' needs one weight per task")
         if self.method == "gradnorm-static" and self.weights is None and self.weights_from is None:
@@ -198,6 +193,16 @@ def check_training(steps: Any, batch_size: Any, lr: Any, log_every: Any) -> None
         raise ValueError(f"log_every: {log_every} is more than the {steps} steps (nothing would be logged between)")
 
 
+def check_selection(select: Any, patience: Any) -> None:
+    """Which step a run is read at (None: the last) and early stopping, which needs best_validation."""
+    if select is not None:
+        check_field("select", select)
+    if patience is not None:
+        check_field("patience", patience)
+        if select != "best_validation":
+            raise ValueError("patience: early stopping needs select: best_validation (a stopped run is read at its best step)")
+
+
 def is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
@@ -239,14 +244,12 @@ def _initial_loss(name: str, value: Any) -> None:
     _positive_values(name, value)
 
 
-def _weight_update(name: str, value: Any) -> None:
-    if value not in WEIGHT_UPDATES:
-        raise ValueError(f"{name}: unknown update {shown(value)} (choose from {', '.join(WEIGHT_UPDATES)})")
+def _one_of(choices: tuple[str, ...], noun: str):
+    def check(name: str, value: Any) -> None:
+        if value not in choices:
+            raise ValueError(f"{name}: unknown {noun} {shown(value)} (choose from {', '.join(choices)})")
 
-
-def _select(name: str, value: Any) -> None:
-    if value not in SELECT_MODES:
-        raise ValueError(f"{name}: unknown mode {shown(value)} (choose from {', '.join(SELECT_MODES)})")
+    return check
 
 
 def _method(name: str, value: Any) -> None:
@@ -274,8 +277,8 @@ _CHECKS = {
     "weights": _positive_values,
     "initial_loss": _initial_loss,
     "shared_params": _shared_params,
-    "weight_update": _weight_update,
+    "weight_update": _one_of(WEIGHT_UPDATES, "update"),
     "stuck_window": _integer(1, MAX_STEPS),
-    "select": _select,
+    "select": _one_of(SELECT_MODES, "mode"),
     "patience": _integer(1, MAX_STEPS),
 }
