@@ -34,7 +34,7 @@ from records import Status
 from study.report.alpha_cost import AlphaCost
 from study.report.figure4 import gradnorm_references, gradnorm_spread
 from study.report.frames import task_names, task_values
-from study.report.search import random_search_curve, stays_from, whole_run_log_axis
+from study.report.search import random_search_curve, stays_from, value_at_compute, whole_run_log_axis
 from study.report.stats import mean_interval_half_width, percent_change
 
 OK = str(Status.OK)
@@ -150,9 +150,8 @@ def crossing(curve: pd.DataFrame, steps_per_run: int, gradnorm_steps: float | No
     start = stays_from(curve["mean_change_pct"])
     steps = float(curve["compute_steps"].iloc[start]) if start is not None else None
     last = curve.iloc[-1]
-    affordable = curve[curve["compute_steps"] <= (gradnorm_steps or steps_per_run) + 1e-9]
     return {
-        "change_at_gradnorm_compute": float(affordable["mean_change_pct"].iloc[-1]) if len(affordable) else None,
+        "change_at_gradnorm_compute": value_at_compute(curve, "compute_steps", gradnorm_steps or steps_per_run),
         "steps_to_match_gradnorm": steps,
         "runs_to_match_gradnorm": steps / steps_per_run if steps is not None else None,
         "steps_spent": float(last["compute_steps"]),

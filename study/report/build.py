@@ -137,7 +137,8 @@ def _random_static(
                                                  if crossing["change_at_gradnorm_compute"] is not None else "not known."))
         sections.append(Section(
             "random-search", "Random search at equal compute", text,
-            search_plot(curve, steps, data.stats.get("gradnorm_static_change_pct"), gradnorm_runs), curve,
+            search_plot(curve, steps, data.stats.get("gradnorm_static_change_pct"), gradnorm_runs, cost is not None),
+            curve,
         ))
     stored = section.get("budgets")
     budgets = [b for b in stored if isinstance(b, int) and not isinstance(b, bool)] if isinstance(stored, list) else []
@@ -294,11 +295,10 @@ def spec_section(spec: Any, name: str) -> dict[str, Any]:
 
 def alpha_source(spec: dict[str, Any]) -> list[str]:
     """Which split chose GradNorm's alpha, as the stored spec says."""
-    options = spec_section(spec, "gradnorm")
-    alpha, source = options.get("alpha"), options.get("alpha_from")
+    alpha, source = spec_section(spec, "gradnorm").get("alpha"), alpha_sweep_of(spec)
     if not isinstance(alpha, (int, float)):
         return []
-    if isinstance(source, str):
+    if source is not None:
         return [f"GradNorm's α = {alpha:g}, chosen on the validation split by the alpha-sweep study {source!r}."]
     return [f"GradNorm's α = {alpha:g}, set in the spec (not chosen by this tool on any split)."]
 

@@ -44,7 +44,8 @@ class PairedComparison:
     def phrase(self, unit: str) -> str:
         interval = (f"t 95 % CI {self.ci_low:+.2f} to {self.ci_high:+.2f}" if math.isfinite(self.ci_low)
                     else "no interval from one seed")
-        return (f"{self.method} vs {self.other}: {self.mean_difference:+.2f} {unit} ({interval}; better in "
+        amount = f"{self.mean_difference:+.2f}" + (f" {unit}" if unit else "")
+        return (f"{self.method} vs {self.other}: {amount} ({interval}; better in "
                 f"{self.better_seeds} of {self.seeds} seeds): {self.verdict}")
 
     def to_dict(self) -> dict:

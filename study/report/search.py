@@ -66,17 +66,22 @@ def stays_from(values) -> int | None:
     return start if start < len(values) else None
 
 
+def value_at_compute(curve: pd.DataFrame, compute_column: str, budget: float) -> float | None:
+    """The curve's mean change at the last point that costs no more than `budget` (None: none does)."""
+    affordable = curve[curve[compute_column] <= budget + 1e-9]
+    return float(affordable["mean_change_pct"].iloc[-1]) if len(affordable) else None
+
+
 def crossing_point(curve: pd.DataFrame, gradnorm_runs: float = 1.0) -> dict[str, Any]:
     """The fewest random static runs from which their validation-chosen best stays at or above GradNorm
     on test, on average; and the expected best at GradNorm's own compute, `gradnorm_runs` runs' worth
     (1, or more when its α was charged: study.report.alpha_cost)."""
     start = stays_from(curve["mean_change_pct"]) if len(curve) else None
-    affordable = curve[curve["runs"] <= gradnorm_runs + 1e-9] if len(curve) else curve
     return {"runs_to_match_gradnorm": int(curve["runs"].iloc[start]) if start is not None else None,
             "runs_searched": int(curve["runs"].max()) if len(curve) else 0,
             "best_of_all_change_pct": float(curve["mean_change_pct"].iloc[-1]) if len(curve) else None,
             "gradnorm_runs_charged": float(gradnorm_runs),
-            "change_at_gradnorm_compute": float(affordable["mean_change_pct"].iloc[-1]) if len(affordable) else None}
+            "change_at_gradnorm_compute": value_at_compute(curve, "runs", gradnorm_runs) if len(curve) else None}
 
 
 # Log-axis ticks at whole runs' worth of compute: plotly's own log ticks label the minor
@@ -92,8 +97,9 @@ def whole_run_log_axis(title: str, per_run: int, most: float, unit: str = "run")
 
 
 def search_plot(curve: pd.DataFrame, steps: int | None, gradnorm_static_change: float | None,
-                gradnorm_runs: float = 1.0):
-    """Best found (expected, validation-chosen) vs compute, GradNorm at its compute (one run, plus its α's cost)."""
+                gradnorm_runs: float = 1.0, charged: bool = False):
+    """Best found (expected, validation-chosen) vs compute, GradNorm at its compute, `gradnorm_runs` (one run as
+    trained, plus its α sweep's cost where `charged`)."""
     import plotly.graph_objects as go
 
     per_run = steps or 1
@@ -105,7 +111,6 @@ def search_plot(curve: pd.DataFrame, steps: int | None, gradnorm_static_change: 
                                 name="range over seeds"))
     figure.add_trace(go.Scatter(x=x, y=curve["mean_change_pct"], mode="lines+markers", line={"color": "#577590"},
                                 name="random search: expected best (chosen on validation), mean over seeds"))
-    charged = gradnorm_runs > 1
     figure.add_trace(go.Scatter(x=[gradnorm_runs * per_run], y=[0.0], mode="markers",
                                 marker={"symbol": "diamond", "size": 12, "color": "black"},
                                 name="GradNorm, charged for its α sweep (0 %)" if charged else "one GradNorm run (0 %)"))

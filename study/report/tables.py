@@ -143,7 +143,7 @@ def ranking_lines(table: MethodTable) -> list[str]:
     unit = "points" if table.score_name == DELTA_M else ""
     lines = [f"Lowest mean {table.score_name}: {best}. Paired over seeds (a method is better or worse only where the "
              "t 95 % interval of its per-seed differences excludes 0):"]
-    lines += [comparison.phrase(unit).replace("  ", " ") + "." for comparison in table.paired()]
+    lines += [comparison.phrase(unit) + "." for comparison in table.paired()]
     return lines
 
 
