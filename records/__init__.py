@@ -16,9 +16,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-# Every loss-weighting method a trial can name.
-METHODS = ("equal", "static", "uncertainty", "gradnorm", "gradnorm-static", "single-task", "dwa", "rlw", "famo",
-           "inverse-initial-loss")
+from records.methods import METHODS  # every loss-weighting method a trial can name (records/methods.py)
 
 
 class Status(enum.StrEnum):

@@ -45,7 +45,7 @@ from study.progress import Progress, plural
 from study.provenance import CodeFingerprint, code_fingerprint, what_changed
 from study.spec import SpecError, StudySpec, parse_spec
 from workers.packed import pack_group, pack_sizes
-from workers.workloads import BUILTIN, WorkloadShape, code_to_ship
+from workers.workloads import WorkloadShape, code_to_ship
 from workers.remote import FINAL, run_trial
 
 # Read by Ray and Tune when they run, not when imported; set before ray.init so
@@ -528,11 +528,8 @@ def make_packs(spec: StudySpec, shape: WorkloadShape, trials: list[PlannedTrial]
         return [[p] for p in trials]
     groups: dict[str, list[PlannedTrial]] = {}
     packs: list[list[PlannedTrial]] = []
-    allowed = {"gradnorm": shape.packs_gradnorm}
     for planned in trials:
-        # A user's model may hold dropout or buffers that runs cannot share under vmap: built-ins only.
-        packable = planned.config.workload in BUILTIN and allowed.get(planned.config.method, shape.packs_fixed_weights)
-        group = pack_group(planned.config) if packable else None
+        group = pack_group(planned.config, shape)  # None: workers.packed.can_pack says why it trains alone
         if group is None:
             packs.append([planned])
         else:

@@ -35,6 +35,7 @@ def tiny_net() -> MultiTaskNet:
 BALANCERS = {
     "equal": (lambda m: EqualWeights(TASKS), True),
     "static": (lambda m: StaticWeights(TASKS, [6.0, 3.0, 1.0]), True),
+    "gradnorm-static": (lambda m: StaticWeights(TASKS, [0.4, 2.1, 0.5]), True),  # a GradNorm run's E_t[w]
     "single-task": (lambda m: SingleTask(TASKS, 1), False),
     "uncertainty": (lambda m: UncertaintyWeighting(TASKS), False),
     "gradnorm": (lambda m: GradNorm(TASKS, [m.shared_layer.weight], alpha=0.5), True),
@@ -235,3 +236,33 @@ def test_inverse_initial_loss_weights_by_hand():
     balancer.step(torch.tensor([0.5, 0.7, 3.0]))  # later losses change nothing
     assert balancer.weights.tolist() == pytest.approx(expected, rel=1e-6)
     assert balancer.time_averaged_weights.tolist() == pytest.approx([(1 + e) / 2 for e in expected], rel=1e-6)
+
+
+def test_every_registered_method_has_its_builder_and_a_contract_case():
+    import importlib
+
+    from records.methods import REGISTRY
+
+    for method in REGISTRY.values():
+        assert method.name in importlib.import_module(method.module).BUILDERS, method.name
+        assert method.name in BALANCERS, f"{method.name} is not in the contract suite"
+    modules = {method.module for method in REGISTRY.values()}
+    built = {name for module in modules for name in importlib.import_module(module).BUILDERS}
+    assert built == set(REGISTRY)  # no builder without its registry entry
+
+
+def test_a_method_added_by_its_module_and_one_registry_entry_trains_and_packs(monkeypatch):
+    """The registry is the only place outside the method's module that must know of it."""
+    from records import methods
+    from workers.config import TrialConfig
+    from workers.packed import train_pack
+    from workers.training import train
+
+    monkeypatch.setitem(methods.REGISTRY, "first-half", methods.Method("first-half", "tests.half_balancer", "test"))
+    toy = dict(workload="toy", workload_options={"tasks": 4}, steps=40, log_every=20)
+    alone = train(TrialConfig(method="first-half", **toy))
+    assert alone.status == "ok"
+    assert alone.final_weights == pytest.approx([1.5, 1.5, 0.5, 0.5])  # (3, 3, 1, 1) scaled to sum to T = 4
+    equal, packed = train_pack([TrialConfig(method="equal", **toy), TrialConfig(method="first-half", **toy)])
+    assert packed.final_weights == alone.final_weights and equal.final_weights == (1.0,) * 4
+    assert packed.trace[-1].train_losses == alone.trace[-1].train_losses  # the same run, packed or alone

@@ -71,17 +71,54 @@ def test_gradnorm_and_best_validation_selection_are_pack_invariant_too(workload)
 
 
 def test_what_never_packs_keeps_the_one_run_loop():
-    from workers.packed import why_alone
+    from workers.model import PackFacts
+    from workers.packed import can_pack
     from workers.workloads import build_workload
 
     toy_model = build_workload("toy", WORKLOADS["toy"][0], seed=0).model
+    why_alone = lambda config, model: can_pack(config, PackFacts.of(model))  # noqa: E731
     toy = dict(workload="toy", workload_options=WORKLOADS["toy"][0])
     assert why_alone(TrialConfig(method="equal", **toy), toy_model) is None
     assert why_alone(TrialConfig(method="gradnorm", **toy), toy_model) is None
-    assert "trains one run per process" in why_alone(TrialConfig(method="uncertainty", **toy), toy_model)
-    assert "trains one run per process" in why_alone(
+    assert "learns its weights through the network's loss" in why_alone(TrialConfig(method="uncertainty", **toy), toy_model)
+    assert "with shared_params set" in why_alone(
         TrialConfig(method="gradnorm", shared_params=("body.0.weight",), **toy), toy_model)
     user = TrialConfig(workload="tests.user_workload:build", method="equal")
     assert "user workload" in why_alone(user, toy_model)
+    assert can_pack(user, PackFacts.of(toy_model), vouched=True) is None  # train_pack's caller chose to pack it
     toy_model.register_buffer("seen", torch.zeros(1))  # as batch norm's running statistics would
     assert "buffers" in why_alone(TrialConfig(method="equal", **toy), toy_model)
+
+
+# A valid value other than the default for each method-specific field.
+OTHER_VALUES = {"alpha": 2.5, "weights": (1.0, 2.0), "weights_from": "0123456789abcdef", "task": 1,
+                "initial_loss": "theoretical", "balancer_lr": 0.1, "shared_params": ("body.0.weight",),
+                "weight_update": "log", "stuck_window": 50}
+
+
+def test_the_gate_refuses_every_option_the_packed_engine_was_not_told_of():
+    """Each field of a packing method is per-run, shared, or must be at its default to pack:
+    derived from the registry, so a new option is refused until the engine declares it."""
+    from records.methods import METHOD_FIELDS, REGISTRY
+    from workers.model import PackFacts
+    from workers.packed import can_pack
+
+    assert set(OTHER_VALUES) == set(METHOD_FIELDS)
+    facts = PackFacts(packs_fixed_weights=True, packs_gradnorm=True)
+    refused = []
+    for method in REGISTRY.values():
+        if method.packing is None:
+            continue
+        needed = {name: OTHER_VALUES[name] for name in method.needs}
+        if method.name == "gradnorm-static":
+            needed["weights"] = OTHER_VALUES["weights"]
+        for name in method.fields:
+            config = TrialConfig(method=method.name, **{**needed, name: OTHER_VALUES[name]})
+            reason = can_pack(config, facts)
+            if name in method.per_run + method.shared:
+                assert reason is None, (method.name, name, reason)
+            else:
+                assert reason == f"method {method.name!r} with {name} set trains one run per process"
+                refused.append((method.name, name))
+    assert refused == [("gradnorm", "initial_loss"), ("gradnorm", "shared_params"), ("gradnorm", "weight_update"),
+                       ("gradnorm", "stuck_window")]

@@ -10,7 +10,9 @@ after 500 steps), whereas float64 shows whether the computation is the same.
 import pytest
 
 from workers.config import TrialConfig
-from workers.packed import pack_group, pack_sizes, train_pack
+from workers.model import PackFacts
+from workers.packed import pack_group as packing_group
+from workers.packed import pack_sizes, train_pack
 from workers.training import train
 
 TOY = {"tasks": 2, "train_size": 1000, "test_size": 200}
@@ -76,6 +78,7 @@ def test_a_run_that_diverges_fails_alone_and_the_pack_goes_on(float64):
 
 
 def test_pack_groups_split_what_cannot_share_a_process():
+    pack_group = lambda config: packing_group(config, PackFacts(True, True))  # noqa: E731 (a toy model's facts)
     assert pack_group(toy(method="equal")) == pack_group(toy(method="static", weights=(1.0, 3.0)))
     assert pack_group(toy(method="gradnorm", alpha=0.5)) == pack_group(toy(method="gradnorm", alpha=2.0))
     assert pack_group(toy(method="gradnorm")) != pack_group(toy(method="equal"))  # weights learned vs fixed

@@ -13,7 +13,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from records import METHODS, canonical_hash
+from records import canonical_hash
+from records.methods import METHOD_FIELDS, REGISTRY
 
 # Chen et al. 2018, section 4 (the synthetic regression): alpha = 0.12.
 DEFAULT_ALPHA = 0.12
@@ -48,17 +49,9 @@ LATER_FIELDS = ("weight_update", "stuck_window", "select", "patience")
 # logged step with the lowest task-normalized validation loss (a run read where it converged).
 SELECT_MODES = ("last", "best_validation")
 
-# Which method each method-specific field applies to.
-APPLIES_TO = {
-    "alpha": ("gradnorm",),
-    "weights": ("static", "gradnorm-static"),
-    "weights_from": ("gradnorm-static",),
-    "task": ("single-task",),
-    "balancer_lr": ("gradnorm", "uncertainty", "famo"),
-    "shared_params": ("gradnorm",),
-    "weight_update": ("gradnorm",),
-    "stuck_window": ("gradnorm",),
-}
+# Which methods each method-specific field applies to (initial_loss has a value, "first", for all).
+APPLIES_TO = {name: tuple(m.name for m in REGISTRY.values() if name in m.fields) for name in METHOD_FIELDS
+              if name != "initial_loss"}
 
 
 @dataclass(frozen=True)
@@ -130,16 +123,15 @@ class TrialConfig:
                 raise ValueError(f"{name}: does not apply to method {self.method!r}")
             if value is not None and name != "weights_from":
                 check_field(name, value)
-        if self.method != "gradnorm" and self.initial_loss != "first":
+        if "initial_loss" not in REGISTRY[self.method].fields and self.initial_loss != "first":
             raise ValueError(f"initial_loss: does not apply to method {self.method!r}")
         check_field("initial_loss", self.initial_loss)
         check_selection(self.select, self.patience)
-        if self.method == "static" and self.weights is None:
-            raise ValueError("weights: method 'static' needs one weight per task")
+        for name in REGISTRY[self.method].needs:
+            if getattr(self, name) is None:
+                raise ValueError(f"{name}: method {self.method!r} needs {name} set")
         if self.method == "gradnorm-static" and self.weights is None and self.weights_from is None:
             raise ValueError("weights: method 'gradnorm-static' needs weights, or weights_from naming a GradNorm run")
-        if self.method == "single-task" and self.task is None:
-            raise ValueError("task: method 'single-task' needs the index of its task")
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -253,8 +245,8 @@ def _one_of(choices: tuple[str, ...], noun: str):
 
 
 def _method(name: str, value: Any) -> None:
-    if not isinstance(value, str) or value not in METHODS:
-        raise ValueError(f"{name}: unknown method {shown(value)} (choose from {', '.join(METHODS)})")
+    if not isinstance(value, str) or value not in REGISTRY:
+        raise ValueError(f"{name}: unknown method {shown(value)} (choose from {', '.join(REGISTRY)})")
 
 
 def _shared_params(name: str, value: Any) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol, Sequence
 
 import torch
@@ -44,6 +45,20 @@ class MultiTaskNet(nn.Module):
             return [head(trunk_output) for head in self.heads]
         branches = self.probe.branch(features, shared, self.num_tasks)
         return [head(self.after_shared(branch)) for head, branch in zip(self.heads, branches)]
+
+
+@dataclass(frozen=True)
+class PackFacts:
+    """What a model allows runs stacked under vmap (workers/packed.py): no buffers (batch
+    statistics cannot be shared), and for GradNorm a linear shared layer (its fast norms)."""
+
+    packs_fixed_weights: bool
+    packs_gradnorm: bool
+
+    @classmethod
+    def of(cls, model: nn.Module) -> "PackFacts":
+        no_buffers = not any(True for _ in model.buffers())
+        return cls(no_buffers, no_buffers and isinstance(getattr(model, "shared_layer", None), nn.Linear))
 
 
 def mlp(sizes: Sequence[int]) -> nn.Sequential:

@@ -25,71 +25,97 @@ keeps aside per run.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Protocol, Sequence
 
 import torch
 from torch.func import functional_call, stack_module_state, vmap
 
 from records import TracePoint, TrialResult, canonical_hash
 from workers.balancers.gradnorm import gradnorm_weight_gradient, loss_ratios, renormalize
-from workers.balancers.static import normalize_to_task_count
-from workers.config import DEFAULT_SHARED_PARAMS, TrialConfig
-from workers.balancers import Balancer
+from records.methods import METHOD_FIELDS, REGISTRY
+from workers.catalog import BUILTIN_WORKLOADS
+from workers.config import TrialConfig
+from workers.balancers import Balancer, build_balancer
+from workers.model import PackFacts
 from workers.selection import BestValidation, validation_scores
 from workers.training import (
-    LOSS_DRIVEN_METHODS,
     FinalEvaluation,
     batches,
     check_trained_workload,
     describe,
     final_evaluation,
     floats,
-    loss_driven_balancer,
     trial_result,
 )
 from workers.workloads import build_workload
 from workers.workloads.base import Split, Workload
 
-FIXED_WEIGHT_METHODS = ("equal", "static", "gradnorm-static", "single-task")
 # Parameter-free modules that act on each element alone: applied to [K, N, ...] as they are.
 ELEMENTWISE = (torch.nn.ReLU, torch.nn.Tanh, torch.nn.Sigmoid, torch.nn.GELU, torch.nn.LeakyReLU, torch.nn.Identity)
 # How many runs' test-set outputs are computed at once (bounds memory at evaluation).
 EVAL_CHUNK = 16
 
 
-def pack_group(config: TrialConfig) -> str | None:
-    """Runs with the same group can share a pack; None: this run trains alone.
+class Packable(Protocol):
+    """What can_pack asks of a workload: a WorkloadShape, or PackFacts.of(model)."""
 
-    Everything but the loss weighting must match (fixed weights, DWA, RLW and FAMO
-    pack together; uncertainty weighting does not, its weights learn through the
-    network's own loss); GradNorm runs pack only with GradNorm runs (their α may
-    differ) and need the fast per-task norms of a linear shared layer's weight.
+    packs_fixed_weights: bool
+    packs_gradnorm: bool
+
+
+def can_pack(config: TrialConfig, shape: Packable, vouched: bool = False) -> str | None:
+    """Why `config` trains one run per process (None: it packs). The one gate, read from
+    declared facts: the method registry (records/methods.py) and the workload's model.
+
+    A method packs where its registry entry says how; of its fields, those the
+    entry calls per_run or shared may take any value, every other one must be
+    at its default (a field the packed engine does not know is refused, never
+    ignored). Only built-in workloads pack, unless the caller `vouched` for a
+    user's model by packing by hand (train_pack): it may hold dropout or state
+    that runs stacked under vmap cannot keep apart, and the driver cannot tell.
     """
-    method = config.method
-    if method in FIXED_WEIGHT_METHODS + LOSS_DRIVEN_METHODS:
-        kind = "weights without gradients"  # fixed, or set from the losses by a balancer per run
-    elif (method == "gradnorm" and config.shared_params == DEFAULT_SHARED_PARAMS and config.initial_loss == "first"
-          and config.weight_update is None and config.stuck_window is None):
-        kind = "gradnorm"
-    else:
+    method = REGISTRY[config.method]
+    if config.workload not in BUILTIN_WORKLOADS and not vouched:
+        return "a user workload's model may hold dropout or batch statistics; it trains one run per process"
+    if method.packing is None:
+        return f"method {config.method!r} learns its weights through the network's loss; it trains one run per process"
+    for name in method.fields:
+        if name not in method.per_run + method.shared and getattr(config, name) != getattr(default_options(config), name):
+            return f"method {config.method!r} with {name} set trains one run per process"
+    if not shape.packs_fixed_weights:
+        return "the model has buffers (e.g. batch norm); it trains one run per process"
+    if method.packing == "gradnorm" and not shape.packs_gradnorm:
+        return "GradNorm runs pack only with a linear shared layer; they train one run per process"
+    return None
+
+
+def default_options(config: TrialConfig) -> TrialConfig:
+    """`config` with every option of its method that a pack cannot vary at its default."""
+    method = REGISTRY[config.method]
+    defaults = {f.name: f.default for f in dataclasses.fields(TrialConfig)}
+    return dataclasses.replace(config, **{name: defaults[name] for name in method.fields
+                                          if name not in method.per_run + method.shared})
+
+
+def pack_group(config: TrialConfig, shape: Packable, vouched: bool = False) -> str | None:
+    """Runs with the same group can share a pack; None: this run trains alone (can_pack says why).
+
+    Everything but a run's per_run fields must match: the workload, seed and
+    budget (one init, one minibatch order), the packing kind (fixed weights,
+    DWA, RLW and FAMO together; GradNorm with GradNorm) and the shared fields
+    (a GradNorm pack steps one Adam on [K, T] weights: one balancer_lr).
+    """
+    if can_pack(config, shape, vouched) is not None:
         return None
-    shared = config.to_dict()
-    # a GradNorm pack shares one Adam on [K, T] weights, so one balancer_lr; FAMO's runs each have their own
-    for name in ("method", "alpha", "weights", "weights_from", "task") + (("balancer_lr",) if kind != "gradnorm" else ()):
-        shared.pop(name)
-    return canonical_hash({"kind": kind, **shared})
-
-
-def fixed_weights(config: TrialConfig, num_tasks: int) -> torch.Tensor:
-    """The weights a fixed-weight method trains with, as its balancer would hold them."""
-    if config.method == "equal":
-        return torch.ones(num_tasks)
-    if config.method == "single-task":
-        return torch.nn.functional.one_hot(torch.tensor(config.task), num_tasks).float()
-    return normalize_to_task_count(torch.as_tensor(config.weights, dtype=torch.float32))
+    method = REGISTRY[config.method]
+    common = {name: value for name, value in config.to_dict().items()
+              if name != "method" and name not in METHOD_FIELDS}
+    shared = {name: getattr(config, name) for name in method.shared}
+    return canonical_hash({"packing": method.packing, "shared": shared, **common})
 
 
 @dataclass
@@ -183,30 +209,6 @@ def per_run_losses(workload: Workload, outputs: list[torch.Tensor], targets: Seq
     return vmap(lambda outs: workload.task_losses(outs, targets))(outputs)
 
 
-def why_alone(config: TrialConfig, model: torch.nn.Module) -> str | None:
-    """Why `config` trains in the one-run loop rather than as a pack (None: it packs, alone as a pack of one).
-
-    The driver packs by the same facts (study.driver.make_packs): a built-in workload, a method and
-    options pack_group accepts, a model model_can_pack accepts.
-    """
-    from workers.workloads import BUILTIN
-
-    if config.workload not in BUILTIN:
-        return "a user workload's model may hold dropout or batch statistics; it trains one run per process"
-    if pack_group(config) is None:
-        return f"method {config.method!r} with these options trains one run per process"
-    return model_can_pack(model, config.method)
-
-
-def model_can_pack(model: torch.nn.Module, method: str) -> str | None:
-    """Why runs of `method` on `model` cannot pack (None: they can)."""
-    if any(True for _ in model.buffers()):
-        return "the model has buffers (e.g. batch norm); it trains one run per process"
-    if method == "gradnorm" and not isinstance(model.shared_layer, torch.nn.Linear):
-        return "GradNorm runs pack only with a linear shared layer; train these one per process"
-    return None
-
-
 def train_pack(
     configs: Sequence[TrialConfig],
     on_log: Callable[[int, TracePoint], None] | None = None,
@@ -218,24 +220,23 @@ def train_pack(
 
     `workload`: the first config's, already built on `device` (a run alone passes its own).
     """
-    groups = {pack_group(c) for c in configs}
-    if len(groups) != 1 or None in groups:
-        raise ValueError("train_pack: the configs do not form one pack (see workers.packed.pack_group)")
     started = time.perf_counter() if started is None else started
     first = configs[0]
-    real = len(configs)  # a run alone trains beside a shadow copy of itself (PackedNet.forward says why)
-    configs = list(configs) * 2 if real == 1 else list(configs)
-    count = len(configs)
     if workload is None:
         workload = build_workload(first.workload, first.workload_options, seed=first.seed).to(device)
         check_trained_workload(first, workload)
+    facts = PackFacts.of(workload.model)
+    groups = {pack_group(c, facts, vouched=True) for c in configs}  # the caller chose to pack these
+    if len(groups) != 1 or None in groups:
+        reason = next((why for why in (can_pack(c, facts, vouched=True) for c in configs) if why), "")
+        raise ValueError(f"packing: the configs do not form one pack (workers.packed.pack_group) {reason}".strip())
+    real = len(configs)  # a run alone trains beside a shadow copy of itself (PackedNet.forward says why)
+    configs = list(configs) * 2 if real == 1 else list(configs)
+    count = len(configs)
     num_tasks = len(workload.tasks)
-    reason = model_can_pack(workload.model, first.method)
-    if reason is not None:
-        raise ValueError(f"packing: {reason}")
     net = PackedNet.stack(workload.model, count)
     optimizer = torch.optim.Adam(list(net.params.values()), lr=first.lr, foreach=True)  # one fused update for all K
-    balancer = PackedBalancer.for_configs(configs, num_tasks, device)
+    balancer = PackedBalancer.for_configs(configs, workload)
     generator = torch.Generator().manual_seed(first.seed)
     batch_indices = (i.to(device) for i in batches(len(workload.train), first.batch_size, generator))
 
@@ -415,13 +416,14 @@ class PackedBalancer:
         self._steps = torch.zeros(weights.shape[0], 1, dtype=torch.float64)  # steps each run has taken
 
     @classmethod
-    def for_configs(cls, configs: Sequence[TrialConfig], num_tasks: int, device: str) -> "PackedBalancer":
-        if configs[0].method == "gradnorm":
+    def for_configs(cls, configs: Sequence[TrialConfig], workload: Workload) -> "PackedBalancer":
+        num_tasks = len(workload.tasks)
+        if REGISTRY[configs[0].method].packing == "gradnorm":
             alphas = torch.tensor([[float(c.alpha)] for c in configs])
             return cls(torch.ones(len(configs), num_tasks), alphas, configs[0].balancer_lr)
-        own = {run: loss_driven_balancer(c, num_tasks) for run, c in enumerate(configs) if c.method in LOSS_DRIVEN_METHODS}
-        rows = [own[run].weights if run in own else fixed_weights(c, num_tasks) for run, c in enumerate(configs)]
-        return cls(torch.stack(rows), None, None, own)
+        balancers = [build_balancer(c, workload) for c in configs]
+        own = {run: balancer for run, balancer in enumerate(balancers) if not balancer.fixed}
+        return cls(torch.stack([balancer.weights for balancer in balancers]), None, None, own)
 
     @property
     def weights(self) -> torch.Tensor:

@@ -17,19 +17,9 @@ from typing import Callable
 
 import torch
 
-from workers.balancers import (
-    FAMO,
-    Balancer,
-    DynamicWeightAverage,
-    EqualWeights,
-    GradNorm,
-    InverseInitialLoss,
-    RandomLossWeighting,
-    SingleTask,
-    StaticWeights,
-    UncertaintyWeighting,
-)
+from workers.balancers import Balancer, build_balancer
 from workers.config import TrialConfig
+from workers.model import PackFacts
 from workers.probe import LinearLayerProbe
 from workers.selection import BestValidation, validation_scores
 from records import Status, TracePoint, TrialResult
@@ -45,62 +35,6 @@ def check_trained_workload(config: TrialConfig, workload: Workload) -> None:
         raise ValueError(f"batch_size: {config.batch_size} exceeds the {len(workload.train)} training samples")
     if config.select == "best_validation" and workload.validation is None:
         raise ValueError(f"select: best_validation needs a validation split, and workload {workload.name} has none")
-
-
-def make_balancer(config: TrialConfig, workload: Workload) -> Balancer:
-    num_tasks = len(workload.tasks)
-    if config.method == "equal":
-        return EqualWeights(num_tasks)
-    if config.method in ("static", "gradnorm-static"):
-        if config.weights is None:
-            raise ValueError("weights: gradnorm-static needs its weights resolved before training")
-        return StaticWeights(num_tasks, config.weights)
-    if config.method == "single-task":
-        return SingleTask(num_tasks, config.task)
-    if config.method == "uncertainty":
-        return UncertaintyWeighting(num_tasks, lr=config.balancer_lr)
-    if config.method in LOSS_DRIVEN_METHODS:
-        return loss_driven_balancer(config, num_tasks)
-    if config.method == "gradnorm":
-        return GradNorm(
-            num_tasks,
-            shared_params=shared_parameters(workload, config.shared_params),
-            alpha=config.alpha,
-            lr=config.balancer_lr,
-            initial_loss=config.initial_loss,
-            theoretical_initial_losses=workload.theoretical_initial_losses,
-            weight_update=config.weight_update,
-            stuck_window=config.stuck_window,
-        )
-    raise ValueError(f"method: unknown method {config.method!r}")
-
-
-# Methods whose weights follow from the task losses alone and enter the network's loss as
-# sum_i w_i L_i: a pack of runs can hold one such balancer per run (workers/packed.py).
-LOSS_DRIVEN_METHODS = ("dwa", "rlw", "famo", "inverse-initial-loss")
-
-
-def loss_driven_balancer(config: TrialConfig, num_tasks: int) -> Balancer:
-    if config.method == "dwa":
-        return DynamicWeightAverage(num_tasks)
-    if config.method == "rlw":
-        return RandomLossWeighting(num_tasks, seed=config.seed)
-    if config.method == "famo":
-        return FAMO(num_tasks, lr=config.balancer_lr)
-    if config.method == "inverse-initial-loss":
-        return InverseInitialLoss(num_tasks)
-    raise ValueError(f"method: {config.method!r} is not one of {', '.join(LOSS_DRIVEN_METHODS)}")
-
-
-def shared_parameters(workload: Workload, names: tuple[str, ...]) -> list[torch.nn.Parameter]:
-    params = dict(workload.model.named_parameters())
-    missing = [name for name in names if name not in params]
-    if missing:
-        raise ValueError(f"shared_params: the {workload.name} model has no parameter {missing[0]!r}")
-    head_params = {name for name in params if name.startswith("heads.")}
-    if head_params & set(names):
-        raise ValueError("shared_params: must name shared parameters, not a task head's")
-    return [params[name] for name in names]
 
 
 def attach_probe(config: TrialConfig, workload: Workload) -> LinearLayerProbe | None:
@@ -204,17 +138,17 @@ def train(
     """Train `config` to its step budget (or until it diverges) on `device`.
 
     A run that could share a pack trains as a pack of one (workers/packed.py), so that its values
-    are the ones it would get in any pack; the rest (workers.packed.why_alone: uncertainty
+    are the ones it would get in any pack; the rest (workers.packed.can_pack: uncertainty
     weighting, GradNorm at other shared parameters or with its own options, models with buffers,
     user workloads) train here alone, and never pack. `use_probe=False` trains alone on the
     general per-task gradient path (for tests).
     """
-    from workers.packed import train_pack, why_alone  # the packed engine builds on this module
+    from workers.packed import can_pack, train_pack  # the packed engine builds on this module
 
     started = time.perf_counter()
     workload = build_workload(config.workload, config.workload_options, seed=config.seed).to(device)
     check_trained_workload(config, workload)
-    if use_probe and why_alone(config, workload.model) is None:
+    if use_probe and can_pack(config, PackFacts.of(workload.model)) is None:
         log = None if on_log is None else (lambda run, point: on_log(point))
         return train_pack([config], on_log=log, device=device, workload=workload, started=started)[0]
     return train_alone(config, workload, on_log, use_probe, started)
@@ -229,7 +163,7 @@ def train_alone(
 ) -> TrialResult:
     """The loop for one run of any method, on its workload's own model."""
     device = next(workload.model.parameters()).device
-    balancer = make_balancer(config, workload)
+    balancer = build_balancer(config, workload)
     probe = attach_probe(config, workload) if use_probe and balancer.needs_task_grad_norms else None
     # The general GradNorm path reads per-task gradients off the graph after backward.
     keep_graph = balancer.needs_task_grad_norms and probe is None

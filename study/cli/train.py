@@ -15,6 +15,7 @@ from study.cli.common import add_storage_argument, allow_user_code
 from study.errors import BadInput
 from study.output import format_value
 from study.spec import check_study_name
+from workers.catalog import workload_help
 from workers.config import (
     BALANCER_LR,
     DEFAULT_ALPHA,
@@ -32,7 +33,7 @@ ADHOC_KIND = "runs"  # a study of single `gns train` runs, not planned from a sp
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("train", help="train one run in this process and print its results")
-    parser.add_argument("--workload", default=default("workload"), help="toy, sinusoid, digits, multimnist, nyuv2, mtfl or package.module:factory")
+    parser.add_argument("--workload", default=default("workload"), help=workload_help())
     parser.add_argument("--tasks", type=int, help="number of tasks (toy)")
     parser.add_argument(
         "--option", action="append", default=[], metavar="KEY=VALUE", help="a workload option (repeatable)"

@@ -21,6 +21,8 @@ class Balancer:
     weights used at each `step`.
     """
 
+    # True where the weights never change: a pack reads them once (workers/packed.py).
+    fixed = False
     # True where `step` needs ||grad_W L_i|| at the shared parameters W.
     needs_task_grad_norms = False
     # G_i = ||grad_W w_i L_i|| of the last step, for traces; None for methods that do not use them.

@@ -64,3 +64,9 @@ class DynamicWeightAverage(Balancer):
         self._loss_sum = state["loss_sum"].clone()
         self._in_window = int(state["in_window"])
         self._window_means = [m.clone() for m in state["window_means"]]
+
+
+# How a trial config becomes this module's balancer (the method registry: records/methods.py).
+BUILDERS = {
+    "dwa": lambda config, workload: DynamicWeightAverage(len(workload.tasks)),
+}

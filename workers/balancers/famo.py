@@ -74,3 +74,9 @@ class FAMO(Balancer):
         self._weights = state["weights"].clone()
         previous = state["previous_losses"]
         self._previous_losses = None if previous is None else previous.clone()
+
+
+# How a trial config becomes this module's balancer (the method registry: records/methods.py).
+BUILDERS = {
+    "famo": lambda config, workload: FAMO(len(workload.tasks), lr=config.balancer_lr),
+}

@@ -243,3 +243,30 @@ def _initial_losses(
             return check_weights("theoretical_initial_losses", theoretical, num_tasks)
         raise ValueError(f"initial_loss: unknown mode {mode!r} (choose 'first', 'theoretical' or one value per task)")
     return check_weights("initial_loss", mode, num_tasks)
+
+
+# How a trial config becomes this module's balancer (the method registry: records/methods.py).
+BUILDERS = {
+    "gradnorm": lambda config, workload: GradNorm(
+        len(workload.tasks),
+        shared_params=shared_parameters(workload.model, config.shared_params, workload.name),
+        alpha=config.alpha,
+        lr=config.balancer_lr,
+        initial_loss=config.initial_loss,
+        theoretical_initial_losses=workload.theoretical_initial_losses,
+        weight_update=config.weight_update,
+        stuck_window=config.stuck_window,
+    ),
+}
+
+
+def shared_parameters(model: torch.nn.Module, names: Sequence[str], workload: str) -> list[torch.nn.Parameter]:
+    """The model's parameters `names` (GradNorm's W), which must be shared ones, not a task head's."""
+    params = dict(model.named_parameters())
+    missing = [name for name in names if name not in params]
+    if missing:
+        raise ValueError(f"shared_params: the {workload} model has no parameter {missing[0]!r}")
+    head_params = {name for name in params if name.startswith("heads.")}
+    if head_params & set(names):
+        raise ValueError("shared_params: must name shared parameters, not a task head's")
+    return [params[name] for name in names]

@@ -39,3 +39,9 @@ class RandomLossWeighting(Balancer):
         super().load_state_dict(state)
         self._weights = state["weights"].clone()
         self._generator.set_state(state["generator"])
+
+
+# How a trial config becomes this module's balancer (the method registry: records/methods.py).
+BUILDERS = {
+    "rlw": lambda config, workload: RandomLossWeighting(len(workload.tasks), seed=config.seed),
+}

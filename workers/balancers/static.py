@@ -18,6 +18,8 @@ def normalize_to_task_count(weights: torch.Tensor) -> torch.Tensor:
 class StaticWeights(Balancer):
     """Fixed weights, renormalized to sum to the number of tasks."""
 
+    fixed = True
+
     def __init__(self, num_tasks: int, weights: Sequence[float]) -> None:
         super().__init__(num_tasks)
         self._weights = normalize_to_task_count(check_weights("weights", weights, num_tasks))
@@ -36,6 +38,8 @@ class EqualWeights(StaticWeights):
 
 class SingleTask(Balancer):
     """Trains one task alone: w = one-hot(task). The other heads get no gradient."""
+
+    fixed = True
 
     def __init__(self, num_tasks: int, task: int) -> None:
         super().__init__(num_tasks)
@@ -91,3 +95,20 @@ class InverseInitialLoss(Balancer):
         initial = state.get("initial_losses")
         self.initial_losses = None if initial is None else torch.as_tensor(initial, dtype=torch.float32).clone()
         self._weights = torch.ones(self.num_tasks) if self.initial_losses is None else inverse_initial_loss_weights(self.initial_losses)
+
+
+# How a trial config becomes this module's balancer (the method registry: records/methods.py).
+BUILDERS = {
+    "equal": lambda config, workload: EqualWeights(len(workload.tasks)),
+    "static": lambda config, workload: StaticWeights(len(workload.tasks), config.weights),
+    "gradnorm-static": lambda config, workload: StaticWeights(len(workload.tasks), resolved_weights(config)),
+    "single-task": lambda config, workload: SingleTask(len(workload.tasks), config.task),
+    "inverse-initial-loss": lambda config, workload: InverseInitialLoss(len(workload.tasks)),
+}
+
+
+def resolved_weights(config) -> tuple[float, ...]:
+    """A gradnorm-static run's weights, which the driver copies from its GradNorm run before training."""
+    if config.weights is None:
+        raise ValueError("weights: gradnorm-static needs its weights resolved before training")
+    return config.weights

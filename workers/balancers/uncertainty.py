@@ -48,3 +48,9 @@ class UncertaintyWeighting(Balancer):
         with torch.no_grad():
             self.log_variances.copy_(state["log_variances"])
         self._optimizer.load_state_dict(state["optimizer"])
+
+
+# How a trial config becomes this module's balancer (the method registry: records/methods.py).
+BUILDERS = {
+    "uncertainty": lambda config, workload: UncertaintyWeighting(len(workload.tasks), lr=config.balancer_lr),
+}

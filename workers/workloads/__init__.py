@@ -25,20 +25,17 @@ from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
-from workers.workloads import digits, mtfl, multimnist, nyuv2, sinusoid, toy
+from workers.catalog import BUILTIN_WORKLOADS
+from workers.model import PackFacts
 from workers.modules import module_origin
 from workers.workloads.base import Workload, parse_options
 
 Factory = Callable[[Mapping[str, Any]], Workload]
 
-BUILTIN: dict[str, tuple[Factory, type]] = {
-    "toy": (toy.build, toy.ToyOptions),
-    "sinusoid": (sinusoid.build, sinusoid.SinusoidOptions),
-    "digits": (digits.build, digits.DigitsOptions),
-    "multimnist": (multimnist.build, multimnist.MultiMNISTOptions),
-    "nyuv2": (nyuv2.build, nyuv2.NYUv2Options),
-    "mtfl": (mtfl.build, mtfl.MTFLOptions),
-}
+
+def builtin_module(name: str):
+    """The module that builds the built-in workload `name` (its build and OPTIONS)."""
+    return importlib.import_module(BUILTIN_WORKLOADS[name][0])
 
 
 class WorkloadError(ValueError):
@@ -105,7 +102,7 @@ def _import_user_module(name: str):
 def code_to_ship(name: str) -> list[str]:
     """The package folder or .py file of a user factory found in an `allow_imports_from` folder:
     what Ray workers (on any node) need to import it. Nothing for built-ins and installed packages."""
-    if name in BUILTIN:
+    if name in BUILTIN_WORKLOADS:
         return []
     _import_user_module(name)
     origin = module_origin(name.partition(":")[0].split(".")[0])
@@ -116,10 +113,10 @@ def code_to_ship(name: str) -> list[str]:
 
 
 def resolve_factory(name: str) -> Factory:
-    if name in BUILTIN:
-        return BUILTIN[name][0]
+    if name in BUILTIN_WORKLOADS:
+        return builtin_module(name).build
     if ":" not in name:
-        raise WorkloadError(f"workload: unknown workload {name!r} (built-in: {', '.join(BUILTIN)}; or package.module:factory)")
+        raise WorkloadError(f"workload: unknown workload {name!r} (built-in: {', '.join(BUILTIN_WORKLOADS)}; or package.module:factory)")
     module = _import_user_module(name)
     module_name, _, attribute = name.partition(":")
     factory = getattr(module, attribute, None)
@@ -158,10 +155,10 @@ def inspect_workload(name: str, options: Mapping[str, Any], seed: int) -> Worklo
     workload.model.eval()
     with torch.no_grad():
         outputs = workload.model(workload.test.inputs[:1])
-    no_buffers = not any(True for _ in workload.model.buffers())
+    facts = PackFacts.of(workload.model)
     return WorkloadShape(
-        packs_fixed_weights=no_buffers,
-        packs_gradnorm=no_buffers and isinstance(workload.model.shared_layer, torch.nn.Linear),
+        packs_fixed_weights=facts.packs_fixed_weights,
+        packs_gradnorm=facts.packs_gradnorm,
         task_names=workload.task_names,
         train_size=len(workload.train),
         test_size=len(workload.test),
@@ -173,9 +170,9 @@ def inspect_workload(name: str, options: Mapping[str, Any], seed: int) -> Worklo
 
 def task_names(name: str, options: Mapping[str, Any]) -> tuple[str, ...]:
     """The task names a workload will have, validating its options; cheap for built-ins."""
-    if name in BUILTIN:
+    if name in BUILTIN_WORKLOADS:
         try:
-            return parse_options(BUILTIN[name][1], name, options).task_names()
+            return parse_options(builtin_module(name).OPTIONS, name, options).task_names()
         except ValueError as error:
             raise WorkloadError(str(error)) from None
     return build_workload(name, options, seed=0).task_names

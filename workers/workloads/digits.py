@@ -57,6 +57,9 @@ class DigitsOptions:
         return ("digit", "parity", "ink", "denoise")
 
 
+OPTIONS = DigitsOptions  # what build's options parse into (workers/catalog.py)
+
+
 def build(options: Mapping[str, Any]) -> Workload:
     try:
         from sklearn.datasets import load_digits  # imported here: only this workload needs it

@@ -134,6 +134,9 @@ def face_net() -> MultiTaskNet:
                         heads=[nn.Linear(100, 10)] + [nn.Linear(100, classes) for _, classes in ATTRIBUTES])
 
 
+OPTIONS = MTFLOptions  # what build's options parse into (workers/catalog.py)
+
+
 def build(options: Mapping[str, Any]) -> Workload:
     opts = parse_options(MTFLOptions, "mtfl", options)
     root = Path(opts.data_dir)

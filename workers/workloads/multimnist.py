@@ -152,6 +152,9 @@ def lenet(num_outputs: list[int]) -> MultiTaskNet:
                         heads=[nn.Linear(SHARED_UNITS, outputs) for outputs in num_outputs])
 
 
+OPTIONS = MultiMNISTOptions  # what build's options parse into (workers/catalog.py)
+
+
 def build(options: Mapping[str, Any]) -> Workload:
     opts = parse_options(MultiMNISTOptions, "multimnist", options)
     images, labels = mnist_digits()

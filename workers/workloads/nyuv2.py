@@ -131,6 +131,9 @@ def segnet(width: int) -> MultiTaskNet:
     )
 
 
+OPTIONS = NYUv2Options  # what build's options parse into (workers/catalog.py)
+
+
 def build(options: Mapping[str, Any]) -> Workload:
     opts = parse_options(NYUv2Options, "nyuv2", options)
     root = Path(opts.data_dir)

@@ -51,6 +51,9 @@ class SinusoidOptions:
         return ("sin_a", "sin_b")
 
 
+OPTIONS = SinusoidOptions  # what build's options parse into (workers/catalog.py)
+
+
 def build(options: Mapping[str, Any]) -> Workload:
     opts = parse_options(SinusoidOptions, "sinusoid", options)
     generator = torch.Generator().manual_seed(opts.problem_seed)

@@ -76,6 +76,9 @@ def task_scales(options: ToyOptions, generator: torch.Generator) -> torch.Tensor
     return torch.randn(options.tasks, generator=generator).abs() * MANY_TASK_SIGMA_STD
 
 
+OPTIONS = ToyOptions  # what build's options parse into (workers/catalog.py)
+
+
 def build(options: Mapping[str, Any]) -> Workload:
     opts = parse_options(ToyOptions, "toy", options)
     generator = torch.Generator().manual_seed(opts.problem_seed)
