@@ -601,3 +601,20 @@ def test_gradnorm_is_charged_in_static_runs_as_trained_by_hand():
     assert gradnorm_in_static_runs(runs, None, steps=3000) == pytest.approx(900 / 1100)
     full = runs.assign(steps_completed=[3000, 3000, 3000, 10])
     assert gradnorm_in_static_runs(full, cost, steps=3000) == pytest.approx(1 + 3300 / 3000)
+
+
+def test_a_report_of_a_study_mid_run_says_it_is_incomplete_and_counts_the_seeds_that_trained_static_runs(
+        results, tmp_path):
+    """Mid-study, GradNorm's references of every seed can be in while only seed 0's static runs are:
+    the share of weightings beating GradNorm is over 1 seed, and the page says the study is unfinished."""
+    from study.report.build import build_report
+
+    results.create_study("mid", "random-static", {"study": "mid", "kind": "random-static"}, planned_trials=12)
+    for seed in (0, 1, 2):
+        add(results, "mid", TrialConfig(method="gradnorm", seed=seed), fake_result(final_test_losses=(1.0, 10.0)))
+    for weights, losses in (((1.0, 1.0), (0.5, 10.0)), ((0.5, 1.5), (2.0, 10.0)), ((1.5, 0.5), (1.0, 5.0))):
+        add(results, "mid", static(weights), fake_result(final_test_losses=losses, time_averaged_weights=weights))
+    report = build_report(results, "mid", tmp_path / "report", png=False)
+    assert report.summary["figure4"]["seeds"] == 3 and report.summary["figure4"]["static_seeds"] == 1
+    first = report.summary["problems"][0]
+    assert first.startswith("incomplete: 6 of the 12 planned trials have finished")

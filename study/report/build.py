@@ -83,6 +83,9 @@ def build_report(
         sections = _methods(results, study, runs, summary, info.spec)
     if not summary["trials_ok"]:
         summary["problems"].insert(0, "No trial of this study has finished yet: nothing to plot.")
+    elif info.planned_trials and summary["trials_recorded"] < info.planned_trials:
+        summary["problems"].insert(0, f"incomplete: {summary['trials_recorded']} of the {info.planned_trials} planned "
+                                      "trials have finished; every number here may change as the rest land")
     sections += _convergence(results, study, runs, summary, info.spec)
     fingerprints, changes = results.code_fingerprints(study), results.code_changes(study)
     summary["code"] = {"fingerprints": [{**code, "trials": count} for code, count in fingerprints],
@@ -305,7 +308,7 @@ def alpha_source(spec: dict[str, Any]) -> list[str]:
 
 def figure4_text(stats: dict[str, Any], sampler: str) -> list[str]:
     """What Figure 4 shows, in sentences with their intervals."""
-    seeds = stats["seeds"]
+    seeds = stats.get("static_seeds", stats["seeds"])  # seeds whose static runs are drawn
     text = [
         f"Each point is one static weighting (drawn by the {sampler} sampler) trained with fixed weights"
         + (f" at each of {seeds} seeds, shown as its mean over seeds ± std" if seeds > 1 else "")

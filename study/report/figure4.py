@@ -89,6 +89,7 @@ def figure4_data(runs: pd.DataFrame) -> Figure4Data:
     fit = None
     stats: dict[str, Any] = {
         "seeds": int(len(references)),
+        "static_seeds": int(static["seed"].nunique()),  # seeds that trained static runs (fewer mid-study)
         "static_runs": int(len(static)),
         "static_failed": failed_static,
         "beat_gradnorm": int(static["beats_gradnorm"].sum()),
