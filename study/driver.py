@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import os
 import platform
 import signal
@@ -44,7 +43,7 @@ from study.plan import PlannedTrial, check_workload, plan_study, planned_count, 
 from study.progress import Progress, plural
 from study.provenance import CodeFingerprint, code_fingerprint, what_changed
 from study.spec import SpecError, StudySpec, parse_spec
-from workers.packed import pack_group, pack_sizes
+from workers import packing
 from workers.workloads import WorkloadShape, code_to_ship
 from workers.remote import FINAL, run_trial
 
@@ -56,9 +55,6 @@ os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")  # relative paths in worklo
 
 
 RAY_CONNECT_TIMEOUT_S = 5
-# resources.pack: auto sizes a pack to fit this much memory per Tune trial, and at most this many runs.
-PACK_MEMORY_BYTES = 1 << 30
-MAX_AUTO_PACK = 64
 RAY_CLUSTER_MODE = ray_constants.ENABLE_RAY_CLUSTER  # Ray's own default for this platform
 
 
@@ -518,37 +514,9 @@ def run_rounds(
 
 
 def make_packs(spec: StudySpec, shape: WorkloadShape, trials: list[PlannedTrial], slots: int) -> list[list[PlannedTrial]]:
-    """Trials that can train together (workers.packed.pack_group), in packs of `resources.pack` runs.
-
-    `auto` packs as many as the memory estimate allows, but no more than it takes
-    to give each of the `slots` concurrent Tune trials a pack.
-    """
-    setting = spec.resources.pack
-    if setting == 1:
-        return [[p] for p in trials]
-    groups: dict[str, list[PlannedTrial]] = {}
-    packs: list[list[PlannedTrial]] = []
-    for planned in trials:
-        group = pack_group(planned.config, shape)  # None: workers.packed.can_pack says why it trains alone
-        if group is None:
-            packs.append([planned])
-        else:
-            groups.setdefault(group, []).append(planned)
-    for members in groups.values():
-        if setting == "auto":
-            size = max(1, min(auto_pack_size(spec, shape), math.ceil(len(members) / max(slots, 1))))
-        else:
-            size = setting
-        start = 0
-        for length in pack_sizes(len(members), size):
-            packs.append(members[start:start + length])
-            start += length
-    return packs
-
-
-def auto_pack_size(spec: StudySpec, shape: WorkloadShape) -> int:
-    """As many runs as fit PACK_MEMORY_BYTES by the workload's footprint, at most MAX_AUTO_PACK."""
-    return max(1, min(MAX_AUTO_PACK, PACK_MEMORY_BYTES // max(1, shape.run_bytes(spec.training.batch_size))))
+    """`trials` in packs by the packing policy (workers/packing.py) and `resources.pack`."""
+    packs = packing.make_packs([p.config for p in trials], shape, spec.resources.pack, slots)
+    return [[trials[i] for i in pack] for pack in packs]
 
 
 def run_trials(

@@ -72,7 +72,7 @@ def test_gradnorm_and_best_validation_selection_are_pack_invariant_too(workload)
 
 def test_what_never_packs_keeps_the_one_run_loop():
     from workers.model import PackFacts
-    from workers.packed import can_pack
+    from workers.packing import can_pack
     from workers.workloads import build_workload
 
     toy_model = build_workload("toy", WORKLOADS["toy"][0], seed=0).model
@@ -101,7 +101,7 @@ def test_the_gate_refuses_every_option_the_packed_engine_was_not_told_of():
     derived from the registry, so a new option is refused until the engine declares it."""
     from records.methods import METHOD_FIELDS, REGISTRY
     from workers.model import PackFacts
-    from workers.packed import can_pack
+    from workers.packing import can_pack
 
     assert set(OTHER_VALUES) == set(METHOD_FIELDS)
     facts = PackFacts(packs_fixed_weights=True, packs_gradnorm=True)

@@ -11,8 +11,9 @@ import pytest
 
 from workers.config import TrialConfig
 from workers.model import PackFacts
-from workers.packed import pack_group as packing_group
-from workers.packed import pack_sizes, train_pack
+from workers.packing import pack_group as packing_group
+from workers.packed import train_pack
+from workers.packing import pack_sizes
 from workers.training import train
 
 TOY = {"tasks": 2, "train_size": 1000, "test_size": 200}

@@ -25,22 +25,21 @@ keeps aside per run.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from dataclasses import dataclass
-from typing import Callable, Protocol, Sequence
+from typing import Callable, Sequence
 
 import torch
 from torch.func import functional_call, stack_module_state, vmap
 
 from records import TracePoint, TrialResult, canonical_hash
 from workers.balancers.gradnorm import gradnorm_weight_gradient, loss_ratios, renormalize
-from records.methods import METHOD_FIELDS, REGISTRY
-from workers.catalog import BUILTIN_WORKLOADS
+from records.methods import REGISTRY
 from workers.config import TrialConfig
 from workers.balancers import Balancer, build_balancer
 from workers.model import PackFacts
+from workers.packing import can_pack, pack_group
 from workers.selection import BestValidation, validation_scores
 from workers.training import (
     FinalEvaluation,
@@ -58,64 +57,6 @@ from workers.workloads.base import Split, Workload
 ELEMENTWISE = (torch.nn.ReLU, torch.nn.Tanh, torch.nn.Sigmoid, torch.nn.GELU, torch.nn.LeakyReLU, torch.nn.Identity)
 # How many runs' test-set outputs are computed at once (bounds memory at evaluation).
 EVAL_CHUNK = 16
-
-
-class Packable(Protocol):
-    """What can_pack asks of a workload: a WorkloadShape, or PackFacts.of(model)."""
-
-    packs_fixed_weights: bool
-    packs_gradnorm: bool
-
-
-def can_pack(config: TrialConfig, shape: Packable, vouched: bool = False) -> str | None:
-    """Why `config` trains one run per process (None: it packs). The one gate, read from
-    declared facts: the method registry (records/methods.py) and the workload's model.
-
-    A method packs where its registry entry says how; of its fields, those the
-    entry calls per_run or shared may take any value, every other one must be
-    at its default (a field the packed engine does not know is refused, never
-    ignored). Only built-in workloads pack, unless the caller `vouched` for a
-    user's model by packing by hand (train_pack): it may hold dropout or state
-    that runs stacked under vmap cannot keep apart, and the driver cannot tell.
-    """
-    method = REGISTRY[config.method]
-    if config.workload not in BUILTIN_WORKLOADS and not vouched:
-        return "a user workload's model may hold dropout or batch statistics; it trains one run per process"
-    if method.packing is None:
-        return f"method {config.method!r} learns its weights through the network's loss; it trains one run per process"
-    for name in method.fields:
-        if name not in method.per_run + method.shared and getattr(config, name) != getattr(default_options(config), name):
-            return f"method {config.method!r} with {name} set trains one run per process"
-    if not shape.packs_fixed_weights:
-        return "the model has buffers (e.g. batch norm); it trains one run per process"
-    if method.packing == "gradnorm" and not shape.packs_gradnorm:
-        return "GradNorm runs pack only with a linear shared layer; they train one run per process"
-    return None
-
-
-def default_options(config: TrialConfig) -> TrialConfig:
-    """`config` with every option of its method that a pack cannot vary at its default."""
-    method = REGISTRY[config.method]
-    defaults = {f.name: f.default for f in dataclasses.fields(TrialConfig)}
-    return dataclasses.replace(config, **{name: defaults[name] for name in method.fields
-                                          if name not in method.per_run + method.shared})
-
-
-def pack_group(config: TrialConfig, shape: Packable, vouched: bool = False) -> str | None:
-    """Runs with the same group can share a pack; None: this run trains alone (can_pack says why).
-
-    Everything but a run's per_run fields must match: the workload, seed and
-    budget (one init, one minibatch order), the packing kind (fixed weights,
-    DWA, RLW and FAMO together; GradNorm with GradNorm) and the shared fields
-    (a GradNorm pack steps one Adam on [K, T] weights: one balancer_lr).
-    """
-    if can_pack(config, shape, vouched) is not None:
-        return None
-    method = REGISTRY[config.method]
-    common = {name: value for name, value in config.to_dict().items()
-              if name != "method" and name not in METHOD_FIELDS}
-    shared = {name: getattr(config, name) for name in method.shared}
-    return canonical_hash({"packing": method.packing, "shared": shared, **common})
 
 
 @dataclass
@@ -467,13 +408,3 @@ class PackedBalancer:
                         value[run] = 0
         if self.initial_losses is not None:
             self.initial_losses[run] = 1.0
-
-
-def pack_sizes(total: int, pack: int) -> list[int]:
-    """`total` runs in packs of at most `pack`, as even as possible (7 by 3: 3, 2, 2)."""
-    if total <= 0:
-        return []
-    count = math.ceil(total / pack)
-    base, extra = divmod(total, count)
-    return [base + 1] * extra + [base] * (count - extra)
-

@@ -20,6 +20,7 @@ import torch
 from workers.balancers import Balancer, build_balancer
 from workers.config import TrialConfig
 from workers.model import PackFacts
+from workers.packing import can_pack
 from workers.probe import LinearLayerProbe
 from workers.selection import BestValidation, validation_scores
 from records import Status, TracePoint, TrialResult
@@ -143,7 +144,7 @@ def train(
     user workloads) train here alone, and never pack. `use_probe=False` trains alone on the
     general per-task gradient path (for tests).
     """
-    from workers.packed import can_pack, train_pack  # the packed engine builds on this module
+    from workers.packed import train_pack  # the packed engine builds on this module
 
     started = time.perf_counter()
     workload = build_workload(config.workload, config.workload_options, seed=config.seed).to(device)
