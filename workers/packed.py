@@ -25,7 +25,6 @@ keeps aside per run.
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 from typing import Callable, Sequence
@@ -33,11 +32,11 @@ from typing import Callable, Sequence
 import torch
 from torch.func import functional_call, stack_module_state, vmap
 
-from records import TracePoint, TrialResult, canonical_hash
-from workers.balancers.gradnorm import gradnorm_weight_gradient, loss_ratios, renormalize
+from records import TracePoint, TrialResult
 from records.methods import REGISTRY
-from workers.config import TrialConfig
 from workers.balancers import Balancer, build_balancer
+from workers.balancers.gradnorm import gradnorm_weight_gradient, loss_ratios, renormalize
+from workers.config import TrialConfig
 from workers.model import PackFacts
 from workers.packing import can_pack, pack_group
 from workers.selection import BestValidation, validation_scores
@@ -169,8 +168,9 @@ def train_pack(
     facts = PackFacts.of(workload.model)
     groups = {pack_group(c, facts, vouched=True) for c in configs}  # the caller chose to pack these
     if len(groups) != 1 or None in groups:
-        reason = next((why for why in (can_pack(c, facts, vouched=True) for c in configs) if why), "")
-        raise ValueError(f"packing: the configs do not form one pack (workers.packed.pack_group) {reason}".strip())
+        reason = next((why for why in (can_pack(c, facts, vouched=True) for c in configs) if why),
+                      "they differ in workload, seed, budget or an option a pack shares")
+        raise ValueError(f"packing: these configs do not form one pack: {reason}")
     real = len(configs)  # a run alone trains beside a shadow copy of itself (PackedNet.forward says why)
     configs = list(configs) * 2 if real == 1 else list(configs)
     count = len(configs)
