@@ -5,12 +5,12 @@ misbehaves inside a Ray worker.
 """
 
 import os
-import time
 from pathlib import Path
 
+from tests.helpers import wait_until
 from workers.workloads import build_workload
 
-GATE_WAIT_S = 600.0  # a gated trial waits at most this long (the test opens the gate long before)
+GATE_WAIT_S = 600.0  # a gated trial waits at most this long, then fails naming what it waited for
 
 
 def _in_ray_worker() -> bool:
@@ -52,9 +52,8 @@ def gated(options):
             break
         except FileExistsError:
             number += 1
-    deadline = time.monotonic() + GATE_WAIT_S
-    while number >= options["free"] and not Path(options["gate"]).exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    if number >= options["free"]:
+        wait_until(Path(options["gate"]).exists, f"the gate {options['gate']}", timeout_s=GATE_WAIT_S, every_s=0.05)
     return _small()
 
 
@@ -64,7 +63,6 @@ def rendezvous(options):
         return _small()
     folder = Path(options["folder"])
     (folder / str(os.getpid())).touch()
-    deadline = time.monotonic() + GATE_WAIT_S
-    while len(list(folder.iterdir())) < options["parties"] and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: len(list(folder.iterdir())) >= options["parties"],
+               f"{options['parties']} workers building at once", timeout_s=GATE_WAIT_S, every_s=0.05)
     return _small()
