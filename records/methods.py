@@ -44,6 +44,11 @@ class Method:
     per_run: tuple[str, ...] = ()
     shared: tuple[str, ...] = ()
 
+    @property
+    def pack_defaults(self) -> tuple[str, ...]:
+        """Its fields that must be at their default for a run to pack (neither per_run nor shared)."""
+        return tuple(name for name in self.fields if name not in self.per_run + self.shared)
+
     def __post_init__(self) -> None:
         unknown = set(self.fields) - set(METHOD_FIELDS)
         if unknown or not set(self.needs + self.per_run + self.shared) <= set(self.fields):

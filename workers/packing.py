@@ -45,9 +45,11 @@ def can_pack(config: TrialConfig, shape: Packable, vouched: bool = False) -> str
         return "a user workload's model may hold dropout or batch statistics; it trains one run per process"
     if method.packing is None:
         return f"method {config.method!r} learns its weights through the network's loss; it trains one run per process"
-    for name in method.fields:
-        if name not in method.per_run + method.shared and getattr(config, name) != getattr(default_options(config), name):
-            return f"method {config.method!r} with {name} set trains one run per process"
+    if method.pack_defaults:
+        reference = default_options(config)
+        for name in method.pack_defaults:
+            if getattr(config, name) != getattr(reference, name):
+                return f"method {config.method!r} with {name} set trains one run per process"
     if not shape.packs_fixed_weights:
         return "the model has buffers (e.g. batch norm); it trains one run per process"
     if method.packing == "gradnorm" and not shape.packs_gradnorm:
@@ -57,10 +59,8 @@ def can_pack(config: TrialConfig, shape: Packable, vouched: bool = False) -> str
 
 def default_options(config: TrialConfig) -> TrialConfig:
     """`config` with every option of its method that a pack cannot vary at its default."""
-    method = REGISTRY[config.method]
     defaults = {f.name: f.default for f in dataclasses.fields(TrialConfig)}
-    return dataclasses.replace(config, **{name: defaults[name] for name in method.fields
-                                          if name not in method.per_run + method.shared})
+    return dataclasses.replace(config, **{name: defaults[name] for name in REGISTRY[config.method].pack_defaults})
 
 
 def pack_group(config: TrialConfig, shape: Packable, vouched: bool = False) -> str | None:
@@ -80,7 +80,13 @@ def pack_group(config: TrialConfig, shape: Packable, vouched: bool = False) -> s
     return canonical_hash({"packing": method.packing, "shared": shared, **common})
 
 
-def make_packs(configs: Sequence[TrialConfig], shape: "Sized", setting: int | str, slots: int) -> list[list[int]]:
+class Sized(Packable, Protocol):
+    """A WorkloadShape: what make_packs asks of a workload."""
+
+    def run_bytes(self, batch_size: int) -> int: ...
+
+
+def make_packs(configs: Sequence[TrialConfig], shape: Sized, setting: int | str, slots: int) -> list[list[int]]:
     """The indices of `configs` in packs: those of one pack_group together, in packs of `setting`
     runs (`resources.pack`: auto, N, or 1 for never).
 
@@ -108,12 +114,6 @@ def make_packs(configs: Sequence[TrialConfig], shape: "Sized", setting: int | st
             packs.append(members[start:start + length])
             start += length
     return packs
-
-
-class Sized(Packable, Protocol):
-    """A WorkloadShape: what make_packs asks of a workload."""
-
-    def run_bytes(self, batch_size: int) -> int: ...
 
 
 def auto_pack_size(shape: Sized, batch_size: int) -> int:

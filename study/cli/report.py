@@ -90,7 +90,7 @@ def headline(summary: dict) -> list[str]:
     if fig4 and fig4.get("weightings"):
         lines.append(
             f"Figure 4: {fig4['weightings_beating_gradnorm']}/{fig4['weightings']} weightings beat GradNorm over "
-            f"{plural(fig4.get('static_seeds', fig4['seeds']), 'seed')} (Wilson 95 % CI {100 * fig4['share_ci_low']:.1f}-{100 * fig4['share_ci_high']:.1f} %)"
+            f"{plural(fig4['static_seeds'], 'seed')} (Wilson 95 % CI {100 * fig4['share_ci_low']:.1f}-{100 * fig4['share_ci_high']:.1f} %)"
         )
     for row in summary.get("figure4_by_budget", []):
         lines.append(f"  at {row['steps']} steps: {row['beating_gradnorm']}/{row['weightings']} beat GradNorm "

@@ -308,7 +308,7 @@ def alpha_source(spec: dict[str, Any]) -> list[str]:
 
 def figure4_text(stats: dict[str, Any], sampler: str) -> list[str]:
     """What Figure 4 shows, in sentences with their intervals."""
-    seeds = stats.get("static_seeds", stats["seeds"])  # seeds whose static runs are drawn
+    seeds = stats["static_seeds"]  # seeds whose static runs are drawn (fewer than references mid-study)
     text = [
         f"Each point is one static weighting (drawn by the {sampler} sampler) trained with fixed weights"
         + (f" at each of {seeds} seeds, shown as its mean over seeds ± std" if seeds > 1 else "")

@@ -25,10 +25,7 @@ if TYPE_CHECKING:
 
 def build_balancer(config: "TrialConfig", workload: "Workload") -> Balancer:
     """The balancer `config.method` trains with, for `workload`'s tasks."""
-    method = REGISTRY.get(config.method)
-    if method is None:
-        raise ValueError(f"method: unknown method {config.method!r}")
-    builders = importlib.import_module(method.module).BUILDERS
+    builders = importlib.import_module(REGISTRY[config.method].module).BUILDERS  # TrialConfig checked the name
     return builders[config.method](config, workload)
 
 

@@ -35,7 +35,7 @@ Factory = Callable[[Mapping[str, Any]], Workload]
 
 def builtin_module(name: str):
     """The module that builds the built-in workload `name` (its build and OPTIONS)."""
-    return importlib.import_module(BUILTIN_WORKLOADS[name][0])
+    return importlib.import_module(BUILTIN_WORKLOADS[name])
 
 
 class WorkloadError(ValueError):
