@@ -238,9 +238,9 @@ def provenance(code: CodeFingerprint) -> dict[str, Any]:
 
 
 def plan_from_records(spec: StudySpec, shape: WorkloadShape, results: ResultsReader) -> list[PlannedTrial]:
-    """The plan given what the database holds: a search's later rounds need the recorded outcomes,
-    every other kind's plan needs nothing from it."""
-    if spec.kind != "search":
+    """The plan given what the database holds: an adaptive kind's later rounds need the recorded
+    outcomes, every other kind's plan needs nothing from it."""
+    if not spec.study_kind.adaptive:
         return plan_study(spec, shape)
     return plan_study(spec, shape, recorded_outcomes(results.runs(spec.study)))
 

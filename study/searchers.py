@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 
 if TYPE_CHECKING:
-    from study.spec import Search
+    from study.kinds.search import Search
 
 # An outcome: a recorded run's validation value; math.inf for a failed run (the worst);
 # None while the run is not recorded yet.

@@ -19,43 +19,22 @@ from typing import Any, Mapping
 
 import yaml
 
-from study.errors import BadInput
-from study.searchers import halving_cost, halving_first_rung, trial_count
-from workers.config import (DEFAULT_ALPHA, DEFAULT_LOG_EVERY, MAX_SEED, check_field, check_selection, check_training,
-                            default, shown)
+from study.kinds import KINDS, StudyKind
+from study.spec_checks import SpecError, at_least, distinct_values, fail, positive, trial_check, unknown, within
+from workers.config import DEFAULT_ALPHA, check_field, check_selection, check_training, default, shown
 
-KINDS = ("random-static", "alpha-sweep", "methods", "search")
-# How random-static draws its weightings (study.plan.random_static_weights): the paper's, then two
-# that reach the small weights the paper's almost never draws.
-SAMPLERS = ("uniform", "log-uniform", "dirichlet")
-DEFAULT_CONCENTRATION = 1.0  # dirichlet: uniform on the simplex
-DEFAULT_SMALLEST = 1e-3  # log-uniform: draws span [1e-3, 1] before scaling
-# How a search study looks for static weights (study.searchers): the baseline, a model-based
-# search and a multi-fidelity one.
-SEARCHERS = ("random", "tpe", "halving")
-DEFAULT_BUDGET_RUNS = 8  # search: each searcher's default budget, in full runs' worth of steps
-MAX_BUDGET_RUNS = 1000
-MAX_SEARCH_TRIALS = 10_000  # per seed, all searchers
 # Study names become database keys, report folders and Optuna study names: bounded and plain.
 STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 # Ceilings checked before anything is expanded or planned (docs/reliability.md); workers.config
-# bounds each run (steps, batch size, seed, per-task lists) and the workloads their data sizes.
+# bounds each run (steps, batch size, seed, per-task lists), the workloads their data sizes and
+# each study kind its own section (study.kinds).
 MAX_SPEC_BYTES = 256 * 1024
-MAX_LIST = 1000  # seeds, alphas, budgets, uncertainty_lrs, searchers' settings
-MAX_RUNS = 10_000  # random_static.runs: 100 times the paper's Figure 4
-MAX_TRIALS = 100_000  # planned trials of one study (random-static runs x seeds)
 MAX_TEXT = 10_000  # description
 MAX_WORKLOAD_NAME = 200
 MAX_CONCURRENT = 100_000
 MAX_RETRIES = 100
 
-
-class SpecError(BadInput):
-    """A spec field is wrong; the message starts with the field's path."""
-
-
-def _fail(path: str, message: str) -> typing.NoReturn:
-    raise SpecError(f"{path}: {message}" if path else message)
+__all__ = ["SpecError", "StudySpec", "check_study_name", "load_spec", "parse_spec"]
 
 
 @dataclass(frozen=True)
@@ -70,8 +49,8 @@ class Training:
     patience: int | None = None  # best_validation: stop a run after this many log points without a better one
 
     def __post_init__(self) -> None:
-        _trial_check(check_training, self.steps, self.batch_size, self.lr, self.log_every)
-        _trial_check(check_selection, self.select, self.patience)
+        trial_check(check_training, self.steps, self.batch_size, self.lr, self.log_every)
+        trial_check(check_selection, self.select, self.patience)
 
 
 @dataclass(frozen=True)
@@ -93,134 +72,11 @@ class GradNormOptions:
     def __post_init__(self) -> None:
         for name in ("alpha", "initial_loss", "balancer_lr", "shared_params", "weight_update", "stuck_window"):
             if getattr(self, name) is not None:
-                _trial_check(check_field, name, getattr(self, name))
+                trial_check(check_field, name, getattr(self, name))
         if self.alpha_from is not None:
             check_study_name(self.alpha_from, "alpha_from")
         elif self.alpha is None:
             object.__setattr__(self, "alpha", DEFAULT_ALPHA)
-
-
-@dataclass(frozen=True)
-class RandomStatic:
-    """Figure 4: `runs` random static weightings, each trained at every seed, plus GradNorm references.
-
-    `budgets`: steps at which the report also draws Figure 4, read from the runs'
-    traces (each a log point of the run); the full run is always one.
-    """
-
-    runs: int = 100
-    weight_seed: int = 0
-    gradnorm_static: bool = True
-    inverse_initial_loss: bool = True  # the trivial baseline w ∝ 1/L_i(0), one run per seed
-    sampler: str = "uniform"
-    concentration: float | None = None  # dirichlet only
-    smallest: float | None = None  # log-uniform only
-    budgets: tuple[int, ...] | None = None
-
-    def __post_init__(self) -> None:
-        _within("runs", self.runs, 1, MAX_RUNS)
-        _within("weight_seed", self.weight_seed, 0, MAX_SEED)
-        if self.sampler not in SAMPLERS:
-            _fail("sampler", _unknown("sampler", self.sampler, SAMPLERS))
-        for name, owner, fallback in (("concentration", "dirichlet", DEFAULT_CONCENTRATION),
-                                      ("smallest", "log-uniform", DEFAULT_SMALLEST)):
-            if self.sampler != owner:
-                if getattr(self, name) is not None:
-                    _fail(name, f"only applies to sampler {owner} (this one is {self.sampler})")
-            elif getattr(self, name) is None:
-                object.__setattr__(self, name, fallback)
-        if self.concentration is not None:
-            _positive("concentration", self.concentration)
-        if self.smallest is not None and not 0 < self.smallest < 1:
-            _fail("smallest", f"must be between 0 and 1 (the draws span [smallest, 1]), got {self.smallest}")
-        if self.budgets is not None:
-            _distinct_values("budgets", self.budgets, "budget")
-            for i, budget in enumerate(self.budgets):
-                _at_least(f"budgets[{i}]", budget, 1)
-
-
-@dataclass(frozen=True)
-class AlphaSweep:
-    """Supplement Figure 7: GradNorm at each alpha, plus equal weights, per seed."""
-
-    alphas: tuple[float, ...] = (0.0, 0.12, 0.5, 1.0, 1.5, 2.0, 3.0)
-
-    def __post_init__(self) -> None:
-        _distinct_values("alphas", self.alphas, "alpha")
-        for i, alpha in enumerate(self.alphas):
-            _trial_check(check_field, "alpha", alpha, path=f"alphas[{i}]")
-
-
-@dataclass(frozen=True)
-class Methods:
-    """Tables 1-3: each method at each seed."""
-
-    methods: tuple[str, ...] = ("single-task", "equal", "uncertainty", "gradnorm", "gradnorm-static")
-    weights: tuple[float, ...] | None = None  # for `static`
-    # Uncertainty weighting at each of these learning rates for its log-variances; the report
-    # picks one on validation (None: the one default rate).
-    uncertainty_lrs: tuple[float, ...] | None = None
-    inverse_initial_loss: bool = True  # the trivial baseline w ∝ 1/L_i(0) is trained too, listed or not
-
-    def __post_init__(self) -> None:
-        if not self.methods:
-            _fail("methods", "must list at least one method")
-        for i, method in enumerate(self.methods):
-            _trial_check(check_field, "method", method, path=f"methods[{i}]")
-        if len(set(self.methods)) != len(self.methods):
-            _fail("methods", "lists a method twice")
-        if "gradnorm-static" in self.methods and "gradnorm" not in self.methods:
-            _fail("methods", "gradnorm-static retrains with a GradNorm run's weights: list gradnorm too")
-        if "static" in self.methods and self.weights is None:
-            _fail("weights", "method 'static' needs one weight per task")
-        if self.weights is not None:
-            if "static" not in self.methods:
-                _fail("weights", "only applies when 'static' is among the methods")
-            _trial_check(check_field, "weights", self.weights)
-        if self.uncertainty_lrs is not None:
-            if "uncertainty" not in self.methods:
-                _fail("uncertainty_lrs", "only applies when 'uncertainty' is among the methods")
-            _distinct_values("uncertainty_lrs", self.uncertainty_lrs, "learning rate")
-            for i, lr in enumerate(self.uncertainty_lrs):
-                _trial_check(check_field, "balancer_lr", lr, path=f"uncertainty_lrs[{i}]")
-
-
-@dataclass(frozen=True)
-class Search:
-    """Beyond the paper: searches over static weights at a compute budget, against one GradNorm run per seed.
-
-    Each searcher spends `budget_steps` training steps per seed (None: DEFAULT_BUDGET_RUNS
-    full runs' worth), chooses on validation, and is scored on test. Every weighting is
-    w = T * u / sum(u) with each u_i in [smallest, 1] on a log scale, for all searchers.
-    """
-
-    searchers: tuple[str, ...] = SEARCHERS
-    budget_steps: int | None = None
-    batch: int = 2  # tpe: weightings proposed per round, trained side by side
-    startup: int | None = None  # tpe: random weightings before its model takes over (None: one batch)
-    eta: int = 3  # halving: each rung keeps the best 1/eta and trains them eta times longer
-    rungs: int = 3  # halving: budgets training.steps / eta^(rungs-1), ..., training.steps
-    smallest: float = DEFAULT_SMALLEST
-    weight_seed: int = 0
-    gradnorm_static: bool = True
-    inverse_initial_loss: bool = True  # the trivial baseline w ∝ 1/L_i(0), one run per seed
-
-    def __post_init__(self) -> None:
-        _distinct_values("searchers", self.searchers, "searcher")
-        for i, searcher in enumerate(self.searchers):
-            if searcher not in SEARCHERS:
-                _fail(f"searchers[{i}]", _unknown("searcher", searcher, SEARCHERS))
-        if self.budget_steps is not None:
-            _at_least("budget_steps", self.budget_steps, 1)
-        _within("batch", self.batch, 1, MAX_LIST)
-        if self.startup is None:
-            object.__setattr__(self, "startup", self.batch)
-        _within("startup", self.startup, 1, MAX_SEARCH_TRIALS)
-        _within("eta", self.eta, 2, 100)
-        _within("rungs", self.rungs, 1, 20)
-        if not 0 < self.smallest < 1:
-            _fail("smallest", f"must be between 0 and 1 (each u_i spans [smallest, 1]), got {self.smallest}")
-        _within("weight_seed", self.weight_seed, 0, MAX_SEED)
 
 
 @dataclass(frozen=True)
@@ -234,17 +90,20 @@ class Resources:
 
     def __post_init__(self) -> None:
         if isinstance(self.pack, str) and self.pack != "auto":
-            _fail("pack", f"expected auto or a number of runs >= 1, got {self.pack!r}")
+            fail("pack", f"expected auto or a number of runs >= 1, got {self.pack!r}")
         if isinstance(self.pack, int):
-            _at_least("pack", self.pack, 1)
-        _positive("cpu", self.cpu)
-        _at_least("gpu", self.gpu, 0)
+            at_least("pack", self.pack, 1)
+        positive("cpu", self.cpu)
+        at_least("gpu", self.gpu, 0)
         if self.gpu > 1 and self.gpu != int(self.gpu):
-            _fail("gpu", f"a fraction must be <= 1 (or a whole number of GPUs), got {self.gpu}")
+            fail("gpu", f"a fraction must be <= 1 (or a whole number of GPUs), got {self.gpu}")
 
 
 @dataclass(frozen=True)
 class StudySpec:
+    """A study: what every run shares, and the section of its kind (study.kinds), read from the
+    YAML key of the kind's name with '_' for '-' (random_static: ..., search: ...)."""
+
     study: str
     kind: str
     workload: str = "toy"
@@ -252,10 +111,7 @@ class StudySpec:
     seeds: tuple[int, ...] = (0,)
     training: Training = field(default_factory=Training)
     gradnorm: GradNormOptions = field(default_factory=GradNormOptions)
-    random_static: RandomStatic | None = None
-    alpha_sweep: AlphaSweep | None = None
-    methods: Methods | None = None
-    search: Search | None = None
+    section: Any = None  # the kind's section (StudyKind.section); None: its defaults
     resources: Resources = field(default_factory=Resources)
     max_concurrent: int | None = None
     retries: int = 2
@@ -264,68 +120,36 @@ class StudySpec:
     def __post_init__(self) -> None:
         check_study_name(self.study, "study")
         if self.kind not in KINDS:
-            _fail("kind", _unknown("study kind", self.kind, KINDS))
+            fail("kind", unknown("study kind", self.kind, tuple(KINDS)))
         if len(self.workload) > MAX_WORKLOAD_NAME:
-            _fail("workload", f"a name of at most {MAX_WORKLOAD_NAME} characters, got {len(self.workload):,}")
+            fail("workload", f"a name of at most {MAX_WORKLOAD_NAME} characters, got {len(self.workload):,}")
         if len(self.description) > MAX_TEXT:
-            _fail("description", f"at most {MAX_TEXT:,} characters, got {len(self.description):,}")
-        _distinct_values("seeds", self.seeds, "seed")
+            fail("description", f"at most {MAX_TEXT:,} characters, got {len(self.description):,}")
+        distinct_values("seeds", self.seeds, "seed")
         for i, seed in enumerate(self.seeds):
-            _trial_check(check_field, "seed", seed, path=f"seeds[{i}]")
+            trial_check(check_field, "seed", seed, path=f"seeds[{i}]")
         if self.max_concurrent is not None:
-            _within("max_concurrent", self.max_concurrent, 1, MAX_CONCURRENT)
-        _within("retries", self.retries, 0, MAX_RETRIES)
-        own_section = self.kind.replace("-", "_")
-        for section in ("random_static", "alpha_sweep", "methods", "search"):
-            if section != own_section and getattr(self, section) is not None:
-                _fail(section, f"does not apply to a {self.kind} study (its section is {own_section})")
-        if getattr(self, own_section) is None:  # the kind's section with its defaults
-            defaults = {"random_static": RandomStatic, "alpha_sweep": AlphaSweep, "methods": Methods, "search": Search}
-            object.__setattr__(self, own_section, defaults[own_section]())
-        if self.random_static is not None and self.random_static.runs * len(self.seeds) > MAX_TRIALS:
-            _fail("random_static.runs", f"{self.random_static.runs:,} runs at each of {len(self.seeds)} seeds are more "
-                  f"than {MAX_TRIALS:,} trials for one study")
-        if self.random_static is not None and self.random_static.budgets is not None:
-            log_every = self.training.log_every or min(DEFAULT_LOG_EVERY, self.training.steps)
-            for i, budget in enumerate(self.random_static.budgets):
-                if budget > self.training.steps or budget % log_every:
-                    _fail(f"random_static.budgets[{i}]", f"{budget} is not a logged step of the runs "
-                          f"(a multiple of log_every {log_every}, at most training.steps {self.training.steps})")
-        if self.search is not None:
-            self._check_search_budget()
-        if self.gradnorm.alpha_from is not None and self.kind == "alpha-sweep":
-            _fail("gradnorm.alpha_from", "an alpha-sweep study sweeps alpha itself")
+            within("max_concurrent", self.max_concurrent, 1, MAX_CONCURRENT)
+        within("retries", self.retries, 0, MAX_RETRIES)
+        kind = self.study_kind
+        if self.section is None:
+            object.__setattr__(self, "section", kind.section())
+        elif not isinstance(self.section, kind.section):
+            raise TypeError(f"section: a {kind.name} study takes a {kind.section.__name__}, got {type(self.section).__name__}")
+        if kind.check is not None:
+            completed = kind.check(self)
+            if completed is not None:
+                object.__setattr__(self, "section", completed)
 
-    def _check_search_budget(self) -> None:
-        """The budget buys at least one full run and a bounded number of runs; halving's shortest rung
-        at least one step. (Bounded because a report replays the search from a stored, untrusted spec.)"""
-        section, steps = self.search, self.training.steps
-        if section.budget_steps is None:
-            object.__setattr__(self, "search", dataclasses.replace(section, budget_steps=DEFAULT_BUDGET_RUNS * steps))
-        elif section.budget_steps < steps:
-            _fail("search.budget_steps", f"{section.budget_steps} buys less than one run of training.steps {steps}")
-        elif section.budget_steps > MAX_BUDGET_RUNS * steps:
-            _fail("search.budget_steps", f"{section.budget_steps} is more than {MAX_BUDGET_RUNS} runs of training.steps {steps}")
-        section = self.search
-        if "halving" in section.searchers:
-            if steps < section.eta ** (section.rungs - 1):
-                _fail("search.rungs", f"{section.rungs} rungs at eta {section.eta} leave the shortest rung under one "
-                      f"step of training.steps {steps}")
-            if not halving_first_rung(section.budget_steps, steps, section.eta, section.rungs):
-                least = halving_cost(section.eta ** (section.rungs - 1), steps, section.eta, section.rungs)
-                _fail("search.budget_steps", f"{section.budget_steps} does not pay for halving's {section.rungs} rungs "
-                      f"(at least {least} steps at eta {section.eta})")
-        runs = trial_count(section, steps)
-        if runs * len(self.seeds) > MAX_TRIALS:
-            _fail("search", f"its searchers would train {runs:,} runs at each of {len(self.seeds)} seeds, more than "
-                  f"{MAX_TRIALS:,} trials for one study")
-        if runs > MAX_SEARCH_TRIALS:
-            _fail("search", f"its searchers would train {runs} runs per seed, more than {MAX_SEARCH_TRIALS}; "
-                  "lower budget_steps or rungs")
+    @property
+    def study_kind(self) -> StudyKind:
+        return KINDS[self.kind]
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain data with every default filled in (what the database keeps)."""
-        return _plain(dataclasses.asdict(self))
+        """Plain data with every default filled in (what the database keeps); the section under its kind's key."""
+        data = _plain(dataclasses.asdict(self))
+        data[self.study_kind.section_name] = data.pop("section")
+        return data
 
     def identity(self) -> dict[str, Any]:
         """What decides the plan: everything but how it is executed."""
@@ -339,7 +163,7 @@ def check_study_name(name: str, field_name: str) -> None:
     """1-128 letters, digits, '.', '_' or '-', starting with a letter or digit."""
     if not STUDY_NAME.fullmatch(name):
         shown = name if len(name) <= 40 else name[:37] + "..."
-        _fail(field_name, f"{shown!r} is not a study name (1-128 letters, digits, '.', '_' or '-', starting with a letter or digit)")
+        fail(field_name, f"{shown!r} is not a study name (1-128 letters, digits, '.', '_' or '-', starting with a letter or digit)")
 
 
 class _NoAliasLoader(yaml.SafeLoader):
@@ -381,26 +205,42 @@ def parse_spec(data: Any) -> StudySpec:
         raise SpecError("spec: expected a mapping of fields (study: ..., kind: ...)")
     for required in ("study", "kind"):
         if required not in data:
-            _fail(required, "missing (every spec names its study and kind)")
-    return _build(StudySpec, data, "")
+            fail(required, "missing (every spec names its study and kind)")
+    kind = KINDS.get(data["kind"]) if isinstance(data["kind"], str) else None
+    if kind is None:
+        check_study_name(_convert(str, data["study"], "study"), "study")
+        fail("kind", unknown("study kind", data["kind"], tuple(KINDS)) if isinstance(data["kind"], str)
+             else f"expected text, got {_describe(data['kind'])}")
+    fields, sections = {}, {other.section_name for other in KINDS.values()}
+    for key, value in data.items():
+        if key not in sections:
+            fields[key] = value
+        elif key != kind.section_name and value is not None:  # a stored spec holds the other kinds' keys as null
+            fail(str(key), f"does not apply to a {kind.name} study (its section is {kind.section_name})")
+    section = _build(kind.section, data.get(kind.section_name) or {}, kind.section_name)
+    return _build(StudySpec, fields, "", known=tuple(sections), given={"section": section})
 
 
 # ---- a small typed loader for the dataclasses above ----------------------------
 
 
-def _build(cls: type, data: Any, path: str) -> Any:
+def _build(cls: type, data: Any, path: str, known: tuple[str, ...] = (), given: Mapping[str, Any] | None = None) -> Any:
+    """`cls` from a mapping of its fields' values, each converted by its type hint. `given`: fields
+    already built, which the mapping may not name; `known`: other keys a user may write (for hints)."""
     if not isinstance(data, Mapping):
-        _fail(path, f"expected a mapping, got {_describe(data)}")
+        fail(path, f"expected a mapping, got {_describe(data)}")
+    given = given or {}
     hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
+    names = [f.name for f in dataclasses.fields(cls) if f.name not in given]
     for key in data:
         if key not in names:
-            suggestion = difflib.get_close_matches(str(key), names, n=1)
-            hint = f" (did you mean {suggestion[0]!r}?)" if suggestion else f" (known: {', '.join(names)})"
-            _fail(_join(path, str(key)), f"unknown field{hint}")
+            choices = names + list(known)
+            suggestion = difflib.get_close_matches(str(key), choices, n=1)
+            hint = f" (did you mean {suggestion[0]!r}?)" if suggestion else f" (known: {', '.join(choices)})"
+            fail(_join(path, str(key)), f"unknown field{hint}")
     values = {key: _convert(hints[key], value, _join(path, key)) for key, value in data.items()}
     try:
-        return cls(**values)
+        return cls(**values, **given)
     except SpecError as error:
         raise SpecError(_join(path, str(error))) from None
 
@@ -422,30 +262,30 @@ def _convert(hint: Any, value: Any, path: str) -> Any:
         return _build(hint, value if value is not None else {}, path)
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
-            _fail(path, f"expected a list, got {_describe(value)}")
+            fail(path, f"expected a list, got {_describe(value)}")
         item_type = typing.get_args(hint)[0]
         return tuple(_convert(item_type, item, f"{path}[{i}]") for i, item in enumerate(value))
     if hint is Mapping[str, Any] or origin in (Mapping, dict, typing.Mapping):
         if value is None:
             return {}
         if not isinstance(value, Mapping):
-            _fail(path, f"expected a mapping, got {_describe(value)}")
+            fail(path, f"expected a mapping, got {_describe(value)}")
         return dict(value)
     if hint is bool:
         if not isinstance(value, bool):
-            _fail(path, f"expected true or false, got {_describe(value)}")
+            fail(path, f"expected true or false, got {_describe(value)}")
         return value
     if hint is int:
         if not isinstance(value, int) or isinstance(value, bool):
-            _fail(path, f"expected an integer, got {_describe(value)}")
+            fail(path, f"expected an integer, got {_describe(value)}")
         return value
     if hint is float:
         if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
-            _fail(path, f"expected a number, got {_describe(value)}")
+            fail(path, f"expected a number, got {_describe(value)}")
         return float(value)
     if hint is str:
         if not isinstance(value, str):
-            _fail(path, f"expected text, got {_describe(value)}")
+            fail(path, f"expected text, got {_describe(value)}")
         return value
     raise TypeError(f"spec loader: unsupported type {hint!r} at {path}")  # a bug here, not bad input
 
@@ -456,48 +296,6 @@ def _join(path: str, key: str) -> str:
 
 def _describe(value: Any) -> str:
     return "nothing" if value is None else f"{type(value).__name__} {shown(value)}"
-
-
-def _unknown(what: str, value: Any, choices: tuple[str, ...]) -> str:
-    suggestion = difflib.get_close_matches(str(value), choices, n=1)
-    hint = f" (did you mean {suggestion[0]!r}?)" if suggestion else f" (choose from {', '.join(choices)})"
-    return f"unknown {what} {value!r}{hint}"
-
-
-def _at_least(name: str, value: float, minimum: float) -> None:
-    if not value >= minimum:  # written so that NaN fails too
-        _fail(name, f"must be >= {minimum}, got {value}")
-
-
-def _within(name: str, value: int, minimum: int, maximum: int) -> None:
-    _at_least(name, value, minimum)
-    if value > maximum:
-        _fail(name, f"must be at most {maximum:,}, got {value:,}")
-
-
-def _distinct_values(name: str, values: tuple[float, ...], noun: str) -> None:
-    """A non-empty list of at most MAX_LIST values, none twice."""
-    if not values:
-        _fail(name, f"must list at least one {noun}")
-    if len(values) > MAX_LIST:
-        _fail(name, f"lists {len(values):,} values; at most {MAX_LIST}")
-    if len(set(values)) != len(values):
-        article = "an" if noun[0] in "aeiou" else "a"
-        _fail(name, f"lists {article} {noun} twice")
-
-
-def _trial_check(check: Any, *args: Any, path: str | None = None) -> None:
-    """Run one of workers.config's field checks; its message becomes a spec error at `path`."""
-    try:
-        check(*args)
-    except ValueError as error:
-        name, _, message = str(error).partition(": ")
-        _fail(path or name, message)
-
-
-def _positive(name: str, value: float) -> None:
-    if not value > 0:
-        _fail(name, f"must be > 0, got {value}")
 
 
 def _plain(value: Any) -> Any:

@@ -17,7 +17,8 @@ from study.searchers import (
     scale_to_task_count,
     trial_count,
 )
-from study.spec import DEFAULT_BUDGET_RUNS, Search, parse_spec
+from study.kinds.search import DEFAULT_BUDGET_RUNS, Search
+from study.spec import parse_spec
 
 TINY_TOY = {"tasks": 2, "train_size": 400, "test_size": 100}
 
@@ -48,13 +49,13 @@ def test_halving_rungs_by_hand():
 
 def test_a_search_spec_fills_its_defaults_and_counts_its_trials():
     spec = search_spec()
-    assert spec.search.budget_steps == DEFAULT_BUDGET_RUNS * 90 == 720
-    assert spec.search.startup == spec.search.batch == 2
+    assert spec.section.budget_steps == DEFAULT_BUDGET_RUNS * 90 == 720
+    assert spec.section.startup == spec.section.batch == 2
     # random and tpe: 720 // 90 = 8 runs each; halving at rungs (10, 30, 90): n_0 = 24 costs
     # 240 + 8 * 30 + 2 * 90 = 660, n_0 = 25 costs 250 + 240 + 180 = 670, 26: 260 + 240 + 180 = 680,
     # 27: 270 + 270 + 270 = 810 > 720, so n_0 = 26 and 26 + 8 + 2 = 36 runs
     assert halving_first_rung(720, 90, 3, 3) == 26
-    assert trial_count(spec.search, 90) == 8 + 8 + 36
+    assert trial_count(spec.section, 90) == 8 + 8 + 36
     # per seed: one GradNorm, one GradNorm-Static, one inverse-initial-loss and the searchers' runs
     assert planned_count(spec, plan_study(spec)) == 2 * (1 + 52 + 1 + 1)
 

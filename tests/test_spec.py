@@ -8,7 +8,8 @@ import yaml
 
 from db import ResultsDB
 from study.cli import main
-from study.plan import plan_study, random_static_weights
+from study.kinds.random_static import random_static_weights
+from study.plan import plan_study
 from study.spec import load_spec, parse_spec
 from tests.fake_results import fake_result
 from tests.helpers import file_digest
@@ -128,7 +129,7 @@ BAD_SPECS = [
     (changed(kind="search", search={"batch": 2}), "random_static: does not apply to a search study"),
     (changed(kind="search", random_static=DELETE, workload="tests.user_workload:build", workload_options={},
              training={"steps": 40, "batch_size": 16}),
-     "kind: a search chooses among its runs on a validation split, and workload tests.user_workload:build has none"),
+     "kind: a search study chooses among its runs on a validation split, and workload tests.user_workload:build has none"),
     (changed(training__select="best"), "training.select: unknown mode 'best' (choose from last, best_validation)"),
     (changed(training__patience=3), "training.patience: early stopping needs select: best_validation"),
     (changed(training__select="best_validation", training__patience=0), "training.patience: must be an integer >= 1"),

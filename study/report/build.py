@@ -1,6 +1,7 @@
 """Reports: from the database to DataFrames and statistics, then figures, then a page.
 
-`build_report` picks what fits the study's kind:
+`build_report` draws the sections the study's kind names (study.kinds), then those
+every study gets (convergence, code). The built-in kinds' sections:
     random-static  Figure 4, the weights in parallel coordinates, GradNorm's w_i(t)
     alpha-sweep    Figure 7, dynamics per alpha
     search         best found vs compute per searcher, against GradNorm
@@ -20,7 +21,9 @@ from records import Status
 from study.errors import BadInput
 from study.output import same_decimals
 from study.provenance import code_lines
-from study.plan import recorded_outcomes, search_proposals
+from study import kinds
+from study.kinds.search import search_proposals
+from study.plan import recorded_outcomes
 from study.report.best_found import best_found_data, best_found_plot
 from study.report.frames import task_names
 from study.report.alpha_cost import AlphaCost, sweep_cost
@@ -73,14 +76,7 @@ def build_report(
         "trials_failed": int(len(runs) - ok),
         "problems": [],
     }
-    if info.kind == "random-static":
-        sections = _random_static(results, study, runs, summary, info.spec)
-    elif info.kind == "alpha-sweep":
-        sections = _alpha_sweep(results, study, runs, summary)
-    elif info.kind == "search":
-        sections = _search(results, study, runs, summary, info.spec)
-    else:
-        sections = _methods(results, study, runs, summary, info.spec)
+    sections = kinds.for_report(info.kind).report(results, study, runs, summary, info.spec)
     if not summary["trials_ok"]:
         summary["problems"].insert(0, "No trial of this study has finished yet: nothing to plot.")
     elif info.planned_trials and summary["trials_recorded"] < info.planned_trials:
@@ -98,7 +94,7 @@ def build_report(
     return Report(written, summary)
 
 
-def _random_static(
+def random_static_sections(
     results: ResultsReader, study: str, runs: pd.DataFrame, summary: dict[str, Any], spec: dict[str, Any]
 ) -> list[Section]:
     data = figure4_data(runs)
@@ -174,7 +170,7 @@ def _convergence(
     return [Section("convergence", "Did the runs converge within the budget?", check.lines())]
 
 
-def _search(
+def search_sections(
     results: ResultsReader, study: str, runs: pd.DataFrame, summary: dict[str, Any], spec: dict[str, Any]
 ) -> list[Section]:
     try:
@@ -189,7 +185,7 @@ def _search(
     if strays:
         summary["problems"].append(f"{len(strays)} recorded static runs are not among the replayed search's proposals "
                                    "(recorded by another version?); they are left out.")
-    summary["search"] = {**data.stats, "budget_steps": parsed.search.budget_steps,
+    summary["search"] = {**data.stats, "budget_steps": parsed.section.budget_steps,
                          "curve": data.curve.to_dict(orient="records")}
     text = best_found_text(data.stats, parsed) + alpha_source(spec)
     table = data.curve.to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="–")
@@ -246,7 +242,7 @@ def search_order(spec: StudySpec, runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def best_found_text(stats: dict[str, Any], spec: StudySpec) -> list[str]:
-    section = spec.search
+    section = spec.section
     steps = spec.training.steps
     text = [
         f"Each searcher spends up to {section.budget_steps} training steps per seed ({section.budget_steps / steps:g} "
@@ -344,7 +340,9 @@ def figure4_text(stats: dict[str, Any], sampler: str) -> list[str]:
     return text
 
 
-def _alpha_sweep(results: ResultsReader, study: str, runs: pd.DataFrame, summary: dict[str, Any]) -> list[Section]:
+def alpha_sweep_sections(
+    results: ResultsReader, study: str, runs: pd.DataFrame, summary: dict[str, Any], spec: dict[str, Any]
+) -> list[Section]:
     data = figure7_data(runs)
     summary["problems"] += data.problems
     summary["figure7"] = {**data.stats, "by_alpha": data.by_alpha.to_dict(orient="records")}
@@ -370,7 +368,7 @@ def _alpha_sweep(results: ResultsReader, study: str, runs: pd.DataFrame, summary
     return sections + _dynamics_sections(results, study, runs, runs["key"].tolist())
 
 
-def _methods(
+def methods_sections(
     results: ResultsReader, study: str, runs: pd.DataFrame, summary: dict[str, Any], spec: dict[str, Any]
 ) -> list[Section]:
     table = method_table(runs, results.metric_directions(study))

@@ -1,0 +1,66 @@
+"""alpha-sweep: the supplement's Figure 7. GradNorm at each alpha, with equal weights,
+at every seed; other studies take the alpha it chooses on validation (study.choices)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Mapping
+
+from study.kinds import StudyKind
+from study.spec_checks import distinct_values, fail, trial_check
+from study.trials import PlannedTrial, gradnorm_fields, planned_trial
+from workers.config import check_field
+
+if TYPE_CHECKING:
+    from study.spec import StudySpec
+
+
+@dataclass(frozen=True)
+class AlphaSweep:
+    """Supplement Figure 7: GradNorm at each alpha, plus equal weights, per seed."""
+
+    alphas: tuple[float, ...] = (0.0, 0.12, 0.5, 1.0, 1.5, 2.0, 3.0)
+
+    def __post_init__(self) -> None:
+        distinct_values("alphas", self.alphas, "alpha")
+        for i, alpha in enumerate(self.alphas):
+            trial_check(check_field, "alpha", alpha, path=f"alphas[{i}]")
+
+
+def plan(spec: "StudySpec", seed: int, tasks: int, outcomes: Mapping[str, float]) -> list[PlannedTrial]:
+    planned = [planned_trial(spec, seed, method="equal")]
+    return planned + [planned_trial(spec, seed, method="gradnorm", **gradnorm_fields(spec, alpha))
+                      for alpha in spec.section.alphas]
+
+
+def check(spec: "StudySpec") -> None:
+    if spec.gradnorm.alpha_from is not None:
+        fail("gradnorm.alpha_from", "an alpha-sweep study sweeps alpha itself")
+
+
+def report(results, study, runs, summary, spec):  # noqa: ANN001 (StudyKind.report)
+    from study.report.build import alpha_sweep_sections
+
+    return alpha_sweep_sections(results, study, runs, summary, spec)
+
+
+def headline(summary: dict[str, Any]) -> list[str]:
+    fig7 = summary.get("figure7") or {}
+    if "alpha_chosen_on_validation" in fig7:
+        return [f"Figure 7: alpha chosen on validation {fig7['alpha_chosen_on_validation']:g}, test gain "
+                f"{fig7['test_gain_pct_at_chosen']:+.2f} % vs equal weights (best on test, in hindsight: "
+                f"{fig7['best_alpha']:g}, {fig7['best_mean_gain_pct']:+.2f} %)"]
+    if "best_alpha" in fig7:
+        return [f"Figure 7: best alpha {fig7['best_alpha']:g} ({fig7['best_mean_gain_pct']:+.2f} % vs equal weights)"]
+    return []
+
+
+KIND = StudyKind(
+    name="alpha-sweep",
+    summary="Figure 7: GradNorm at each alpha against equal weights; chooses alpha on validation",
+    section=AlphaSweep,
+    plan=plan,
+    report=report,
+    headline=headline,
+    check=check,
+)
