@@ -46,9 +46,9 @@ def resolve_choices(spec: StudySpec, storage: str) -> StudySpec:
 
 
 def alpha_chosen_on_validation(runs) -> float | None:
-    """The alpha with the best mean validation gain over equal weights (study.report.figure7)."""
+    """The alpha with the best mean validation gain over equal weights (study.report.sweep)."""
     try:
-        from study.report.figure7 import figure7_data
-    except ImportError as error:  # the figure's module needs the `report` extra
+        from study.report.sweep import figure7_data
+    except ImportError as error:  # its statistics need the `report` extra (scipy)
         raise BadInput(f"gradnorm.alpha_from needs {error.name}: pip install 'gradnorm-study[report]'") from None
     return figure7_data(runs).stats.get("alpha_chosen_on_validation")

@@ -83,3 +83,16 @@ def test_read_commands_load_neither_torch_nor_ray(tmp_path, argv):
     exit_code, loaded = json.loads(done.stdout.splitlines()[-1])
     assert exit_code == (2 if argv[0] == "delete" else 0)
     assert loaded == []
+
+
+def test_specs_kinds_and_choices_load_no_torch_ray_or_plotting():
+    """Loading a spec of any kind (study.kinds) and the alpha a sweep chose need no plotting, torch or Ray."""
+    import subprocess
+    import sys
+
+    code = ("import sys, study.spec, study.kinds, study.choices, study.report.sweep\n"
+            "from study.spec import parse_spec\n"
+            "[parse_spec({'study': 's', 'kind': kind}) for kind in study.kinds.KINDS]\n"
+            "print(sorted({'torch', 'ray', 'plotly'} & set(sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT).stdout
+    assert out.strip() == "[]"

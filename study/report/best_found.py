@@ -1,7 +1,7 @@
 """A search study's report: the best static weighting found vs the compute spent, per searcher.
 
 Each searcher's runs are taken in the order it proposed them (the replayed
-search, study.plan.search_proposals). After each run, the searcher's choice is
+search, study.kinds.search.search_proposals). After each run, the searcher's choice is
 the full-length run (training.steps, like GradNorm's) with the best validation
 value so far, and its score is that choice's test % change vs the GradNorm run
 of the same seed,
@@ -57,7 +57,7 @@ class BestFoundData:
 
 def best_found_data(runs: pd.DataFrame, order: pd.DataFrame, steps_per_run: int,
                     alpha_cost: AlphaCost | None = None) -> BestFoundData:
-    """`order`: searcher, seed, index, key, steps of every proposal (study.plan.search_proposals);
+    """`order`: searcher, seed, index, key, steps of every proposal (study.kinds.search.search_proposals);
     `alpha_cost`: the sweep GradNorm's α came from, added to GradNorm's compute (None: α was set)."""
     tasks = task_names(runs)
     problems: list[str] = []
