@@ -17,22 +17,17 @@ rounds, each planned from the outcomes the rounds before recorded.
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import platform
 import signal
-import socket
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Iterator, TextIO
 
+import pandas as pd
 import ray
-import ray._private.ray_constants as ray_constants
-from ray import tune
 from sqlalchemy.engine import URL
 
 from db import LEASE_TTL_S, DatabaseUnreachable, StudyBusy, ResultsReader, ResultsWriter, check_target, open_reader, open_writer, spec_hash
@@ -42,20 +37,11 @@ from study.errors import BadInput
 from study.plan import PlannedTrial, check_workload, plan_study, planned_count, recorded_outcomes
 from study.progress import Progress, plural
 from study.provenance import CodeFingerprint, code_fingerprint, what_changed
-from study.spec import SpecError, StudySpec, parse_spec
+from study.ray_session import check_resources, start_ray
+from study.spec import StudySpec, parse_spec
+from study.tune_runner import RunnerOptions, run_packs
 from workers import packing
 from workers.workloads import WorkloadShape, code_to_ship
-from workers.remote import FINAL, run_trial
-
-# Read by Ray and Tune when they run, not when imported; set before ray.init so
-# that the workers it starts inherit them.
-os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")  # relative paths in workload options keep working
-
-
-RAY_CONNECT_TIMEOUT_S = 5
-RAY_CLUSTER_MODE = ray_constants.ENABLE_RAY_CLUSTER  # Ray's own default for this platform
 
 
 @dataclass(frozen=True)
@@ -76,16 +62,20 @@ class LaunchSummary:
     failure_reasons: dict[str, str] = field(default_factory=dict)
 
 
-def launch(
-    spec: StudySpec,
-    storage: str,
-    address: str | None = None,
-    max_concurrent: int | None = None,
-    force_new: bool = False,
-    retry_failed: bool = False,
-    stream: TextIO | None = None,
-    allow_code_change: bool = False,
-) -> LaunchSummary:
+@dataclass(frozen=True)
+class LaunchOptions:
+    """What `gns launch` is told besides the spec and the storage."""
+
+    address: str | None = None  # a Ray cluster to join; None: start a local Ray
+    max_concurrent: int | None = None  # wins over the spec's
+    force_new: bool = False  # delete a study of another spec under the same name
+    retry_failed: bool = False  # train the recorded failures again
+    allow_code_change: bool = False  # go on although the code changed since the recorded runs
+
+
+def launch(spec: StudySpec, storage: str, options: LaunchOptions = LaunchOptions(),
+           stream: TextIO | None = None) -> LaunchSummary:
+    """Plan `spec`, train what `storage` does not hold on Ray, record it; the summary."""
     stream = stream or sys.stderr
     started = time.monotonic()
     code = code_fingerprint(spec.workload)  # recorded with every trial; a change is refused unless allowed
@@ -96,24 +86,25 @@ def launch(
     url = check_target(storage)  # a bad URL or SQLite path is refused before Ray starts
 
     # also refuses a study another driver runs, or one trained with other code (unless allowed)
-    done = _already_done(url, spec, shape, force_new, retry_failed, code, allow_code_change)
+    done = _already_done(url, spec, shape, options.force_new, options.retry_failed, code, options.allow_code_change)
     if done is not None:
         print(f"study {spec.study!r}: all {plural(total, 'planned trial')} are recorded; nothing to run", file=stream)
         return LaunchSummary(spec.study, total, total, 0, 0, 0, time.monotonic() - started, False,
                              ray_started=False, failures=done[0], failure_reasons=done[1])
 
-    where = f"the Ray cluster at {address}" if address else "a local Ray"
+    where = f"the Ray cluster at {options.address}" if options.address else "a local Ray"
     print(f"study {spec.study!r}: starting {where} (usually 5-30 s) ...", file=stream, flush=True)
-    start_ray(address, code_to_ship(spec.workload))
+    start_ray(options.address, code_to_ship(spec.workload))
     try:
         check_resources(spec, ray.cluster_resources())
         with open_writer(url) as results:
-            prepare_study(results, spec, total, force_new, stream)  # takes the study lease
-            note_code_change(results, spec.study, code, allow_code_change, stream)
+            prepare_study(results, spec, total, options.force_new, stream)  # takes the study lease
+            note_code_change(results, spec.study, code, options.allow_code_change, stream)
             try:
                 with LeaseKeeper(results, spec.study) as keeper:
-                    requeued = results.requeue(spec.study, failed=retry_failed)
-                    planned = plan_from_records(spec, shape, results)
+                    requeued = results.requeue(spec.study, failed=options.retry_failed)
+                    runs = results.runs(spec.study)  # read once here, and once for the summary
+                    planned = plan_from_records(spec, shape, runs)
                     recorded_before = results.recorded_keys(spec.study) & {p.key for p in planned}
                     print(
                         f"study {spec.study!r} ({spec.kind}, {spec.workload}): {plural(total, 'trial')} planned, "
@@ -123,17 +114,18 @@ def launch(
                         file=stream,
                         flush=True,
                     )
-                    failures_before = sum(failure_counts(results, spec.study, recorded_before)[0].values())
+                    failures_before = sum(failure_counts(runs, recorded_before)[0].values())
                     progress = Progress(spec.study, total, len(recorded_before) - failures_before, failures_before,
                                         results.best_value(spec.study), stream)
                     recorder = Recorder(results, spec.study, progress, keeper, provenance(code))
                     with sigterm_as_interrupt() as terminated:
-                        planned, interrupted = run_rounds(spec, shape, planned, recorded_before, recorder, max_concurrent)
+                        runner = RunnerOptions.for_spec(spec, options.max_concurrent)
+                        planned, interrupted = run_rounds(spec, shape, planned, recorded_before, recorder, runner)
                     progress.close()
                     recorder.raise_error()
                     keys = {p.key for p in planned}
                     missing = total - len(keys & (recorded_before | recorder.keys))
-                    failures, reasons = failure_counts(results, spec.study, keys)
+                    failures, reasons = failure_counts(results.runs(spec.study), keys)
             finally:
                 release_lease(results, spec.study, failing=sys.exc_info()[0] is not None)
     finally:
@@ -191,11 +183,12 @@ def _already_done(
                 if not allow_code_change:
                     raise BadInput(_other_code(spec.study, change))
                 return None  # the writer keeps the change with the study
-            planned = plan_from_records(spec, shape, results)
+            runs = results.runs(spec.study)
+            planned = plan_from_records(spec, shape, runs)
             keys = {p.key for p in planned}
             if len(keys) < planned_count(spec, planned) or not keys <= results.recorded_keys(spec.study):
                 return None
-            failures = failure_counts(results, spec.study, keys)
+            failures = failure_counts(runs, keys)
     except DatabaseUnreachable:  # no database yet (or not reachable now): the writer creates it or says why
         return None
     if retry_failed and failures[0]:
@@ -237,17 +230,16 @@ def provenance(code: CodeFingerprint) -> dict[str, Any]:
             "driver": {"optuna": optuna.__version__, "ray": ray.__version__, "python": platform.python_version()}}
 
 
-def plan_from_records(spec: StudySpec, shape: WorkloadShape, results: ResultsReader) -> list[PlannedTrial]:
-    """The plan given what the database holds: an adaptive kind's later rounds need the recorded
-    outcomes, every other kind's plan needs nothing from it."""
+def plan_from_records(spec: StudySpec, shape: WorkloadShape, runs: pd.DataFrame) -> list[PlannedTrial]:
+    """The plan given the study's recorded runs: an adaptive kind's later rounds need their outcomes,
+    every other kind's plan needs nothing from them."""
     if not spec.study_kind.adaptive:
         return plan_study(spec, shape)
-    return plan_study(spec, shape, recorded_outcomes(results.runs(spec.study)))
+    return plan_study(spec, shape, recorded_outcomes(runs))
 
 
-def failure_counts(results: ResultsReader, study: str, keys: set[str]) -> tuple[dict[str, int], dict[str, str]]:
+def failure_counts(runs: pd.DataFrame, keys: set[str]) -> tuple[dict[str, int], dict[str, str]]:
     """Recorded planned keys whose outcome is a failure: how many by status, and one reason each."""
-    runs = results.runs(study)
     failed = runs[runs["key"].isin(keys) & (runs["status"] != str(Status.OK))]
     counts = {str(status): int(count) for status, count in failed["status"].value_counts().items()}
     reasons = {str(status): str(group["failure_reason"].iloc[0]) for status, group in failed.groupby("status")}
@@ -284,49 +276,6 @@ class LeaseKeeper:
     def check(self) -> None:
         if self.error is not None:
             raise self.error
-
-
-def check_reachable(address: str) -> None:
-    """Fail fast on HOST:PORT nobody answers at (ray.init would retry for minutes)."""
-    if address == "auto" or "://" in address:
-        return
-    host, _, port = address.rpartition(":")
-    if not host or not port.isdigit():
-        raise BadInput(f"--address: expected auto or HOST:PORT, got {address!r}")
-    try:
-        socket.create_connection((host, int(port)), timeout=RAY_CONNECT_TIMEOUT_S).close()
-    except OSError as error:
-        raise BadInput(f"--address: cannot join the Ray cluster at {address!r}: {error.strerror or error}") from None
-
-
-def start_ray(address: str | None, code: list[str] = ()) -> None:
-    """Start or join Ray; `code`: a user factory's package folder or .py file, shipped to every worker."""
-    if address is not None:
-        check_reachable(address)
-    # Our progress line is the output; Ray's own notices (such as its token
-    # authentication on a local instance) would bury it.
-    options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.ERROR}
-    if code:  # on a cluster the workers share no folder with the driver: Ray uploads the module to each node
-        options["runtime_env"] = {"py_modules": list(code)}
-    try:
-        # A local Ray is for this machine only: Ray's single-machine mode (its default on
-        # macOS and Windows) binds every Ray process to 127.0.0.1 instead of all interfaces.
-        ray_constants.ENABLE_RAY_CLUSTER = RAY_CLUSTER_MODE if address is not None else False
-        if address is None:
-            ray.init(**options)
-        else:
-            ray.init(address=address, **options)
-    except (ConnectionError, ValueError, RuntimeError) as error:
-        raise BadInput(f"--address: cannot join the Ray cluster at {address!r}: {str(error).splitlines()[0]}") from None
-
-
-def check_resources(spec: StudySpec, cluster: dict[str, float]) -> None:
-    cpus, gpus = cluster.get("CPU", 0.0), cluster.get("GPU", 0.0)
-    if spec.resources.cpu > cpus:
-        raise SpecError(f"resources.cpu: each trial asks for {spec.resources.cpu:g} CPUs, the Ray cluster has {cpus:g}")
-    if spec.resources.gpu > gpus:
-        have = f"{gpus:g} GPUs" if gpus else "no GPU"
-        raise SpecError(f"resources.gpu: each trial asks for {spec.resources.gpu:g} GPUs, the Ray cluster has {have}")
 
 
 def prepare_study(results: ResultsWriter, spec: StudySpec, planned: int, force_new: bool, stream: TextIO) -> None:
@@ -484,12 +433,12 @@ def run_rounds(
     planned: list[PlannedTrial],
     recorded: set[str],
     recorder: Recorder,
-    max_concurrent: int | None,
+    runner: RunnerOptions,
 ) -> tuple[list[PlannedTrial], bool]:
     """Train what the plan holds and the database does not, round after round; the last plan, and
     whether a trial ended unrecorded (interrupted).
 
-    One round for every kind but search, whose next proposals are planned from the
+    One round for every kind but an adaptive one (search), whose next proposals are planned from the
     outcomes recorded in the round before (study.searchers); GradNorm-Static trials
     run at the end of their round, once their GradNorm reference is recorded.
     """
@@ -498,14 +447,16 @@ def run_rounds(
         todo = [p for p in planned if p.key not in done]
         if not todo:
             return planned, False
-        interrupted = run_trials(spec, shape, [p for p in todo if p.depends_on is None], recorder, max_concurrent)
+        interrupted = run_trials(spec, shape, [p for p in todo if p.depends_on is None], recorder, runner)
         if not interrupted and recorder.failure is None:
             dependents = [p for p in todo if p.depends_on is not None]
             runnable = resolve_dependents(recorder.results, spec.study, dependents, done | recorder.keys, recorder)
-            interrupted = run_trials(spec, shape, runnable, recorder, max_concurrent)
+            interrupted = run_trials(spec, shape, runnable, recorder, runner)
         if interrupted or recorder.failure is not None:
             return planned, True
-        planned = plan_from_records(spec, shape, recorder.results)
+        if not spec.study_kind.adaptive:
+            return planned, False  # one round holds all its trials
+        planned = plan_from_records(spec, shape, recorder.results.runs(spec.study))
         strays = recorder.keys - {p.key for p in planned}
         if strays:  # the replay must give back what it proposed, or the rounds would never end
             raise RuntimeError(f"study {spec.study!r}: replaying the search proposed other trials than it trained "
@@ -519,111 +470,11 @@ def make_packs(spec: StudySpec, shape: WorkloadShape, trials: list[PlannedTrial]
     return [[trials[i] for i in pack] for pack in packs]
 
 
-def run_trials(
-    spec: StudySpec, shape: WorkloadShape, trials: list[PlannedTrial], recorder: Recorder, max_concurrent: int | None
-) -> bool:
-    """Run `trials` through a Tune Tuner, packed; True if some ended unrecorded (interrupted)."""
+def run_trials(spec: StudySpec, shape: WorkloadShape, trials: list[PlannedTrial], recorder: Recorder,
+               runner: RunnerOptions) -> bool:
+    """Run `trials` through the Tune runner, packed; True if some ended unrecorded (interrupted)."""
     if not trials:
         return False
-    slots = max_concurrent or spec.max_concurrent or max(1, int(ray.cluster_resources().get("CPU", 1) // spec.resources.cpu))
-    packs = make_packs(spec, shape, trials, slots)
-    callback = _TuneCallback(packs, recorder)
-    payload = [[{"key": p.key, "config": p.config.to_dict()} for p in pack] for pack in packs]
-    trainable = tune.with_resources(
-        tune.with_parameters(
-            run_trial,
-            packs=payload,
-            threads=max(1, int(spec.resources.cpu)),
-            use_gpu=spec.resources.gpu > 0,
-        ),
-        {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu},
-    )
-    # Tune logs every failed attempt's whole traceback; we print one line each instead.
-    logging.getLogger("ray.tune").setLevel(logging.CRITICAL)
-    with tempfile.TemporaryDirectory(prefix="gns-tune-") as tune_dir:
-        tuner = tune.Tuner(
-            trainable,
-            param_space={"index": tune.grid_search(list(range(len(packs))))},
-            tune_config=tune.TuneConfig(
-                max_concurrent_trials=max_concurrent or spec.max_concurrent,
-                reuse_actors=True,
-                trial_name_creator=lambda t: pack_name(packs[t.config["index"]]),
-                trial_dirname_creator=lambda t: pack_name(packs[t.config["index"]]),
-            ),
-            run_config=tune.RunConfig(
-                name=spec.study.replace("/", "_"),
-                storage_path=tune_dir,
-                verbose=0,
-                callbacks=[callback],
-                stop=_StopWhenRecorderFails(recorder),
-                failure_config=tune.FailureConfig(max_failures=spec.retries),
-            ),
-        )
-        tuner.fit()
+    packs = make_packs(spec, shape, trials, runner.slots(ray.cluster_resources().get("CPU", 1)))
+    run_packs(runner, packs, recorder)
     return any(p.key not in recorder.keys for p in trials)
-
-
-def pack_name(pack: list[PlannedTrial]) -> str:
-    return pack[0].key + (f"+{len(pack) - 1}" if len(pack) > 1 else "")
-
-
-def _error_line(trial: Any) -> str:
-    """The last line of the trial's traceback (`RuntimeError: ...`), from Tune's error file."""
-    path = getattr(trial, "error_file", None)
-    try:
-        text = Path(path).read_text() if path else ""
-    except OSError:
-        text = ""
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return lines[-1] if lines else "the worker failed"
-
-
-class _StopWhenRecorderFails(tune.Stopper):
-    """Stops every trial once the recorder cannot write or the lease is lost (Recorder.failure)."""
-
-    def __init__(self, recorder: Recorder) -> None:
-        self.recorder = recorder
-
-    def __getstate__(self) -> dict[str, Any]:  # Tune pickles its run config; the recorder stays here
-        return {"recorder": None}
-
-    def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
-        return self.stop_all()
-
-    def stop_all(self) -> bool:
-        return self.recorder is not None and self.recorder.failure is not None
-
-
-class _TuneCallback(tune.Callback):
-    """Maps Tune's trial events (one per pack) onto our planned trials."""
-
-    def __init__(self, packs: list[list[PlannedTrial]], recorder: Recorder) -> None:
-        self.packs = packs
-        self.recorder = recorder
-
-    def __getstate__(self) -> dict[str, Any]:
-        # Tune pickles its run config; the database connection stays in this process.
-        return {"packs": self.packs, "recorder": None}
-
-    def _pack(self, trial: Any) -> list[PlannedTrial]:
-        return self.packs[trial.config["index"]]
-
-    def on_trial_start(self, iteration, trials, trial, **info) -> None:
-        for planned in self._pack(trial):
-            self.recorder.start(planned)
-
-    def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
-        if result.get(FINAL):
-            for planned, result_data in zip(self._pack(trial), result["results"]):
-                self.recorder.record_result(planned, result_data, result.get("worker"))
-
-    def on_trial_recover(self, iteration, trials, trial, **info) -> None:
-        name = pack_name(self._pack(trial))
-        self.recorder.progress.note(f"trial {name} failed ({_error_line(trial)}); retrying")
-
-    def on_trial_error(self, iteration, trials, trial, **info) -> None:
-        reason = _error_line(trial)
-        pack = self._pack(trial)
-        self.recorder.progress.note(f"trial {pack_name(pack)} failed for good: {reason} (traceback: {trial.error_file})")
-        for planned in pack:
-            self.recorder.record_failure(planned.key, planned.config.to_dict(), f"crashed: {reason}")

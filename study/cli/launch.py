@@ -56,16 +56,15 @@ def with_resources(spec: StudySpec, cpu: float | None, gpu: float | None) -> Stu
 
 
 def run(args: argparse.Namespace) -> int:
-    from study.driver import launch
+    from study.driver import LaunchOptions, launch
 
     if args.max_concurrent is not None and args.max_concurrent < 1:
         raise BadInput(f"--max-concurrent: must be >= 1, got {args.max_concurrent}")
     allow_user_code(args.spec)
     spec = with_resources(load_spec(args.spec), args.cpu, args.gpu)
-    summary = launch(
-        spec, args.storage, address=args.address, max_concurrent=args.max_concurrent, force_new=args.force_new,
-        retry_failed=args.retry_failed, allow_code_change=args.allow_code_change,
-    )
+    options = LaunchOptions(address=args.address, max_concurrent=args.max_concurrent, force_new=args.force_new,
+                            retry_failed=args.retry_failed, allow_code_change=args.allow_code_change)
+    summary = launch(spec, args.storage, options)
     done = summary.planned - summary.missing
     print(
         f"{summary.study}: {done}/{summary.planned} recorded ({summary.recorded_now} now, {summary.failed_now} failed) "
