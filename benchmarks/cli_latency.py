@@ -3,7 +3,7 @@
 Each variant is a fresh process timed end to end, as a user would see it,
 variants alternating, median of --repeats: `gns --version`, `gns --help`,
 `gns studies`, `gns status` and `gns query` on a small results database made
-for the run, next to `python -c "import optuna"` (the issue's yardstick),
+for the run, `gns plan` of the quickstart spec (digits), next to `python -c "import optuna"` (the issue's yardstick),
 `import pandas` and `import torch` (what these commands used to load).
 
     python -m benchmarks.cli_latency [--repeats 7]
@@ -57,6 +57,11 @@ def main() -> None:
             "gns studies": [GNS, "studies", "--storage", url],
             "gns status bench": [GNS, "status", "bench", "--storage", url],
             "gns query bench": [GNS, "query", "bench", "--storage", url],
+            "gns plan quickstart": [GNS, "plan", "examples/quickstart.yaml"],
+            # what gns plan did before it read a built-in workload's facts from its options: build it
+            "plan, workload built": [sys.executable, "-c", "from study.spec import load_spec\nfrom study.plan import "
+                                     "check_workload, plan_study\nspec = load_spec('examples/quickstart.yaml')\n"
+                                     "plan_study(spec, check_workload(spec))"],
         }
         times: dict[str, list[float]] = {name: [] for name in variants}
         for _ in range(args.repeats):

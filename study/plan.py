@@ -7,24 +7,45 @@ every kind shares, the order of the plan, and the checks on the whole of it.
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import pandas as pd
 
 from records import Status
 from study.spec import SpecError, StudySpec
 from study.trials import PlannedTrial
-from workers.workloads import WorkloadError, WorkloadShape, inspect_workload
+from workers.workload_options import PlanFacts, plan_facts
 
-__all__ = ["PlannedTrial", "check_workload", "describe", "plan_study", "planned_count", "recorded_outcomes"]
+if TYPE_CHECKING:
+    from workers.workloads import WorkloadShape
+
+__all__ = ["PlannedTrial", "check_plan", "check_workload", "describe", "plan_study", "planned_count", "recorded_outcomes"]
 
 
-def check_workload(spec: StudySpec) -> WorkloadShape:
-    """Build the spec's workload once: its options, data and the batch size must fit. Its shape."""
+def check_workload(spec: StudySpec) -> "WorkloadShape":
+    """Build the spec's workload once (torch): its options, data and the batch size must fit. Its
+    shape, which also sizes the launch's packs."""
+    from workers.workloads import WorkloadError, inspect_workload
+
     try:
         shape = inspect_workload(spec.workload, spec.workload_options, seed=spec.seeds[0])
     except WorkloadError as error:
         raise SpecError(str(error)) from None
+    return _checked(spec, shape)
+
+
+def check_plan(spec: StudySpec) -> "PlanFacts | WorkloadShape":
+    """What planning needs of the spec's workload, checked as a launch checks it: read from the
+    options of a built-in that generates or ships its data (no torch), else built."""
+    try:
+        facts = plan_facts(spec.workload, spec.workload_options)
+    except ValueError as error:
+        raise SpecError(str(error)) from None
+    return check_workload(spec) if facts is None else _checked(spec, facts)
+
+
+def _checked(spec: StudySpec, shape: "PlanFacts | WorkloadShape") -> "PlanFacts | WorkloadShape":
+    """`shape` (its tasks, training size and validation split) fits the spec, or SpecError."""
     if spec.training.batch_size > shape.train_size:
         raise SpecError(
             f"training.batch_size: {spec.training.batch_size} exceeds the {shape.train_size} training samples of {spec.workload}"
@@ -42,7 +63,7 @@ def check_workload(spec: StudySpec) -> WorkloadShape:
 
 
 def plan_study(
-    spec: StudySpec, shape: WorkloadShape | None = None, outcomes: Mapping[str, float] | None = None
+    spec: StudySpec, shape: "PlanFacts | WorkloadShape | None" = None, outcomes: Mapping[str, float] | None = None
 ) -> list[PlannedTrial]:
     """Every trial of the study, GradNorm references before the runs that are compared with them.
 
@@ -50,10 +71,10 @@ def plan_study(
     keys: validation value, inf where the run failed) gives what is known, and
     the plan holds every trial that can be proposed from it (study.searchers).
 
-    Raises SpecError for anything a launch would refuse (the workload is built once
-    to check, unless the caller passes the shape check_workload gave it).
+    Raises SpecError for anything a launch would refuse (the workload is checked
+    once by check_plan, unless the caller passes the shape check_workload gave it).
     """
-    tasks = len((shape or check_workload(spec)).task_names)
+    tasks = len((shape or check_plan(spec)).task_names)
     planned: list[PlannedTrial] = []
     for seed in spec.seeds:
         planned += spec.study_kind.plan(spec, seed, tasks, outcomes or {})

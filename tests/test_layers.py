@@ -96,3 +96,19 @@ def test_specs_kinds_and_choices_load_no_torch_ray_or_plotting():
             "print(sorted({'torch', 'ray', 'plotly'} & set(sys.modules)))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT).stdout
     assert out.strip() == "[]"
+
+
+@pytest.mark.parametrize("spec", ["examples/quickstart.yaml", "examples/multimnist-fig4.yaml", "examples/toy-fig4.yaml"])
+def test_planning_a_builtin_workload_loads_neither_torch_nor_ray(spec):
+    """gns plan reads a built-in workload's facts from its options (workers.workload_options)."""
+    import json
+    import subprocess
+    import sys
+
+    code = ("import contextlib, io, json, sys\nfrom study.cli import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n"
+            f"    code = main(['plan', {spec!r}])\n"
+            "print(json.dumps([code, sorted({'torch', 'ray', 'plotly'} & set(sys.modules))]))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.splitlines()[-1]) == [0, []]

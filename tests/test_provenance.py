@@ -19,7 +19,7 @@ from tests.fake_results import fake_result
 from tests.helpers import file_digest
 from tests.test_user_code import FACTORY, clean_env, write_package
 from workers.config import TrialConfig
-from workers.workloads import allow_imports_from
+from workers.modules import allow_imports_from
 
 ROOT = Path(__file__).parents[1]
 GNS = str(Path(sys.executable).parent / "gns")

@@ -10,7 +10,8 @@ import pytest
 import yaml
 
 from db import ResultsDB
-from workers.workloads import WorkloadError, allow_imports_from, build_workload, code_to_ship
+from workers.modules import allow_imports_from
+from workers.workloads import WorkloadError, build_workload, code_to_ship
 
 GNS = str(Path(sys.executable).parent / "gns")  # the console script: its sys.path holds no working directory
 

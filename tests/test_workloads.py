@@ -166,3 +166,30 @@ def test_toy_input_scale_takes_the_tanh_out_of_saturation():
 
     assert saturated_share(1.0) > 0.9  # the paper's inputs read literally
     assert saturated_share(1 / (250 * 13.5) ** 0.5) < 0.1  # tanh argument of std about 1
+
+
+@pytest.mark.parametrize("name, options", [
+    ("toy", {}),
+    ("toy", {"tasks": 10, "train_size": 300, "test_size": 40, "validation_size": 30}),
+    ("sinusoid", {"train_size": 123}),
+    ("digits", {"standardize_targets": True}),
+    ("multimnist", {"third_task": "sum", "train_size": 200, "test_size": 50, "validation_size": 50}),
+])
+def test_plan_facts_read_from_options_equal_the_built_workloads(name, options):
+    """What `gns plan` checks without torch (workers.workload_options) is what the built workload has."""
+    from workers.workload_options import plan_facts
+    from workers.workloads import inspect_workload
+
+    facts, shape = plan_facts(name, options), inspect_workload(name, options, seed=0)
+    assert (facts.task_names, facts.train_size, facts.has_validation) == (shape.task_names, shape.train_size,
+                                                                         shape.has_validation)
+
+
+def test_plan_facts_refuse_bad_options_as_the_build_does_and_leave_data_folders_to_it():
+    from workers.workload_options import plan_facts
+
+    with pytest.raises(ValueError, match=r"^workload_options\.tasks: must be an integer from 1 to"):
+        plan_facts("toy", {"tasks": 0})
+    with pytest.raises(ValueError, match=r"^workload_options\.colour: unknown option for workload 'digits'"):
+        plan_facts("digits", {"colour": 1})
+    assert plan_facts("nyuv2", {}) is None and plan_facts("tests.user_workload:build", {}) is None

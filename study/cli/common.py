@@ -39,7 +39,7 @@ def add_storage_argument(parser: argparse.ArgumentParser) -> None:
 
 def allow_user_code(spec_path: str | None = None) -> None:
     """A `module:factory` may live in the directory gns runs in, or beside the spec (docs/workloads.md)."""
-    from workers.workloads import allow_imports_from
+    from workers.modules import allow_imports_from
 
     allow_imports_from(Path.cwd(), *([Path(spec_path).resolve().parent] if spec_path else []))
 

@@ -75,7 +75,7 @@ def plan(spec: "StudySpec", seed: int, tasks: int, outcomes: Mapping[str, float]
 
 
 def check_shape(spec: "StudySpec", shape: "WorkloadShape") -> None:
-    from workers.workloads import check_task_count
+    from workers.workload_options import check_task_count
 
     if spec.section.weights is not None:
         try:

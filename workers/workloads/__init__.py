@@ -9,7 +9,7 @@ imported here; the CLI never passes a workload name read from a database.
 
 Where a user's module may live: anywhere Python already finds it (an
 installed package, PYTHONPATH), or in a folder the command names with
-`allow_imports_from` (the directory `gns` runs in, a spec's folder). Those
+`workers.modules.allow_imports_from` (the directory `gns` runs in, a spec's folder). Those
 folders are appended to sys.path, so an installed package of the same name
 wins; `code_to_ship` says which file or package folder Ray must carry to
 its workers.
@@ -18,17 +18,16 @@ its workers.
 from __future__ import annotations
 
 import importlib
-import sys
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping
 
 import torch
 
 from workers.catalog import BUILTIN_WORKLOADS
 from workers.model import PackFacts
-from workers.modules import module_origin
-from workers.workloads.base import Workload, parse_options
+from workers.modules import code_folders, module_origin
+from workers.workload_options import check_task_count, parse_options
+from workers.workloads.base import Workload
 
 Factory = Callable[[Mapping[str, Any]], Workload]
 
@@ -65,19 +64,6 @@ class WorkloadShape:
         return 4 * floats
 
 
-# Folders a user's factory module may be found in besides the installed packages (see the docstring).
-_code_folders: list[Path] = []
-
-
-def allow_imports_from(*folders: str | Path) -> None:
-    """Let a user factory's module be imported from `folders` (appended to sys.path, once each);
-    they replace the folders an earlier call named in what is shipped and in error messages."""
-    _code_folders[:] = dict.fromkeys(Path(folder).resolve() for folder in folders)
-    for path in _code_folders:
-        if str(path) not in sys.path:
-            sys.path.append(str(path))
-
-
 def _import_user_module(name: str):
     module_name, _, _ = name.partition(":")
     if not module_name or any(not part.isidentifier() for part in module_name.split(".")):
@@ -88,7 +74,7 @@ def _import_user_module(name: str):
         parts = module_name.split(".")
         if error.name not in {".".join(parts[:i]) for i in range(1, len(parts) + 1)}:  # found, but its own import failed
             raise WorkloadError(f"workload: importing {module_name!r} for {name!r} failed: {error}") from None
-        searched = ", ".join(str(folder) for folder in _code_folders) or "no folder of yours"
+        searched = ", ".join(str(folder) for folder in code_folders) or "no folder of yours"
         raise WorkloadError(
             f"workload: cannot import {module_name!r} for {name!r} ({error}); searched {searched} and the installed "
             f"packages: put {parts[0]}/ or {parts[0]}.py in the directory you run gns from or beside the spec, "
@@ -109,7 +95,7 @@ def code_to_ship(name: str) -> list[str]:
     if origin is None:
         return []
     origin = origin.resolve()
-    return [str(origin)] if any(origin.is_relative_to(folder) for folder in _code_folders) else []
+    return [str(origin)] if any(origin.is_relative_to(folder) for folder in code_folders) else []
 
 
 def resolve_factory(name: str) -> Factory:
@@ -176,12 +162,6 @@ def task_names(name: str, options: Mapping[str, Any]) -> tuple[str, ...]:
         except ValueError as error:
             raise WorkloadError(str(error)) from None
     return build_workload(name, options, seed=0).task_names
-
-
-def check_task_count(field: str, values: Sequence[Any], names: Sequence[str], workload: str) -> None:
-    """One value per task, or ValueError naming `field`."""
-    if len(values) != len(names):
-        raise ValueError(f"{field}: expected {len(names)} values (one per task of {workload}), got {len(values)}")
 
 
 def check_trial(config) -> tuple[str, ...]:

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence, TypeVar
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 
-from workers.config import MAX_SEED, shown
 from workers.model import MultiTaskNet
 from workers.workloads import dense
 from records import TaskMetric
@@ -175,21 +173,6 @@ def regression_workload(
                     validation=validation)
 
 
-OptionsT = TypeVar("OptionsT")
-
-
-def parse_options(options_type: type[OptionsT], workload: str, options: Mapping[str, Any]) -> OptionsT:
-    """Build a workload's frozen options dataclass, naming an unknown or mistyped option."""
-    fields = {f.name: f for f in dataclasses.fields(options_type)}
-    for name, value in options.items():
-        if name not in fields:
-            raise ValueError(
-                f"workload_options.{name}: unknown option for workload {workload!r} (known: {', '.join(fields)})"
-            )
-    try:
-        return options_type(**options)
-    except TypeError as error:
-        raise ValueError(f"workload_options: {error}") from None
 
 
 def hold_out(split: Split, fraction: float, seed: int) -> tuple[Split, Split]:
@@ -204,24 +187,3 @@ def hold_out(split: Split, fraction: float, seed: int) -> tuple[Split, Split]:
     return split.take(order[held_out:]), split.take(order[:held_out])
 
 
-def check_option(condition: bool, name: str, message: str) -> None:
-    if not condition:
-        raise ValueError(f"workload_options.{name}: {message}")
-
-
-# A generated data split holds at most this many samples (about 1 GB of toy inputs): a typo in a
-# size is refused when the options are read, not met as an allocation failure.
-MAX_SAMPLES = 1_000_000
-
-
-def check_data_options(options: Any) -> None:
-    """The options every synthetic workload has: problem_seed >= 0, train/test/validation sizes 1..MAX_SAMPLES."""
-    for name, minimum, maximum in (("problem_seed", 0, MAX_SEED), ("train_size", 1, MAX_SAMPLES),
-                                   ("test_size", 1, MAX_SAMPLES), ("validation_size", 1, MAX_SAMPLES)):
-        value = getattr(options, name)
-        check_option(is_int(value) and minimum <= value <= maximum, name,
-                     f"must be an integer from {minimum} to {maximum:,}, got {shown(value)}")
-
-
-def is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)

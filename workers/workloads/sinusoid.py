@@ -10,45 +10,18 @@ Gaussian noise of `noise` times the amplitude is added to the targets.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any, Mapping
 
 import torch
 
 from workers.model import fully_connected_net
-from workers.workloads.base import Split, Workload, check_data_options, check_option, parse_options, regression_workload
+from workers.workload_options import SinusoidOptions, parse_options
+from workers.workloads.base import Split, Workload, regression_workload
 
 HIDDEN_UNITS = 64
 TRUNK_DEPTH = 3
 
 
-@dataclass(frozen=True)
-class SinusoidOptions:
-    correlation: float = 0.5
-    amplitudes: tuple[float, float] = (1.0, 10.0)
-    noise: float = 0.05
-    problem_seed: int = 0
-    train_size: int = 5000
-    test_size: int = 1000
-    validation_size: int = 1000  # drawn after the test set, so train and test are as before
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "amplitudes", tuple(self.amplitudes))
-        check_option(
-            isinstance(self.correlation, (int, float)) and -1.0 <= self.correlation <= 1.0,
-            "correlation",
-            f"must be a number in [-1, 1], got {self.correlation!r}",
-        )
-        check_option(
-            len(self.amplitudes) == 2 and all(isinstance(a, (int, float)) and a > 0 for a in self.amplitudes),
-            "amplitudes",
-            "must be two positive numbers",
-        )
-        check_option(isinstance(self.noise, (int, float)) and self.noise >= 0, "noise", "must be a number >= 0")
-        check_data_options(self)
-
-    def task_names(self) -> tuple[str, ...]:
-        return ("sin_a", "sin_b")
 
 
 OPTIONS = SinusoidOptions  # what build's options parse into (workers/catalog.py)
