@@ -6,7 +6,7 @@ replayable: the same spec and recorded outcomes give the same trials), whether i
 is adaptive (plans later trials from recorded outcomes), the checks it adds to a
 spec and to the workload's shape, its report sections and its terminal headline.
 The spec loader, the planner, the driver, the report and `gns report` read only
-this registry. Adding a kind: write its module, add it to BUILTIN below (or, in a
+this registry. Adding a kind: write its module, add it to the list in `_builtin` below (or, in a
 test, `monkeypatch.setitem(KINDS, name, kind)`); docs/extending.md.
 
 Nothing here imports torch, Ray or plotly: a kind's report and its helpers are
