@@ -51,4 +51,4 @@ def alpha_chosen_on_validation(runs) -> float | None:
         from study.report.sweep import figure7_data
     except ImportError as error:  # its statistics need the `report` extra (scipy)
         raise BadInput(f"gradnorm.alpha_from needs {error.name}: pip install 'gradnorm-study[report]'") from None
-    return figure7_data(runs).stats.get("alpha_chosen_on_validation")
+    return figure7_data(runs).stats.alpha_chosen_on_validation

@@ -211,7 +211,7 @@ def test_figure7_gains_vs_equal_weights_of_the_same_seed(sweep_study):
     assert by_alpha.loc[1.5, "mean_gain_pct"] == pytest.approx(12.5)
     assert by_alpha.loc[1.5, "std_gain_pct"] == pytest.approx(math.sqrt(2 * 12.5**2))  # sample std of (0, 25)
     assert by_alpha.loc[5.0, ["seeds_ok", "seeds_failed"]].tolist() == [1, 1]
-    assert data.stats["best_alpha"] == 0.5 and data.stats["first_unstable_alpha"] == 5.0
+    assert data.stats.best_alpha == 0.5 and data.stats.first_unstable_alpha == 5.0
 
 
 def add_validation_sweep(results, spec=None):
@@ -239,9 +239,9 @@ def test_figure7_chooses_alpha_on_validation_and_reports_its_test_gain(results):
     by_alpha = data.by_alpha.set_index("alpha")
     assert by_alpha.loc[0.5, "mean_validation_gain_pct"] == pytest.approx(0.0)
     assert by_alpha.loc[1.5, "mean_validation_gain_pct"] == pytest.approx(25.0)
-    assert data.stats["alpha_chosen_on_validation"] == 1.5
-    assert data.stats["test_gain_pct_at_chosen"] == pytest.approx(12.5)  # mean of 0 and 25
-    assert data.stats["best_alpha"] == 0.5 and data.stats["best_mean_gain_pct"] == pytest.approx(25.0)  # hindsight
+    assert data.stats.alpha_chosen_on_validation == 1.5
+    assert data.stats.test_gain_pct_at_chosen == pytest.approx(12.5)  # mean of 0 and 25
+    assert data.stats.best_alpha == 0.5 and data.stats.best_mean_gain_pct == pytest.approx(25.0)  # hindsight
 
 
 def test_a_spec_takes_the_alpha_a_sweep_chose_on_validation(results, sqlite_url):
@@ -265,7 +265,7 @@ def test_a_spec_takes_the_alpha_a_sweep_chose_on_validation(results, sqlite_url)
 
 
 def test_figure7_without_validation_losses_chooses_nothing_on_them(sweep_study):
-    assert "alpha_chosen_on_validation" not in figure7_data(sweep_study.runs("sweep")).stats
+    assert figure7_data(sweep_study.runs("sweep")).stats.alpha_chosen_on_validation is None
 
 
 def metrics(accuracy, mse):

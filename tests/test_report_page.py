@@ -1,5 +1,6 @@
 """`gns report`: the offline page renders in headless Chromium, PNG and CSV files, the CLI."""
 
+import html
 import json
 import re
 import struct
@@ -15,6 +16,7 @@ import yaml
 from db import ResultsDB
 from study.cli import main
 from study.report.page import find_chromium
+from study.report.sweep import SweepStats
 from tests.fake_results import fake_result
 from tests.test_report_data import add, static
 from workers.config import TrialConfig
@@ -151,8 +153,15 @@ def test_alpha_sweep_page_has_figure7_and_the_per_alpha_table(capsys, tmp_path, 
             add(results, "sweep", TrialConfig(method="gradnorm", alpha=alpha), run)
     out = tmp_path / "sweep"
     assert main(["report", "sweep", "--storage", sqlite_url, "--out", str(out), "--no-png"]) == 0
-    assert "Figure 7: best alpha 0.5 (+25.00 % vs equal weights)" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    stats = json.loads((out / "summary.json").read_text())["figure7"]
+    # no validation losses, so no choice: the best test gain, at alpha 0.5: mean((2 - 1) / 2, 0) = 25 %
+    assert stats["best_alpha"] == 0.5 and stats["best_mean_gain_pct"] == pytest.approx(25.0)
+    assert "alpha_chosen_on_validation" not in stats
     page = (out / "index.html").read_text()
+    # the terminal prints the page's own sentence of it
+    sentence = SweepStats.from_dict(stats).choice_sentence()
+    assert f"Figure 7: {sentence}" in printed and sentence in html.unescape(page)
     assert re.findall(r'id="figure-([a-z0-9-]+)"', page) == ["figure7", "weights", "losses"]
     assert "mean_gain_pct" in page  # the per-alpha table
     gains = pd.read_csv(out / "figure7.csv").set_index("alpha")["gain_pct"]

@@ -45,14 +45,9 @@ def report(results, study, runs, summary, spec):  # noqa: ANN001 (StudyKind.repo
 
 
 def headline(summary: dict[str, Any]) -> list[str]:
-    fig7 = summary.get("figure7") or {}
-    if "alpha_chosen_on_validation" in fig7:
-        return [f"Figure 7: alpha chosen on validation {fig7['alpha_chosen_on_validation']:g}, test gain "
-                f"{fig7['test_gain_pct_at_chosen']:+.2f} % vs equal weights (best on test, in hindsight: "
-                f"{fig7['best_alpha']:g}, {fig7['best_mean_gain_pct']:+.2f} %)"]
-    if "best_alpha" in fig7:
-        return [f"Figure 7: best alpha {fig7['best_alpha']:g} ({fig7['best_mean_gain_pct']:+.2f} % vs equal weights)"]
-    return []
+    from study.report.sweep import SweepStats  # loaded with the report already
+
+    return SweepStats.from_dict(summary["figure7"]).headline() if "figure7" in summary else []
 
 
 KIND = StudyKind(

@@ -345,24 +345,12 @@ def alpha_sweep_sections(
 ) -> list[Section]:
     data = figure7_data(runs)
     summary["problems"] += data.problems
-    summary["figure7"] = {**data.stats, "by_alpha": data.by_alpha.to_dict(orient="records")}
+    summary["figure7"] = {**data.stats.to_dict(), "by_alpha": data.by_alpha.to_dict(orient="records")}
     text = [
         "Gain = 100 · mean_i (L_i^equal − L_i^α) / L_i^equal on the test set, against the equal-weights run of the "
         "same seed (positive: GradNorm does better). Mean ± std over seeds; red crosses mark α where runs diverged. "
         "The table gives each α's Student-t 95 % interval of the mean gain over seeds."
-    ]
-    if "alpha_chosen_on_validation" in data.stats:
-        text.append(
-            f"α chosen on the validation split: {data.stats['alpha_chosen_on_validation']:g} (validation gain "
-            f"{data.stats['validation_gain_pct_at_chosen']:+.2f} %), whose test gain is "
-            f"{data.stats['test_gain_pct_at_chosen']:+.2f} % (t 95 % CI over seeds {data.stats['test_gain_ci_at_chosen'][0]:+.1f} "
-            f"to {data.stats['test_gain_ci_at_chosen'][1]:+.1f} %). The best α on the test set itself, in hindsight: "
-            f"{data.stats['best_alpha']:g} ({data.stats['best_mean_gain_pct']:+.2f} %)."
-        )
-    elif "best_alpha" in data.stats:
-        text.append(f"Best α = {data.stats['best_alpha']:g} with a mean gain of {data.stats['best_mean_gain_pct']:+.2f} %.")
-    if data.stats["first_unstable_alpha"] is not None:
-        text.append(f"Runs first diverge at α = {data.stats['first_unstable_alpha']:g}.")
+    ] + data.stats.sentences()
     by_alpha_html = data.by_alpha.to_html(index=False, float_format=lambda v: f"{v:.3g}", na_rep="–")
     sections = [Section("figure7", "Figure 7: gain over equal weights vs α", text, figure7_plot(data), data.gains, by_alpha_html)]
     return sections + _dynamics_sections(results, study, runs, runs["key"].tolist())

@@ -12,8 +12,8 @@ chosen alpha at launch, where nothing is drawn.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
@@ -25,11 +25,66 @@ from study.report.stats import mean_interval_half_width, percent_change
 OK = str(Status.OK)
 
 
+@dataclass(frozen=True)
+class SweepStats:
+    """Figure 7's statistics: what summary.json's `figure7` holds, and the sentences the page and
+    `gns report` print of them (each written here once)."""
+
+    alphas: int
+    runs: int
+    first_unstable_alpha: float | None = None  # the smallest alpha at which a run diverged
+    best_alpha: float | None = None  # the best mean test gain: hindsight
+    best_mean_gain_pct: float | None = None
+    alpha_chosen_on_validation: float | None = None  # the honest choice, where validation losses exist
+    validation_gain_pct_at_chosen: float | None = None
+    test_gain_pct_at_chosen: float | None = None
+    test_gain_ci_at_chosen: tuple[float, float] | None = None  # Student-t 95 % over seeds
+
+    def to_dict(self) -> dict[str, Any]:
+        """summary.json's `figure7`: a choice or a best that was not made is left out."""
+        data = {name: value for name, value in asdict(self).items() if value is not None}
+        data["first_unstable_alpha"] = self.first_unstable_alpha
+        if self.test_gain_ci_at_chosen is not None:
+            data["test_gain_ci_at_chosen"] = list(self.test_gain_ci_at_chosen)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "SweepStats":
+        """Back from `to_dict` (other keys beside them, such as `by_alpha`, are ignored)."""
+        values = {f.name: data[f.name] for f in fields(cls) if f.name in data}
+        if values.get("test_gain_ci_at_chosen") is not None:
+            values["test_gain_ci_at_chosen"] = tuple(values["test_gain_ci_at_chosen"])
+        return cls(**values)
+
+    def choice_sentence(self) -> str | None:
+        """The alpha the sweep answers with: chosen on validation, else (no validation losses) the best on test."""
+        if self.alpha_chosen_on_validation is not None:
+            low, high = self.test_gain_ci_at_chosen
+            return (f"α chosen on the validation split: {self.alpha_chosen_on_validation:g} (validation gain "
+                    f"{self.validation_gain_pct_at_chosen:+.2f} %), whose test gain is {self.test_gain_pct_at_chosen:+.2f} % "
+                    f"(t 95 % CI over seeds {low:+.1f} to {high:+.1f} %). The best α on the test set itself, in "
+                    f"hindsight: {self.best_alpha:g} ({self.best_mean_gain_pct:+.2f} %).")
+        if self.best_alpha is not None:
+            return f"Best α = {self.best_alpha:g} with a mean gain of {self.best_mean_gain_pct:+.2f} % (no validation split to choose on)."
+        return None
+
+    def sentences(self) -> list[str]:
+        """What the page says of the statistics."""
+        choice = self.choice_sentence()
+        unstable = ([f"Runs first diverge at α = {self.first_unstable_alpha:g}."]
+                    if self.first_unstable_alpha is not None else [])
+        return ([choice] if choice else []) + unstable
+
+    def headline(self) -> list[str]:
+        """What `gns report` prints: the same sentences, marked as Figure 7's."""
+        return [f"Figure 7: {sentence}" for sentence in self.sentences()]
+
+
 @dataclass
 class Figure7Data:
     gains: pd.DataFrame  # one row per GradNorm run: alpha, seed, status, gain_pct
     by_alpha: pd.DataFrame  # alpha, mean_gain_pct, std_gain_pct, seeds_ok, seeds_failed
-    stats: dict[str, Any]
+    stats: SweepStats
     problems: list[str] = field(default_factory=list)
 
 
@@ -80,8 +135,8 @@ def figure7_data(runs: pd.DataFrame) -> Figure7Data:
             "alpha_chosen_on_validation": float(pick["alpha"]),
             "validation_gain_pct_at_chosen": float(pick["mean_validation_gain_pct"]),
             "test_gain_pct_at_chosen": float(pick["mean_gain_pct"]),
-            "test_gain_ci_at_chosen": [float(pick["gain_ci_low_pct"]), float(pick["gain_ci_high_pct"])],
+            "test_gain_ci_at_chosen": (float(pick["gain_ci_low_pct"]), float(pick["gain_ci_high_pct"])),
         })
     unstable = by_alpha[by_alpha["seeds_failed"] > 0]
     stats["first_unstable_alpha"] = float(unstable["alpha"].min()) if len(unstable) else None
-    return Figure7Data(gains, by_alpha, stats, problems)
+    return Figure7Data(gains, by_alpha, SweepStats(**stats), problems)
