@@ -266,3 +266,65 @@ def test_a_method_added_by_its_module_and_one_registry_entry_trains_and_packs(mo
     equal, packed = train_pack([TrialConfig(method="equal", **toy), TrialConfig(method="first-half", **toy)])
     assert packed.final_weights == alone.final_weights and equal.final_weights == (1.0,) * 4
     assert packed.trace[-1].train_losses == alone.trace[-1].train_losses  # the same run, packed or alone
+
+
+def pack_step_inputs(step: int, runs: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Task losses and gradient norms [runs, TASKS] as a pack of small networks would give them."""
+    generator = torch.Generator().manual_seed(1000 + step)
+    losses = torch.rand(runs, TASKS, generator=generator) * torch.tensor([1.0, 7.0, 0.3]) + 0.05
+    return losses, torch.rand(runs, TASKS, generator=generator) + 0.1
+
+
+PACKS = {  # name -> the pack's configs (toy with three tasks)
+    "gradnorm rows": [dict(method="gradnorm", alpha=alpha) for alpha in (0.0, 0.5, 1.5)],
+    "loss-driven and fixed rows": [dict(method="dwa"), dict(method="rlw"), dict(method="famo"),
+                                   dict(method="static", weights=(2.0, 0.5, 0.5)), dict(method="equal")],
+}
+
+
+@pytest.mark.parametrize("pack", list(PACKS))
+def test_a_packs_state_round_trip_continues_identically_even_after_a_run_is_dropped(pack):
+    """The pack's rows under the same contract as a lone balancer: saved after 6 steps, restored into
+    a new pack, the next 6 steps give the same weights and E_t[w], a dropped run included."""
+    from workers.config import TrialConfig
+    from workers.packed import PackedBalancer
+    from workers.workloads import build_workload
+
+    configs = [TrialConfig(workload="toy", workload_options={"tasks": TASKS, "train_size": 50, "test_size": 10},
+                           **fields) for fields in PACKS[pack]]
+    workload = build_workload("toy", configs[0].workload_options, seed=0)
+    runs = len(configs)
+    alive = torch.ones(runs, dtype=torch.bool)
+
+    def steps(balancer: PackedBalancer, start: int) -> None:
+        for step in range(start, start + 6):
+            balancer.step(*pack_step_inputs(step, runs), alive)
+
+    balancer = PackedBalancer.for_configs(configs, workload)
+    steps(balancer, 0)
+    alive[1] = False
+    balancer.drop(1)
+    saved = copy.deepcopy(balancer.state_dict())
+    steps(balancer, 6)
+
+    restored = PackedBalancer.for_configs(configs, workload)
+    restored.load_state_dict(saved)
+    steps(restored, 6)
+    assert torch.equal(restored.weights, balancer.weights)
+    assert torch.equal(restored.time_averaged_weights, balancer.time_averaged_weights)
+    assert not torch.equal(balancer.weights, PackedBalancer.for_configs(configs, workload).weights)  # they moved
+
+
+def test_a_packs_state_is_refused_by_a_pack_of_other_runs():
+    from workers.config import TrialConfig
+    from workers.packed import PackedBalancer
+    from workers.workloads import build_workload
+
+    options = {"tasks": TASKS, "train_size": 50, "test_size": 10}
+    workload = build_workload("toy", options, seed=0)
+    gradnorm = PackedBalancer.for_configs([TrialConfig(workload="toy", workload_options=options, method="gradnorm")] * 2,
+                                          workload)
+    fixed = PackedBalancer.for_configs([TrialConfig(workload="toy", workload_options=options, method="equal")] * 2,
+                                       workload)
+    with pytest.raises(ValueError, match=r"^load_state_dict: the state is for a pack of \(2, 3\) weights \(GradNorm rows\)"):
+        fixed.load_state_dict(gradnorm.state_dict())

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 from torch.func import functional_call, stack_module_state, vmap
@@ -397,6 +397,39 @@ class PackedBalancer:
         self._optimizer.step()
         with torch.no_grad():
             self._weights.copy_(torch.where(alive[:, None], renormalize(self._weights), self._weights))
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything the next step reads: each row's weights, E_t[w] sums and step counts, GradNorm's
+        Adam state and L(0), and each loss-driven run's own balancer (a dropped run has none)."""
+        return {
+            "weights": self.weights.clone(),
+            "weight_sum": self._weight_sum.clone(),
+            "steps": self._steps.clone(),
+            "initial_losses": None if self.initial_losses is None else self.initial_losses.clone(),
+            "optimizer": None if self._optimizer is None else self._optimizer.state_dict(),
+            "own": {run: balancer.state_dict() for run, balancer in self._own.items()},
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a state_dict of a pack of the same runs (checked: its shape and kind of rows)."""
+        weights = torch.as_tensor(state["weights"])
+        if weights.shape != self._weights.shape or (state["optimizer"] is None) != (self._optimizer is None):
+            raise ValueError(f"load_state_dict: the state is for a pack of {tuple(weights.shape)} weights "
+                             f"({'GradNorm' if state['optimizer'] is not None else 'fixed or loss-driven'} rows), "
+                             f"this pack has {tuple(self._weights.shape)}")
+        if not set(state["own"]) <= set(self._own):
+            raise ValueError("load_state_dict: the state has loss-driven runs this pack does not")
+        with torch.no_grad():
+            self._weights.copy_(weights)
+        self._weight_sum = torch.as_tensor(state["weight_sum"], dtype=torch.float64).clone()
+        self._steps = torch.as_tensor(state["steps"], dtype=torch.float64).clone()
+        self.initial_losses = None if state["initial_losses"] is None else torch.as_tensor(state["initial_losses"]).clone()
+        if self._optimizer is not None:
+            self._optimizer.load_state_dict(state["optimizer"])
+        for run in set(self._own) - set(state["own"]):  # dropped (diverged) since the pack began
+            self._own.pop(run)
+        for run, balancer_state in state["own"].items():
+            self._own[run].load_state_dict(balancer_state)
 
     def drop(self, run: int) -> None:
         """A diverged run: its weights stay as they were (its result reports them), out of every update."""
