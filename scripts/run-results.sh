@@ -8,7 +8,8 @@ GNS=${GNS:-.venv/bin/gns}
 ORDER=(mm-alpha mm-fig4-uniform mm-fig4-log digits-raw-alpha digits-raw-fig4 digits-std-alpha digits-std-fig4
        toy2-fig4-paper toy2-fig4-scaled toy2-methods-log mm-methods
        mm-random-methods mm-random-stuck digits-std-search mm-search mm-search-12
-       digits-v3-alpha digits-v3-fig4-uniform digits-v3-fig4-log mm-v3-alpha mm-v3-fig4-uniform)
+       digits-v3-alpha digits-v3-fig4-uniform digits-v3-fig4-log mm-v3-alpha mm-v3-fig4-uniform
+       mm-v3-fig4-log mm-v3-methods mm-v3-search)
 studies=("${@:-${ORDER[@]}}")
 for study in "${studies[@]}"; do
   case $study in
