@@ -60,10 +60,6 @@ READ_COMMANDS = [["--version"], ["studies"], ["query", "s"], ["query", "s", "--t
 @pytest.mark.parametrize("argv", READ_COMMANDS, ids=" ".join)
 def test_read_commands_load_neither_torch_nor_ray(tmp_path, argv):
     """What only reads the database answers without torch (3 s to import here) or Ray."""
-    import json
-    import subprocess
-    import sys
-
     from db import ResultsDB
     from tests.fake_results import fake_result
     from workers.config import TrialConfig
@@ -74,15 +70,25 @@ def test_read_commands_load_neither_torch_nor_ray(tmp_path, argv):
         config = TrialConfig(method="equal")
         results.record("s", config.key(), config.to_dict(), fake_result())
     storage = [] if argv[-1] == "--help" or argv == ["--version"] else ["--storage", url]
+    exit_code, loaded = gns_in_a_fresh_process(argv + storage, {"torch", "ray", "plotly", "scipy"})
+    assert exit_code == (2 if argv[0] == "delete" else 0)
+    assert loaded == []
+
+
+def gns_in_a_fresh_process(argv: list[str], watched: set[str]) -> tuple[int, list[str]]:
+    """`gns ARGV`'s exit code in a new Python process, and which of the `watched` modules it loaded."""
+    import json
+    import subprocess
+    import sys
+
     code = ("import contextlib, io, json, sys\nfrom study.cli import main\n"
             "with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):\n"
-            f"    code = main({json.dumps(argv + storage)})\n"
-            "print(json.dumps([code, sorted({'torch', 'ray', 'plotly', 'scipy'} & set(sys.modules))]))")
+            f"    code = main({json.dumps(argv)})\n"
+            f"print(json.dumps([code, sorted(set({sorted(watched)!r}) & set(sys.modules))]))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert done.returncode == 0, done.stderr
     exit_code, loaded = json.loads(done.stdout.splitlines()[-1])
-    assert exit_code == (2 if argv[0] == "delete" else 0)
-    assert loaded == []
+    return exit_code, loaded
 
 
 def test_specs_kinds_and_choices_load_no_torch_ray_or_plotting():
@@ -101,14 +107,4 @@ def test_specs_kinds_and_choices_load_no_torch_ray_or_plotting():
 @pytest.mark.parametrize("spec", ["examples/quickstart.yaml", "examples/multimnist-fig4.yaml", "examples/toy-fig4.yaml"])
 def test_planning_a_builtin_workload_loads_neither_torch_nor_ray(spec):
     """gns plan reads a built-in workload's facts from its options (workers.workload_options)."""
-    import json
-    import subprocess
-    import sys
-
-    code = ("import contextlib, io, json, sys\nfrom study.cli import main\n"
-            "with contextlib.redirect_stdout(io.StringIO()):\n"
-            f"    code = main(['plan', {spec!r}])\n"
-            "print(json.dumps([code, sorted({'torch', 'ray', 'plotly'} & set(sys.modules))]))")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
-    assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout.splitlines()[-1]) == [0, []]
+    assert gns_in_a_fresh_process(["plan", spec], {"torch", "ray", "plotly"}) == (0, [])  # exit 0, none loaded
