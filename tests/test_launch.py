@@ -15,6 +15,7 @@ import yaml
 from db import DatabaseInputError, ResultsDB
 from study.cli import main
 from study.plan import plan_study
+from study.report.search_stats import SearchStats
 from study.spec import parse_spec
 from tests.helpers import GENEROUS_S, file_digest, wait_until
 
@@ -313,8 +314,10 @@ def test_search_study_runs_in_rounds_once_each_and_the_report_replays_it(capsys,
     # a relaunch finds every round recorded: nothing to run, no Ray
     code, err = launch(capsys, spec_path, sqlite_url)
     assert code == 0 and "all 15 planned trials are recorded; nothing to run" in err
-    # gns report prints each searcher's line
+    # gns report prints the page's findings: a line per searcher, and GradNorm-Static's
     assert main(["report", "tiny", "--storage", sqlite_url, "--out", str(tmp_path / "cli-report")]) == 0
     printed = capsys.readouterr().out
-    assert all(f"Search {name}: on average" in printed for name in ("random", "tpe", "halving")), printed
-    assert "GradNorm-Static vs GradNorm:" in printed
+    stats = SearchStats.from_dict(summary["search"])
+    findings = [line for line in stats.findings() if line.split(":")[0] in ("random", "tpe", "halving")]
+    assert len(findings) == 3 and stats.gradnorm_static_change_pct is not None
+    assert all(f"Search: {line}" in printed for line in stats.findings()), printed

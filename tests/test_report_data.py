@@ -1,6 +1,7 @@
 """Report data checked against numbers computed by hand, on a real SQLite database."""
 
 import dataclasses
+import json
 import math
 
 import numpy as np
@@ -13,6 +14,7 @@ from study.errors import BadInput
 from study.plan import plan_study
 from study.report.dynamics import dynamics_data
 from study.report.figure4 import figure4_data
+from study.report.figure4_stats import Figure4Stats
 from study.report.figure7 import figure7_data
 from study.report.stats import wilson_interval
 from study.report.tables import method_table
@@ -63,10 +65,11 @@ def test_figure4_distances_and_changes_by_hand(figure4_study):
     assert static["change_pct"].tolist() == pytest.approx([0.0, 12.5, -10.0, -25.0])
     assert static["beats_gradnorm"].tolist() == [False, True, False, False]
     assert points.loc["gradnorm-static", "change_pct"] == pytest.approx(-5.0)
-    assert data.stats["beat_gradnorm"] == 1 and data.stats["static_runs"] == 4 and data.stats["static_failed"] == 1
-    assert data.stats["best_static_change_pct"] == pytest.approx(12.5)
-    assert data.stats["gradnorm_static_change_pct"] == pytest.approx(-5.0)
-    assert data.stats["gradnorm_time_averaged_weights"] == {0: {"a": pytest.approx(1.2), "b": pytest.approx(0.8)}}
+    stats = data.stats
+    assert (stats.beat_gradnorm, stats.static_runs, stats.static_failed) == (1, 4, 1)
+    assert stats.best_static_change_pct == pytest.approx(12.5)
+    assert stats.gradnorm_static_change_pct == pytest.approx(-5.0) and stats.gradnorm_static_change_std is None
+    assert stats.gradnorm_time_averaged_weights == {0: {"a": pytest.approx(1.2), "b": pytest.approx(0.8)}}
 
 
 def test_figure4_measures_each_weighting_against_the_trivial_1_over_l0_weights_too(figure4_study):
@@ -76,13 +79,13 @@ def test_figure4_measures_each_weighting_against_the_trivial_1_over_l0_weights_t
     static = data.points[data.points["method"] == "static"].sort_values("distance")
     expected = [math.dist(w, inverse) for w in ((1.2, 0.8), (1.0, 1.0), (1.5, 0.5), (0.2, 1.8))]
     assert static["distance_inverse"].tolist() == pytest.approx(expected)
-    confound = data.stats["confound"]
+    confound = data.stats.confound
     weightings = data.weightings
     r_inverse = np.corrcoef(weightings["distance_inverse"], weightings["change_pct"])[0, 1]
     r_gradnorm = np.corrcoef(weightings["distance"], weightings["change_pct"])[0, 1]
-    assert confound["pearson_r_inverse"] == pytest.approx(r_inverse)
-    assert confound["r_difference"] == pytest.approx(r_gradnorm - r_inverse)
-    assert confound["r_difference_ci_low"] <= confound["r_difference"] <= confound["r_difference_ci_high"]
+    assert confound.pearson_r_inverse == pytest.approx(r_inverse)
+    assert confound.r_difference == pytest.approx(r_gradnorm - r_inverse)
+    assert confound.r_difference_ci_low <= confound.r_difference <= confound.r_difference_ci_high
 
 
 def test_the_better_reference_is_named_only_when_the_paired_interval_excludes_0():
@@ -92,10 +95,10 @@ def test_the_better_reference_is_named_only_when_the_paired_interval_excludes_0(
     change = -10 * exact
     noisy = np.array([3, 7, 1, 9, 0, 5, 8, 2, 6, 4.0])  # r = -0.055 with the change
     frame = lambda first, second: pd.DataFrame({"distance": first, "distance_inverse": second, "change_pct": change})  # noqa: E731
-    assert confound_stats(frame(exact, noisy))["better_reference"] == "GradNorm's E_t[w]"
-    assert confound_stats(frame(noisy, exact))["better_reference"] == "the 1/L_i(0) weights"
+    assert confound_stats(frame(exact, noisy)).better_reference == "GradNorm's E_t[w]"
+    assert confound_stats(frame(noisy, exact)).better_reference == "the 1/L_i(0) weights"
     same = confound_stats(frame(exact, exact))
-    assert same["r_difference"] == 0 and same["better_reference"].startswith("neither clearly")
+    assert same.r_difference == 0 and same.better_reference.startswith("neither clearly")
 
 
 def test_figure4_over_seeds_pools_each_weighting_and_gives_intervals_by_hand(results):
@@ -121,12 +124,19 @@ def test_figure4_over_seeds_pools_each_weighting_and_gives_intervals_by_hand(res
     assert pooled.loc[1.0, "change_std"] == pytest.approx(25 / math.sqrt(2))  # std of (25, 0)
     assert pooled["seeds"].tolist() == [2, 2, 2]
     stats = data.stats
-    assert (stats["weightings_beating_gradnorm"], stats["weightings"], stats["beat_gradnorm"], stats["static_runs"]) == (1, 3, 2, 6)
-    assert (stats["share_ci_low"], stats["share_ci_high"]) == pytest.approx(wilson_interval(1, 3))
+    assert (stats.weightings_beating_gradnorm, stats.weightings, stats.beat_gradnorm, stats.static_runs) == (1, 3, 2, 6)
+    assert stats.share_ci == pytest.approx(wilson_interval(1, 3)) and stats.share_beating_gradnorm == pytest.approx(1 / 3)
     # GradNorm's mean test losses (2, 10): seed 0 at 100 * mean(1/2, 0) = +25, seed 1 at -25
-    assert stats["gradnorm_spread_pct"] == {0: pytest.approx(25.0), 1: pytest.approx(-25.0)}
-    assert stats["per_seed"][0]["beat_gradnorm"] == 2 and stats["per_seed"][1]["beat_gradnorm"] == 0
-    assert stats["ols_n"] == 3 and stats["bootstrap_slope_low"] <= stats["ols_slope"] <= stats["bootstrap_slope_high"]
+    assert stats.gradnorm_spread_pct == {0: pytest.approx(25.0), 1: pytest.approx(-25.0)}
+    assert stats.per_seed[0].beat_gradnorm == 2 and stats.per_seed[1].beat_gradnorm == 0
+    # seed 0: changes (+25, -50, +25) at distances (0, sqrt(0.5), sqrt(0.5)): its median +25
+    assert stats.per_seed[0].median_change_pct == pytest.approx(25.0)
+    line = stats.line
+    assert line.n == 3 and line.bootstrap_slope_low <= line.slope <= line.bootstrap_slope_high
+    # summary.json and back (JSON makes the seeds' keys text), and the sentences read from it
+    back = Figure4Stats.from_dict(json.loads(json.dumps(stats.to_dict())))
+    assert back == stats and back.headline() == [f"Figure 4: {line}" for line in stats.findings()]
+    assert "1 of 3 weightings beat GradNorm over 2 seeds" in stats.share_sentence()
 
 
 def test_figure4_at_a_budget_reads_the_traces_at_that_step_by_hand(figure4_study):
@@ -165,9 +175,9 @@ def test_figure4_regression_uses_only_the_static_runs(figure4_study):
     assert data.fit.n == 4  # the diverged static run and GradNorm-Static are left out
     assert data.fit.slope == pytest.approx(-17.0625 * math.sqrt(2) / 1.135)  # -21.2599
     assert data.fit.intercept == pytest.approx(-5.625 + 17.0625 / 1.135 * 0.375 * 2)  # 5.6498
-    assert data.stats["ols_pearson_r"] == pytest.approx(-17.0625 * math.sqrt(2) / math.sqrt(1.135 * 754.6875))  # -0.8245
+    assert data.stats.line.pearson_r == pytest.approx(-17.0625 * math.sqrt(2) / math.sqrt(1.135 * 754.6875))  # -0.8245
     # ranks of x (1, 2, 3, 4), of y (3, 4, 2, 1): d^2 = 4 + 4 + 1 + 9 = 18, rho = 1 - 6 * 18 / (4 * 15)
-    assert data.stats["spearman_rho"] == pytest.approx(-0.8)
+    assert data.stats.line.spearman_rho == pytest.approx(-0.8)
 
 
 def test_figure4_with_too_few_runs_says_so(results):
@@ -305,7 +315,7 @@ def test_method_table_means_stds_best_and_delta_m(methods_study):
 
 
 def test_delta_m_per_seed_its_interval_and_paired_comparisons_by_hand(methods_study):
-    from study.report.tables import ranking_lines, table_html, table_stats
+    from study.report.tables import MethodTableStats, table_html, table_stats
 
     table = method_table(methods_study.runs("table"), methods_study.metric_directions("table"))
     # per seed against the mean single-task baseline (0.5, 2.0): equal (-0.6 + 1) / 2 = 20 %, (-0.2 + 2) / 2 = 90 %;
@@ -323,8 +333,11 @@ def test_delta_m_per_seed_its_interval_and_paired_comparisons_by_hand(methods_st
     assert (versus.ci_low, versus.ci_high) == (pytest.approx(45 - 127.06, abs=0.01), pytest.approx(45 + 127.06, abs=0.01))
     assert versus.verdict == "not distinguishable"
     stats = table_stats(table)
-    assert stats["best_by_mean"] == "gradnorm α=1.5" and stats["paired"][0]["verdict"] == "not distinguishable"
-    assert "equal vs gradnorm α=1.5: +45.00 points" in " ".join(ranking_lines(table))
+    assert stats.best_by_mean == "gradnorm α=1.5" and stats.paired == (versus,)
+    assert stats.delta_m_pct == {"equal": pytest.approx(55.0), "gradnorm α=1.5": pytest.approx(10.0),
+                                 "single-task": pytest.approx(0.0)}
+    assert MethodTableStats.from_dict(json.loads(json.dumps(stats.to_dict()))) == stats  # summary.json and back
+    assert stats.to_dict()["paired"][0]["verdict"] == "not distinguishable"
     assert "+55.00 (-389.72 to +499.72)" in table_html(table)
 
 
@@ -516,6 +529,7 @@ def search_study(results):
 
 def test_best_found_follows_the_validation_choice_by_hand(search_study):
     from study.report.best_found import best_found_data
+    from study.report.search_stats import SearchStats
 
     results, order = search_study
     data = best_found_data(results.runs("srch"), order, steps_per_run=10)
@@ -534,24 +548,29 @@ def test_best_found_follows_the_validation_choice_by_hand(search_study):
     assert curve["high_change_pct"].tolist() == pytest.approx([25.0, 25.0, 25.0])
     # t interval of the mean of (-10, 25): t_{0.975, 1} = 12.706, std = 35 / sqrt(2)
     assert curve["ci_half_width"].iloc[-1] == pytest.approx(12.706 * 35 / math.sqrt(2) / math.sqrt(2), rel=1e-4)
-    entry = data.stats["searchers"]["random"]
-    assert entry["steps_to_match_gradnorm"] == 10 and entry["runs_to_match_gradnorm"] == 1
-    assert entry["final_change_pct"] == pytest.approx(7.5) and entry["runs_trained"] == 6 and entry["runs_failed"] == 1
-    assert entry["final_change_pct_by_seed"] == pytest.approx({0: -10.0, 1: 25.0})
-    assert data.stats["gradnorm_static_change_pct"] == pytest.approx(-5.0)
+    entry = data.stats.searchers["random"]
+    assert entry.steps_to_match_gradnorm == 10 and entry.runs_to_match_gradnorm == 1
+    assert entry.final_change_pct == pytest.approx(7.5) and entry.runs_trained == 6 and entry.runs_failed == 1
+    assert entry.final_change_pct_by_seed == pytest.approx({0: -10.0, 1: 25.0})
+    assert data.stats.gradnorm_static_change_pct == pytest.approx(-5.0)
     # random search without the luck of its order (finished runs only): best of 1 is the mean, seed 0
     # (0 - 10 + 12.5) / 3, seed 1 (25 + 0) / 2; best of 2 at seed 0 is the validation-best of a pair:
     # the -10 run (rank 1) in 2 of 3 pairs, the 0 run (rank 2) in 1, so -20/3; seed 1's pair: +25
     assert data.random_expected["compute_steps"].tolist() == [10, 20]
     assert data.random_expected["mean_change_pct"].tolist() == pytest.approx([(2.5 / 3 + 12.5) / 2, (-20 / 3 + 25) / 2])
-    assert data.stats["random_expected"]["steps_to_match_gradnorm"] == 10
+    assert data.stats.random_expected.steps_to_match_gradnorm == 10
+    assert data.stats.random_expected.runs_trained is None  # an expectation over its runs, not runs of its own
+    # summary.json and back: JSON makes the seeds' keys text; from_dict makes them seeds again
+    back = SearchStats.from_dict(json.loads(json.dumps(data.stats.to_dict())))
+    assert back.searchers["random"].final_change_pct_by_seed == entry.final_change_pct_by_seed  # keys are seeds again
+    assert json.dumps(back.to_dict(), sort_keys=True) == json.dumps(data.stats.to_dict(), sort_keys=True)
     # a run stopped early by patience is charged the steps it trained, not the 10 proposed
     runs = results.runs("srch")
     runs.loc[runs["key"] == order["key"].iloc[0], "steps_completed"] = 4
     stopped = best_found_data(runs, order, steps_per_run=10).runs.set_index(["seed", "index"])
     assert stopped.loc[0, "compute_steps"].tolist() == [4, 14, 24]
     # GradNorm's seed spread: each seed vs the mean of (1, 100) and (2, 100) = (1.5, 100)
-    assert data.stats["gradnorm_spread_pct"] == pytest.approx({0: 100 * (0.5 / 1.5) / 2, 1: -100 * (0.5 / 1.5) / 2})
+    assert data.stats.gradnorm_spread_pct == pytest.approx({0: 100 * (0.5 / 1.5) / 2, 1: -100 * (0.5 / 1.5) / 2})
 
 
 def test_best_found_choice_and_crossing_point_by_hand():
@@ -566,14 +585,14 @@ def test_best_found_choice_and_crossing_point_by_hand():
                           "mean_change_pct": [-1.0, 2.0, -0.5, 3.0, 4.0], "low_change_pct": [-2.0] * 5,
                           "high_change_pct": [5.0] * 5, "ci_half_width": [1.0] * 5})
     # it touches 0 at 20 steps but falls back: it stays at or above GradNorm from 40 on
-    assert crossing(curve, steps_per_run=20)["steps_to_match_gradnorm"] == 40
-    assert crossing(curve, steps_per_run=20)["runs_to_match_gradnorm"] == 2
-    assert crossing(curve.assign(mean_change_pct=[1.0, 2.0, 3.0, 4.0, -0.1]), 20)["steps_to_match_gradnorm"] is None
-    assert crossing(curve.assign(mean_change_pct=[0.0] * 5), 20)["steps_to_match_gradnorm"] == 10
+    assert crossing(curve, steps_per_run=20).steps_to_match_gradnorm == 40
+    assert crossing(curve, steps_per_run=20).runs_to_match_gradnorm == 2
+    assert crossing(curve.assign(mean_change_pct=[1.0, 2.0, 3.0, 4.0, -0.1]), 20).steps_to_match_gradnorm is None
+    assert crossing(curve.assign(mean_change_pct=[0.0] * 5), 20).steps_to_match_gradnorm == 10
     # GradNorm at one run (20 steps) or charged 30 more for its alpha: the choice that compute buys
-    assert crossing(curve, 20)["change_at_gradnorm_compute"] == 2.0
-    assert crossing(curve, 20, gradnorm_steps=50)["change_at_gradnorm_compute"] == 4.0
-    assert crossing(curve.iloc[2:], 20)["change_at_gradnorm_compute"] is None  # the curve starts later
+    assert crossing(curve, 20).change_at_gradnorm_compute == 2.0
+    assert crossing(curve, 20, gradnorm_steps=50).change_at_gradnorm_compute == 4.0
+    assert crossing(curve.iloc[2:], 20).change_at_gradnorm_compute is None  # the curve starts later
 
 
 def test_a_search_report_refuses_to_replay_an_unbounded_stored_spec(results, tmp_path):

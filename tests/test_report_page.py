@@ -15,7 +15,10 @@ import yaml
 
 from db import ResultsDB
 from study.cli import main
+from study.report.figure4_stats import Figure4Stats
 from study.report.page import find_chromium
+from study.report.stats import wilson_interval
+from study.report.tables import MethodTableStats
 from study.report.sweep import SweepStats
 from tests.fake_results import fake_result
 from tests.test_report_data import add, static
@@ -53,7 +56,6 @@ def test_report_writes_page_pngs_csvs_and_summary(capsys, tmp_path, study_url):
     out = tmp_path / "report"
     assert main(["report", "f4", "--storage", study_url, "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "Figure 4: slope" in printed and "1/4 weightings beat GradNorm over 1 seed (Wilson 95 % CI 4.6-69.9 %)" in printed
     assert printed.strip().endswith(f"report: {(out / 'index.html').resolve().as_uri()}")
     names = {p.name for p in out.iterdir()}
     figures = ["figure4", "weights-parallel", "weights", "losses"]
@@ -65,7 +67,12 @@ def test_report_writes_page_pngs_csvs_and_summary(capsys, tmp_path, study_url):
     assert sorted(points["change_pct"].round(6)) == [-25.0, -20.0, -10.0, 12.5]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["figure4"]["beat_gradnorm"] == 1 and summary["figure4"]["static_runs"] == 4
+    assert (summary["figure4"]["share_ci_low"], summary["figure4"]["share_ci_high"]) == pytest.approx(wilson_interval(1, 4))
     assert summary["problems"] == []
+    # the terminal prints the page's findings, read back from summary.json: slope, confound, share
+    findings = Figure4Stats.from_dict(summary["figure4"]).findings()
+    page = html.unescape((out / "index.html").read_text())
+    assert len(findings) == 3 and all(f"Figure 4: {line}" in printed and line in page for line in findings)
 
 
 def test_page_is_self_contained_and_renders_every_figure_in_chromium(tmp_path, study_url, capsys):
@@ -133,7 +140,13 @@ def test_methods_study_launched_and_reported_end_to_end(capsys, tmp_path, sqlite
     capsys.readouterr()
     out = tmp_path / "report"
     assert main(["report", "digits-tiny", "--storage", sqlite_url, "--out", str(out), "--no-png"]) == 0
-    assert "Delta_m % vs single-task (t 95 % CI over seeds): equal" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    stats = MethodTableStats.from_dict(json.loads((out / "summary.json").read_text())["methods_table"])
+    assert set(stats.delta_m_pct) == {"equal", "gradnorm α=1.5", "gradnorm-static", "single-task"}
+    assert stats.delta_m_pct["single-task"] == 0 and stats.best_by_mean in stats.delta_m_pct
+    page = html.unescape((out / "index.html").read_text())
+    assert len(stats.headline()) == 2 and all(line in printed for line in stats.headline())  # Δm % and the best row
+    assert all(sentence in page for sentence in stats.sentences())
     table = pd.read_csv(out / "methods.csv")
     assert set(table["method"]) == {"equal", "gradnorm α=1.5", "gradnorm-static", "single-task"}
     assert set(table["column"]) == {

@@ -126,12 +126,13 @@ def test_random_search_curve_averages_seeds_and_finds_the_crossing_point():
     # seed 0: E_1 = 0, E_2 = 20/3, E_3 = 10; seed 1 (best validation is the +4 run): E_1 = -46/3, E_2 = (2 * 4 - 20) / 3 = -4, E_3 = 4
     assert curve["mean_change_pct"].tolist() == pytest.approx([-23 / 3, (20 / 3 - 4) / 2, 7.0])
     assert curve.loc[2, ["low_change_pct", "high_change_pct"]].tolist() == pytest.approx([-4.0, 20 / 3])
-    assert crossing_point(curve.reset_index()) == {"runs_to_match_gradnorm": 2, "runs_searched": 3,
-                                                   "best_of_all_change_pct": pytest.approx(7.0),
-                                                   "gradnorm_runs_charged": 1.0,
-                                                   "change_at_gradnorm_compute": pytest.approx(-23 / 3)}
+    assert crossing_point(curve.reset_index()).to_dict() == {
+        "runs_to_match_gradnorm": 2, "runs_searched": 3, "best_of_all_change_pct": pytest.approx(7.0),
+        "gradnorm_runs_charged": 1.0, "change_at_gradnorm_compute": pytest.approx(-23 / 3), "alpha_cost": None}
     # GradNorm charged 2.5 runs for its alpha: a random search of 2 runs is what the same compute buys
-    assert crossing_point(curve.reset_index(), 2.5)["change_at_gradnorm_compute"] == pytest.approx((20 / 3 - 4) / 2)
+    charged = crossing_point(curve.reset_index(), 2.5, {"source": "sweep", "sentence": "charged."})
+    assert charged.change_at_gradnorm_compute == pytest.approx((20 / 3 - 4) / 2)
+    assert len(charged.findings()) == 2 and len(crossing_point(curve.reset_index()).findings()) == 1  # the cost, said
 
 
 def test_one_crossing_rule_stays_at_or_above_rather_than_first_touch():
@@ -144,7 +145,7 @@ def test_one_crossing_rule_stays_at_or_above_rather_than_first_touch():
     assert stays_from([0.0, 0.0]) == 0
     assert stays_from([1.0, float("nan"), 2.0]) == 2  # an unknown value is not "at or above"
     curve = pd.DataFrame({"runs": [1, 2, 3, 4], "mean_change_pct": [-1.0, 0.5, -0.2, 0.3]})
-    assert crossing_point(curve)["runs_to_match_gradnorm"] == 4  # the random-static report: the same rule
+    assert crossing_point(curve).runs_to_match_gradnorm == 4  # the random-static report: the same rule
 
 
 def test_alpha_cost_is_the_sweep_divided_over_its_seeds_by_hand():

@@ -91,23 +91,10 @@ def report(results, study, runs, summary, spec):  # noqa: ANN001 (StudyKind.repo
 
 
 def headline(summary: dict[str, Any]) -> list[str]:
-    lines = []
-    table = summary.get("methods_table") or {}
-    if "delta_m_pct" in table:
-        intervals = table.get("score_intervals", {})
+    """The page's findings (study.report.tables.MethodTableStats), one per line."""
+    from study.report.tables import MethodTableStats
 
-        def with_interval(label: str, value: float) -> str:
-            ci = intervals.get(label)
-            return f"{label} {value:+.2f}" + (f" ({ci['ci_low']:+.1f} to {ci['ci_high']:+.1f})"
-                                               if ci and ci["ci_low"] == ci["ci_low"] else "")
-
-        lines.append("Delta_m % vs single-task (t 95 % CI over seeds): "
-                     + ", ".join(with_interval(k, v) for k, v in table["delta_m_pct"].items()))
-    if table.get("best_by_mean"):
-        supported = [c for c in table["paired"] if c["other"] == table["best_by_mean"] and c["verdict"] == "not distinguishable"]
-        lines.append(f"Best by mean {table['score']}: {table['best_by_mean']}; not distinguishable from it over "
-                     f"seeds (paired t 95 % CI spans 0): {', '.join(c['method'] for c in supported) or 'none'}")
-    return lines
+    return MethodTableStats.from_dict(summary["methods_table"]).headline() if "methods_table" in summary else []
 
 
 KIND = StudyKind(

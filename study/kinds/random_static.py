@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any, Mapping
 import numpy as np
 
 from study.kinds import StudyKind
-from study.progress import plural
 from study.spec_checks import at_least, distinct_values, fail, positive, trials_bounded, unknown, within
 from study.trials import PlannedTrial, baselines, planned_trial, reference
 from workers.config import DEFAULT_LOG_EVERY, MAX_SEED
@@ -119,45 +118,16 @@ def report(results, study, runs, summary, spec):  # noqa: ANN001 (StudyKind.repo
 
 
 def headline(summary: dict[str, Any]) -> list[str]:
-    from study.output import same_decimals
+    """The page's findings (study.report.figure4_stats, study.report.search), one per line."""
+    from study.report.figure4_stats import Figure4Stats
+    from study.report.search import RandomSearchStats
 
-    lines = []
-    fig4 = summary.get("figure4") or {}
-    if "ols_slope" in fig4:
-        slope, low, high, intercept = same_decimals(fig4["ols_slope"], fig4["bootstrap_slope_low"],
-                                                    fig4["bootstrap_slope_high"], fig4["ols_intercept"])
-        lines.append(
-            f"Figure 4: slope {slope} %/unit distance (bootstrap 95 % CI {low} to "
-            f"{high}), intercept {intercept} %, Pearson r = {fig4['ols_pearson_r']:.3f} "
-            f"(p = {fig4['ols_p_value']:.3g}), Spearman rho = {fig4['spearman_rho']:.3f}"
-        )
-    if "confound" in fig4:
-        from study.report.figure4 import confound_sentence  # loaded with the report already
-
-        lines.append("Figure 4: " + confound_sentence(fig4["ols_pearson_r"], fig4["confound"]))
-    if fig4.get("weightings"):
-        lines.append(
-            f"Figure 4: {fig4['weightings_beating_gradnorm']}/{fig4['weightings']} weightings beat GradNorm over "
-            f"{plural(fig4['static_seeds'], 'seed')} (Wilson 95 % CI {100 * fig4['share_ci_low']:.1f}-{100 * fig4['share_ci_high']:.1f} %)"
-        )
+    lines = Figure4Stats.from_dict(summary["figure4"]).headline() if "figure4" in summary else []
     for row in summary.get("figure4_by_budget", []):
         lines.append(f"  at {row['steps']} steps: {row['beating_gradnorm']}/{row['weightings']} beat GradNorm "
                      f"({row['share_ci_low_pct']:.1f}-{row['share_ci_high_pct']:.1f} %), median {row['median_change_pct']:+.2f} %")
-    search = summary.get("random_search")
-    if search:
-        lines.append(
-            f"Random search: from {search['runs_to_match_gradnorm']} static runs on (chosen on validation) it stays at or "
-            "above one GradNorm run on average"
-            if search["runs_to_match_gradnorm"] else
-            f"Random search: the best of {search['runs_searched']} static runs does not stay at or above one GradNorm run on average"
-        )
-        if search.get("alpha_cost"):
-            at = search["change_at_gradnorm_compute"]
-            lines.append(f"Honest compute: GradNorm charged {search['gradnorm_runs_charged']:.3g} runs per seed for its "
-                         f"run and its α sweep {search['alpha_cost']['source']!r}; a random search of that many runs: "
-                         + (f"{at:+.2f} % vs GradNorm" if at is not None else "not known"))
-    if "gradnorm_static_change_pct" in fig4:
-        lines.append(f"GradNorm-Static vs GradNorm: {fig4['gradnorm_static_change_pct']:+.2f} %")
+    if "random_search" in summary:
+        lines += RandomSearchStats.from_dict(summary["random_search"]).headline()
     return lines
 
 

@@ -132,24 +132,10 @@ def report(results, study, runs, summary, spec):  # noqa: ANN001 (StudyKind.repo
 
 
 def headline(summary: dict[str, Any]) -> list[str]:
-    lines = []
-    search = summary.get("search") or {}
-    searchers, cost = search.get("searchers", {}), search.get("alpha_cost")
-    if searchers and cost:
-        lines.append(f"Honest compute: GradNorm charged {search['gradnorm_compute_steps']:g} steps per seed "
-                     f"({1 + cost['runs_worth']:.3g} runs' worth: its run and its α sweep {cost['source']!r})")
-    for name, entry in searchers.items():
-        if entry.get("final_change_pct") is None:
-            continue
-        reached = (f"on average at or above GradNorm from {entry['runs_to_match_gradnorm']:.3g} runs' worth of steps"
-                   if entry["steps_to_match_gradnorm"] is not None else "on average below GradNorm at the end of its budget")
-        at = entry.get("change_at_gradnorm_compute")
-        lines.append(f"Search {name}: {reached}; its choice {entry['final_change_pct']:+.2f} % vs GradNorm on test "
-                     f"(seeds {entry['final_change_low']:+.2f} to {entry['final_change_high']:+.2f})"
-                     + (f"; at GradNorm's compute {at:+.2f} %" if at is not None else ""))
-    if searchers and "gradnorm_static_change_pct" in search:
-        lines.append(f"GradNorm-Static vs GradNorm: {search['gradnorm_static_change_pct']:+.2f} %")
-    return lines
+    """The page's findings (study.report.search_stats), one per line."""
+    from study.report.search_stats import SearchStats
+
+    return SearchStats.from_dict(summary["search"]).headline() if "search" in summary else []
 
 
 KIND = StudyKind(

@@ -23,7 +23,7 @@ or above 0 (GradNorm), in steps and in full runs' worth of steps.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -34,6 +34,7 @@ from records import Status
 from study.report.alpha_cost import AlphaCost
 from study.report.figure4 import gradnorm_references, gradnorm_spread
 from study.report.frames import task_names, task_values
+from study.report.search_stats import SearcherStats, SearchStats
 from study.report.search import random_search_curve, stays_from, value_at_compute, whole_run_log_axis
 from study.report.stats import mean_interval_half_width, percent_change
 
@@ -49,7 +50,7 @@ class BestFoundData:
     runs: pd.DataFrame  # one row per search run, in each searcher's order, with the choice after it
     curve: pd.DataFrame  # per searcher and position: compute and the choice's score over seeds
     references: pd.DataFrame  # per seed: the GradNorm run (and its GradNorm-Static retrain's score)
-    stats: dict[str, Any]
+    stats: SearchStats
     problems: list[str] = field(default_factory=list)
     # random search's expected choice over every order its runs could have come in (study.report.search)
     random_expected: pd.DataFrame = field(default_factory=pd.DataFrame)
@@ -96,7 +97,7 @@ def best_found_data(runs: pd.DataFrame, order: pd.DataFrame, steps_per_run: int,
     references = references.assign(spread_pct=gradnorm_spread(references, tasks))
     stats = summary_stats(table, curve, references, ok, tasks, steps_per_run, alpha_cost)
     if len(expected):
-        stats["random_expected"] = crossing(expected, steps_per_run, stats["gradnorm_compute_steps"])
+        stats = replace(stats, random_expected=crossing(expected, steps_per_run, stats.gradnorm_compute_steps))
     if seeds and len(table) and not len(curve):
         problems.append("No searcher has results at every seed yet: the curves start when one has.")
     return BestFoundData(tasks, steps_per_run, table, curve, references.reset_index(), stats, problems, expected)
@@ -141,54 +142,60 @@ def expected_random_curve(table: pd.DataFrame, steps_per_run: int) -> pd.DataFra
     return curve.assign(compute_steps=curve["runs"] * steps_per_run)
 
 
-def crossing(curve: pd.DataFrame, steps_per_run: int, gradnorm_steps: float | None = None) -> dict[str, Any]:
+def crossing(curve: pd.DataFrame, steps_per_run: int, gradnorm_steps: float | None = None) -> SearcherStats:
     """One searcher's curve: the least compute from which its mean choice stays at or above GradNorm
     (>= 0 %) to the end of the budget (study.report.search.stays_from), where it ends, and its
     choice at GradNorm's own compute, `gradnorm_steps` (None where its curve starts later)."""
     if curve.empty:
-        return {"steps_to_match_gradnorm": None, "runs_to_match_gradnorm": None}
+        return SearcherStats()
     start = stays_from(curve["mean_change_pct"])
     steps = float(curve["compute_steps"].iloc[start]) if start is not None else None
     last = curve.iloc[-1]
-    return {
-        "change_at_gradnorm_compute": value_at_compute(curve, "compute_steps", gradnorm_steps or steps_per_run),
-        "steps_to_match_gradnorm": steps,
-        "runs_to_match_gradnorm": steps / steps_per_run if steps is not None else None,
-        "steps_spent": float(last["compute_steps"]),
-        "seconds_spent": float(last.get("compute_s", np.nan)),
-        "final_change_pct": float(last["mean_change_pct"]),
-        "final_change_low": float(last["low_change_pct"]),
-        "final_change_high": float(last["high_change_pct"]),
-        "final_change_ci_half_width": float(last.get("ci_half_width", np.nan)),
-    }
+    return SearcherStats(
+        change_at_gradnorm_compute=value_at_compute(curve, "compute_steps", gradnorm_steps or steps_per_run),
+        steps_to_match_gradnorm=steps,
+        runs_to_match_gradnorm=steps / steps_per_run if steps is not None else None,
+        steps_spent=float(last["compute_steps"]),
+        seconds_spent=float(last.get("compute_s", np.nan)),
+        final_change_pct=float(last["mean_change_pct"]),
+        final_change_low=float(last["low_change_pct"]),
+        final_change_high=float(last["high_change_pct"]),
+        final_change_ci_half_width=float(last.get("ci_half_width", np.nan)),
+    )
 
 
 def summary_stats(table: pd.DataFrame, curve: pd.DataFrame, references: pd.DataFrame, ok: pd.DataFrame,
-                  tasks: tuple[str, ...], steps_per_run: int, alpha_cost: AlphaCost | None = None) -> dict[str, Any]:
-    stats: dict[str, Any] = {"seeds": int(len(references)), "steps_per_run": steps_per_run, "searchers": {}}
+                  tasks: tuple[str, ...], steps_per_run: int, alpha_cost: AlphaCost | None = None) -> SearchStats:
     # GradNorm's compute per seed: its own run, plus (charged honestly) the sweep its alpha came from
-    stats["alpha_cost"] = None if alpha_cost is None else alpha_cost.to_dict(steps_per_run)
     own = float(references["steps_completed"].mean()) if len(references) else float(steps_per_run)  # early stopping saves
-    stats["gradnorm_compute_steps"] = own + (alpha_cost.steps_per_seed if alpha_cost else 0.0)
+    gradnorm_steps = own + (alpha_cost.steps_per_seed if alpha_cost else 0.0)
+    searchers = {}
     for searcher, part in table.groupby("searcher", sort=False):
-        entry = crossing(curve[curve["searcher"] == searcher], steps_per_run, stats["gradnorm_compute_steps"])
-        entry["runs_trained"] = int(len(part))
-        entry["runs_failed"] = int((part["status"] != OK).sum())
         final = part.sort_values("index").groupby("seed").tail(1)
-        entry["final_change_pct_by_seed"] = {int(s): float(v) for s, v in zip(final["seed"], final["chosen_change_pct"])}
-        stats["searchers"][searcher] = entry
-    stats["gradnorm_spread_pct"] = {int(seed): float(v) for seed, v in references["spread_pct"].items()}
-    stats["gradnorm_seconds"] = float(references["wall_time_s"].mean()) if len(references) else None
-    stats["gradnorm_compute_s"] = (None if stats["gradnorm_seconds"] is None else
-                                   stats["gradnorm_seconds"] + (alpha_cost.seconds_per_seed if alpha_cost else 0.0))
+        searchers[searcher] = replace(
+            crossing(curve[curve["searcher"] == searcher], steps_per_run, gradnorm_steps),
+            runs_trained=int(len(part)), runs_failed=int((part["status"] != OK).sum()),
+            final_change_pct_by_seed={int(s): float(v) for s, v in zip(final["seed"], final["chosen_change_pct"])})
+    seconds = float(references["wall_time_s"].mean()) if len(references) else None
     retrained = ok[(ok["method"] == "gradnorm-static") & ok["seed"].isin(references.index)]
+    static: dict[str, Any] = {}
     if len(retrained):
         change = percent_change(task_values(references.loc[retrained["seed"]], "test_loss", tasks),
                                 task_values(retrained, "test_loss", tasks))
-        stats["gradnorm_static_change_pct"] = float(change.mean())
-        stats["gradnorm_static_change_by_seed"] = {int(s): float(v) for s, v in zip(retrained["seed"], change)}
-        stats["gradnorm_static_seconds"] = float(retrained["wall_time_s"].mean())
-    return stats
+        static = {"gradnorm_static_change_pct": float(change.mean()),
+                  "gradnorm_static_change_by_seed": {int(s): float(v) for s, v in zip(retrained["seed"], change)},
+                  "gradnorm_static_seconds": float(retrained["wall_time_s"].mean())}
+    return SearchStats(
+        seeds=int(len(references)),
+        steps_per_run=steps_per_run,
+        searchers=searchers,
+        alpha_cost=None if alpha_cost is None else alpha_cost.to_dict(steps_per_run),
+        gradnorm_compute_steps=gradnorm_steps,
+        gradnorm_spread_pct={int(seed): float(v) for seed, v in references["spread_pct"].items()},
+        gradnorm_seconds=seconds,
+        gradnorm_compute_s=None if seconds is None else seconds + (alpha_cost.seconds_per_seed if alpha_cost else 0.0),
+        **static,
+    )
 
 
 def best_found_plot(data: BestFoundData, axis: str = "compute_steps") -> go.Figure:
@@ -209,31 +216,31 @@ def best_found_plot(data: BestFoundData, axis: str = "compute_steps") -> go.Figu
         figure.add_trace(go.Scatter(x=data.random_expected["compute_steps"], y=data.random_expected["mean_change_pct"],
                                     mode="lines", line={"color": COLOURS["random"], "dash": "dot", "shape": "hv"},
                                     name="random search: expected over draw orders, mean over seeds"))
-    gradnorm_x = stats["gradnorm_compute_s"] if seconds else stats["gradnorm_compute_steps"]
-    spread = list(stats["gradnorm_spread_pct"].values())
-    charged = stats["alpha_cost"] is not None
+    gradnorm_x = stats.gradnorm_compute_s if seconds else stats.gradnorm_compute_steps
+    spread = list(stats.gradnorm_spread_pct.values())
+    charged = stats.alpha_cost is not None
     if gradnorm_x is not None and spread:
         figure.add_trace(go.Scatter(
             x=[gradnorm_x], y=[0.0], mode="markers",
             name=("GradNorm, charged for its α sweep" if charged else "one GradNorm run") + " (0 %; bar: its seed range)",
             marker={"symbol": "diamond", "size": 12, "color": "black"},
             error_y={"type": "data", "symmetric": False, "array": [max(spread)], "arrayminus": [-min(spread)]}))
-    if "gradnorm_static_change_pct" in stats:
-        by_seed = list(stats["gradnorm_static_change_by_seed"].values())
-        static_x = (gradnorm_x + stats["gradnorm_static_seconds"]) if seconds else gradnorm_x + data.steps_per_run
+    if stats.gradnorm_static_change_pct is not None:
+        mean, by_seed = stats.gradnorm_static_change_pct, list(stats.gradnorm_static_change_by_seed.values())
+        static_x = (gradnorm_x + stats.gradnorm_static_seconds) if seconds else gradnorm_x + data.steps_per_run
         figure.add_trace(go.Scatter(
-            x=[static_x], y=[stats["gradnorm_static_change_pct"]], mode="markers",
+            x=[static_x], y=[mean], mode="markers",
             name="GradNorm + GradNorm-Static (two runs; bar: seed range)",
             marker={"symbol": "star", "size": 14, "color": "#f4a261", "line": {"width": 1, "color": "black"}},
-            error_y={"type": "data", "symmetric": False, "array": [max(by_seed) - stats["gradnorm_static_change_pct"]],
-                     "arrayminus": [stats["gradnorm_static_change_pct"] - min(by_seed)]}))
+            error_y={"type": "data", "symmetric": False, "array": [max(by_seed) - mean],
+                     "arrayminus": [mean - min(by_seed)]}))
     figure.add_hline(y=0, line={"color": "black", "dash": "dash", "width": 1})
     if seconds:
         xaxis = {"title": "compute spent per seed (worker seconds, each packed run charged its share), log scale",
                  "type": "log", "dtick": "D2"}
     else:  # a budget spans about a decade: ticks at whole runs' worth of steps read better than powers of 10
         most = max([float(data.curve["compute_steps"].max()) if len(data.curve) else 0.0,
-                    stats["gradnorm_compute_steps"] + data.steps_per_run])
+                    stats.gradnorm_compute_steps + data.steps_per_run])
         xaxis = whole_run_log_axis(
             f"compute spent per seed (training steps, ticks at whole runs of {data.steps_per_run}), log scale",
             data.steps_per_run, most)

@@ -40,21 +40,24 @@ def budget_table(runs: pd.DataFrame, traces: pd.DataFrame, budgets: list[int]) -
     rows: list[dict[str, Any]] = []
     for budget in sorted(budgets):
         stats = figure4_data(runs_at_budget(runs, traces, budget)).stats
+        nan = float("nan")
+        share, (low, high) = stats.share_beating_gradnorm, stats.share_ci or (nan, nan)
+        of_line = lambda name: None if stats.line is None else getattr(stats.line, name)  # noqa: E731 (no line below 3 points)
         rows.append({
             "steps": budget,
-            "weightings": stats["weightings"],
-            "beating_gradnorm": stats["weightings_beating_gradnorm"],
-            "share_pct": 100 * stats.get("share_beating_gradnorm", float("nan")),
-            "share_ci_low_pct": 100 * stats.get("share_ci_low", float("nan")),
-            "share_ci_high_pct": 100 * stats.get("share_ci_high", float("nan")),
-            "median_change_pct": stats["median_static_change_pct"],
-            "best_change_pct": stats["best_static_change_pct"],
-            "slope": stats.get("ols_slope"),
-            "slope_ci_low": stats.get("bootstrap_slope_low"),
-            "slope_ci_high": stats.get("bootstrap_slope_high"),
-            "pearson_r": stats.get("ols_pearson_r"),
-            "r_ci_low": stats.get("bootstrap_r_low"),
-            "r_ci_high": stats.get("bootstrap_r_high"),
+            "weightings": stats.weightings,
+            "beating_gradnorm": stats.weightings_beating_gradnorm,
+            "share_pct": 100 * (nan if share is None else share),
+            "share_ci_low_pct": 100 * low,
+            "share_ci_high_pct": 100 * high,
+            "median_change_pct": stats.median_static_change_pct,
+            "best_change_pct": stats.best_static_change_pct,
+            "slope": of_line("slope"),
+            "slope_ci_low": of_line("bootstrap_slope_low"),
+            "slope_ci_high": of_line("bootstrap_slope_high"),
+            "pearson_r": of_line("pearson_r"),
+            "r_ci_low": of_line("bootstrap_r_low"),
+            "r_ci_high": of_line("bootstrap_r_high"),
         })
     return pd.DataFrame(rows)
 

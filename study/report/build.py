@@ -10,7 +10,7 @@ every study gets (convergence, code). The built-in kinds' sections:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -19,7 +19,6 @@ import pandas as pd
 from db import ResultsReader
 from records import Status
 from study.errors import BadInput
-from study.output import same_decimals
 from study.provenance import code_lines
 from study import kinds
 from study.kinds.search import search_proposals
@@ -40,11 +39,10 @@ from study.report.dynamics import (
     rising_test_losses,
     weights_plot,
 )
-from study.report.figure4 import confound_sentence, figure4_data, figure4_plot, weights_parallel_plot
+from study.report.figure4 import figure4_data, figure4_plot, weights_parallel_plot
 from study.report.figure7 import figure7_data, figure7_plot
 from study.report.page import Section, WrittenReport, write_report
-from study.report.tables import (DELTA_M, SINGLE_TASK, chosen_on_validation, method_table, ranking_lines, table_html,
-                                 table_stats)
+from study.report.tables import (DELTA_M, SINGLE_TASK, chosen_on_validation, method_table, table_html, table_stats)
 from study.searchers import rung_steps
 from study.spec import STUDY_NAME, StudySpec, parse_spec
 
@@ -99,11 +97,10 @@ def random_static_sections(
 ) -> list[Section]:
     data = figure4_data(runs)
     summary["problems"] += data.problems
-    summary["figure4"] = data.stats
     section = spec_section(spec, "random_static")
-    sampler = str(section.get("sampler", "uniform"))
-    summary["figure4"]["sampler"] = sampler
-    text = figure4_text(data.stats, sampler) + alpha_source(spec)
+    stats = data.stats.with_sampler(str(section.get("sampler", "uniform")))
+    summary["figure4"] = stats.to_dict()
+    text = stats.sentences() + alpha_source(spec)
     sections = [Section("figure4", "Figure 4: performance vs distance to GradNorm's weights", text, figure4_plot(data), data.points)]
     if len(data.weightings):
         sections.append(
@@ -118,25 +115,11 @@ def random_static_sections(
         steps = steps if isinstance(steps, int) and not isinstance(steps, bool) and steps > 0 else None
         cost = _alpha_cost(results, spec, summary)
         gradnorm_runs = gradnorm_in_static_runs(runs, cost, steps)
-        crossing = crossing_point(curve, gradnorm_runs)
-        summary["random_search"] = {**crossing, "alpha_cost": cost.to_dict(steps) if cost and steps else None,
-                                    "curve": curve.to_dict(orient="records")}
-        matched = (f"from {crossing['runs_to_match_gradnorm']} random static runs on, their choice stays at or above "
-                   "one GradNorm run on average" if crossing["runs_to_match_gradnorm"] else
-                   f"even the best of all {crossing['runs_searched']} static runs does not stay at or above one "
-                   "GradNorm run on average")
-        text = ["A random search trains k weightings and keeps the one with the best validation value; the curve is the "
-                "expected test % change vs GradNorm of that choice over every order the weightings could have been "
-                f"drawn in (exact, per seed, then averaged), against the compute spent. Here {matched} "
-                f"(best of all {crossing['runs_searched']}: {crossing['best_of_all_change_pct']:+.2f} %)."]
-        if cost is not None and steps:
-            text.append(cost.sentence(steps) + f" In static runs of this study (as trained, early stopping included), "
-                        f"GradNorm and its sweep cost {gradnorm_runs:.3g} runs per seed; a random search of that many "
-                        "runs expects " + (f"{crossing['change_at_gradnorm_compute']:+.2f} % vs GradNorm."
-                                                 if crossing["change_at_gradnorm_compute"] is not None else "not known."))
+        search = crossing_point(curve, gradnorm_runs, cost.to_dict(steps) if cost and steps else None)
+        summary["random_search"] = {**search.to_dict(), "curve": curve.to_dict(orient="records")}
         sections.append(Section(
-            "random-search", "Random search at equal compute", text,
-            search_plot(curve, steps, data.stats.get("gradnorm_static_change_pct"), gradnorm_runs, cost is not None),
+            "random-search", "Random search at equal compute", search.sentences(),
+            search_plot(curve, steps, stats.gradnorm_static_change_pct, gradnorm_runs, cost is not None),
             curve,
         ))
     stored = section.get("budgets")
@@ -185,9 +168,9 @@ def search_sections(
     if strays:
         summary["problems"].append(f"{len(strays)} recorded static runs are not among the replayed search's proposals "
                                    "(recorded by another version?); they are left out.")
-    summary["search"] = {**data.stats, "budget_steps": parsed.section.budget_steps,
-                         "curve": data.curve.to_dict(orient="records")}
-    text = best_found_text(data.stats, parsed) + alpha_source(spec)
+    stats = replace(data.stats, budget_steps=parsed.section.budget_steps)
+    summary["search"] = {**stats.to_dict(), "curve": data.curve.to_dict(orient="records")}
+    text = search_explanation(parsed, stats.seeds) + stats.findings() + alpha_source(spec)
     table = data.curve.to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="–")
     sections = [
         Section("best-found", "Best found vs training steps spent", text, best_found_plot(data, "compute_steps"), data.runs, table),
@@ -241,49 +224,22 @@ def search_order(spec: StudySpec, runs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["searcher", "seed", "index", "key", "steps", "rung"])
 
 
-def best_found_text(stats: dict[str, Any], spec: StudySpec) -> list[str]:
+def search_explanation(spec: StudySpec, seeds: int) -> list[str]:
+    """What the search study's curves are, from its spec."""
     section = spec.section
     steps = spec.training.steps
-    text = [
+    return [
         f"Each searcher spends up to {section.budget_steps} training steps per seed ({section.budget_steps / steps:g} "
         f"runs of {steps} steps) on static weights w = T·u/Σu, each u_i log-uniform in [{section.smallest:g}, 1]; after "
         "each run its choice is its full-length run with the best validation value so far, scored on the test set "
         "as 100 · mean_i (L_i^GN − L_i^choice) / L_i^GN against the GradNorm run of the same seed (positive: better "
-        f"than GradNorm). Lines: mean over {stats['seeds']} seeds; bands: their range.",
+        f"than GradNorm). Lines: mean over {seeds} seeds; bands: their range.",
         f"TPE: {section.startup} random weightings, then {section.batch} per round modelled on all earlier rounds. "
         f"Successive halving: rungs of {', '.join(map(str, rung_steps(steps, section.eta, section.rungs)))} steps, the best "
         f"1/{section.eta} of each rung promoted and retrained from scratch; its shorter rungs spend compute but are "
         "never the choice (a short run scored against a full GradNorm run would credit it with early stopping), so its "
         "curve starts at its first full-length run.",
     ]
-    cost = stats.get("alpha_cost")
-    if cost is not None:
-        text.append(cost["sentence"] + f" GradNorm's compute per seed: {stats['gradnorm_compute_steps']:g} steps.")
-    for searcher, entry in stats["searchers"].items():
-        if "final_change_pct" not in entry:
-            continue
-        matched = (f"is at or above GradNorm on average from {entry['steps_to_match_gradnorm']:g} steps on "
-                   f"({entry['runs_to_match_gradnorm']:.3g} runs' worth)" if entry["steps_to_match_gradnorm"] is not None
-                   else "does not match GradNorm on average within its budget")
-        half = entry["final_change_ci_half_width"]
-        interval = f", t 95 % CI ±{half:.2f}" if half == half else ""
-        at_gradnorm = entry.get("change_at_gradnorm_compute")
-        equal = (f" At GradNorm's compute ({stats['gradnorm_compute_steps']:g} steps) its choice is {at_gradnorm:+.2f} %."
-                 if at_gradnorm is not None else "")
-        text.append(f"{searcher}: {matched}; at {entry['steps_spent']:g} steps its choice is {entry['final_change_pct']:+.2f} % "
-                    f"(seed range {entry['final_change_low']:+.2f} to {entry['final_change_high']:+.2f}{interval}), "
-                    f"from {entry['runs_trained']} runs over {stats['seeds']} seeds ({entry['runs_failed']} failed)." + equal)
-    expected = stats.get("random_expected")
-    if expected and expected.get("final_change_pct") is not None:
-        reached = (f"is at or above GradNorm from {expected['runs_to_match_gradnorm']:.3g} runs on"
-                   if expected["steps_to_match_gradnorm"] is not None else "does not reach GradNorm")
-        text.append("Random search without the luck of its draw order (dotted): the exact expected test change of the "
-                    "validation-chosen best of k of its finished runs, over every order they could have come in, mean "
-                    f"over seeds; it {reached}.")
-    if "gradnorm_static_change_pct" in stats:
-        text.append(f"GradNorm-Static (a second run with GradNorm's E_t[w]): {stats['gradnorm_static_change_pct']:+.2f} % "
-                    "vs GradNorm, mean over seeds.")
-    return text
 
 
 def spec_section(spec: Any, name: str) -> dict[str, Any]:
@@ -300,44 +256,6 @@ def alpha_source(spec: dict[str, Any]) -> list[str]:
     if source is not None:
         return [f"GradNorm's α = {alpha:g}, chosen on the validation split by the alpha-sweep study {source!r}."]
     return [f"GradNorm's α = {alpha:g}, set in the spec (not chosen by this tool on any split)."]
-
-
-def figure4_text(stats: dict[str, Any], sampler: str) -> list[str]:
-    """What Figure 4 shows, in sentences with their intervals."""
-    seeds = stats["static_seeds"]  # seeds whose static runs are drawn (fewer than references mid-study)
-    text = [
-        f"Each point is one static weighting (drawn by the {sampler} sampler) trained with fixed weights"
-        + (f" at each of {seeds} seeds, shown as its mean over seeds ± std" if seeds > 1 else "")
-        + "; x is the L2 distance from its weights to the GradNorm run's time-averaged weights E_t[w], y is "
-        "100 · mean_i (L_i^GN − L_i^static) / L_i^GN on the test set after the same number of steps, against the "
-        "GradNorm run of the same seed (negative: the static run does worse than GradNorm).",
-    ]
-    if stats["weightings"]:
-        share = (f"{stats['weightings_beating_gradnorm']} of {stats['weightings']} weightings beat GradNorm "
-                 f"({100 * stats['share_beating_gradnorm']:.1f} %, Wilson 95 % CI {100 * stats['share_ci_low']:.1f}–"
-                 f"{100 * stats['share_ci_high']:.1f} %)")
-        if seeds > 1:
-            share += f"; run by run, {stats['beat_gradnorm']} of {stats['static_runs']} static runs beat their seed's GradNorm"
-        text.append(share + (f"; {stats['static_failed']} static runs failed." if stats["static_failed"] else "."))
-    if seeds > 1:
-        spread = stats["gradnorm_spread_pct"].values()
-        text.append(f"GradNorm's own seed spread (grey band): {min(spread):+.2f} % to {max(spread):+.2f} % around the mean "
-                    "of its test losses; a weighting inside the band is within GradNorm's seed noise.")
-    if "ols_slope" in stats:
-        slope, t_low, t_high, boot_low, boot_high = same_decimals(
-            stats["ols_slope"], stats["ols_slope_ci_low"], stats["ols_slope_ci_high"], stats["bootstrap_slope_low"],
-            stats["bootstrap_slope_high"])
-        text.append(
-            f"OLS over weightings: slope {slope} %/unit (t 95 % CI {t_low} to {t_high}; bootstrap {boot_low} to {boot_high}), "
-            f"Pearson r = {stats['ols_pearson_r']:.3f} (bootstrap {stats['bootstrap_r_low']:.3f} to {stats['bootstrap_r_high']:.3f}; "
-            f"p = {stats['ols_p_value']:.3g}), Spearman ρ = {stats['spearman_rho']:.3f} (p = {stats['spearman_p']:.3g}), n = {stats['ols_n']}."
-        )
-    if "confound" in stats:
-        text.append(confound_sentence(stats["ols_pearson_r"], stats["confound"]))
-    if "gradnorm_static_change_pct" in stats:
-        spread = f" ± {stats['gradnorm_static_change_std']:.2f} (std over seeds)" if "gradnorm_static_change_std" in stats else ""
-        text.append(f"GradNorm-Static (retrained with E_t[w]): {stats['gradnorm_static_change_pct']:+.2f} %{spread} vs GradNorm.")
-    return text
 
 
 def alpha_sweep_sections(
@@ -361,7 +279,8 @@ def methods_sections(
 ) -> list[Section]:
     table = method_table(runs, results.metric_directions(study))
     summary["problems"] += table.problems
-    summary["methods_table"] = table_stats(table)
+    stats = table_stats(table)
+    summary["methods_table"] = stats.to_dict()
     text = ["Final test metrics, mean ± std over seeds; the highest mean per column in bold (↑ higher is better, "
             "↓ lower): bold marks a mean, not a difference the seeds support (the paired comparisons below do)."]
     if table.delta_m is not None:
@@ -370,7 +289,7 @@ def methods_sections(
             "that metric's task, 100/K · Σ_j (−1)^h_j (M_j − M_single,j) / M_single,j with h_j = 1 where higher is "
             "better. Lower is better; 0 matches training each task alone. Its interval: Student-t 95 % over seeds."
         )
-    text += ranking_lines(table)
+    text += stats.sentences()
     text += alpha_source(spec) if "gradnorm" in runs["method"].unique() else []
     chosen = chosen_on_validation(runs)
     if chosen:
@@ -382,7 +301,7 @@ def methods_sections(
     validation = validation_view(runs)
     if validation is not None:
         validation_table = method_table(validation, results.metric_directions(study))
-        summary["methods_table_validation"] = table_stats(validation_table)
+        summary["methods_table_validation"] = table_stats(validation_table).to_dict()
         sections.append(Section(
             "methods-validation", "The same on the validation split",
             ["What a choice between methods (or their settings) should be made on; the test table above reports it."],

@@ -14,14 +14,13 @@ is drawn as a band around 0.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from study.output import same_decimals
+from study.report.figure4_stats import Confound, DistanceLine, Figure4Stats, SeedLine
 from study.report.frames import task_names, task_values
 from study.report.stats import (
     LinearFit,
@@ -46,7 +45,7 @@ class Figure4Data:
     weightings: pd.DataFrame  # one row per static weighting: its mean over seeds
     references: pd.DataFrame  # one row per seed: the GradNorm run, with its spread_pct
     fit: LinearFit | None  # fitted to the weightings' means
-    stats: dict[str, Any]
+    stats: Figure4Stats
     problems: list[str] = field(default_factory=list)
 
 
@@ -86,44 +85,37 @@ def figure4_data(runs: pd.DataFrame) -> Figure4Data:
     static = points[points["method"] == "static"]
     weightings = mean_over_seeds(static, tasks)
     references = references.assign(spread_pct=gradnorm_spread(references, tasks))
-    fit = None
-    stats: dict[str, Any] = {
-        "seeds": int(len(references)),
-        "static_seeds": int(static["seed"].nunique()),  # seeds that trained static runs (fewer mid-study)
-        "static_runs": int(len(static)),
-        "static_failed": failed_static,
-        "beat_gradnorm": int(static["beats_gradnorm"].sum()),
-        "weightings": int(len(weightings)),
-        "weightings_beating_gradnorm": int(weightings["beats_gradnorm"].sum()),
-        "best_static_change_pct": float(weightings["change_pct"].max()) if len(weightings) else None,
-        "median_static_change_pct": float(weightings["change_pct"].median()) if len(weightings) else None,
-        "gradnorm_spread_pct": {int(seed): float(v) for seed, v in references["spread_pct"].items()},
-    }
-    if len(weightings):
-        low, high = wilson_interval(stats["weightings_beating_gradnorm"], len(weightings))
-        stats.update({"share_beating_gradnorm": stats["weightings_beating_gradnorm"] / len(weightings),
-                      "share_ci_low": low, "share_ci_high": high})
+    fit = line = confound = None
     if len(weightings) >= MIN_POINTS and weightings["distance"].nunique() > 1:
         fit = fit_line(weightings["distance"], weightings["change_pct"])
-        rho, rho_p = spearman(weightings["distance"], weightings["change_pct"])
-        stats.update({f"ols_{k}": v for k, v in fit.to_dict().items() if k not in ("x_mean", "x_sum_squares")})
-        stats.update({"spearman_rho": rho, "spearman_p": rho_p})
-        stats.update({f"bootstrap_{k}": v for k, v in asdict(bootstrap_line(weightings["distance"], weightings["change_pct"])).items()})
-        stats["confound"] = confound_stats(weightings)
+        line = distance_line(fit, weightings)
+        confound = confound_stats(weightings)
     elif not references.empty:
         problems.append(
             f"Figure 4's regression needs at least {MIN_POINTS} finished static weightings; {len(weightings)} have finished."
         )
-    if stats["seeds"] > 1:
-        stats["per_seed"] = per_seed_stats(static)
-    static_retrained = points[points["method"] == "gradnorm-static"]
-    if len(static_retrained):
-        stats["gradnorm_static_change_pct"] = float(static_retrained["change_pct"].mean())
-        if len(static_retrained) > 1:
-            stats["gradnorm_static_change_std"] = float(static_retrained["change_pct"].std())
-    stats["gradnorm_time_averaged_weights"] = {
-        int(seed): dict(zip(tasks, map(float, row))) for seed, row in zip(references.index, task_values(references, "time_averaged_weight", tasks))
-    }
+    beating = int(weightings["beats_gradnorm"].sum())
+    retrained = points.loc[points["method"] == "gradnorm-static", "change_pct"]
+    stats = Figure4Stats(
+        seeds=int(len(references)),
+        static_seeds=int(static["seed"].nunique()),
+        static_runs=int(len(static)),
+        static_failed=failed_static,
+        beat_gradnorm=int(static["beats_gradnorm"].sum()),
+        weightings=int(len(weightings)),
+        weightings_beating_gradnorm=beating,
+        best_static_change_pct=float(weightings["change_pct"].max()) if len(weightings) else None,
+        median_static_change_pct=float(weightings["change_pct"].median()) if len(weightings) else None,
+        gradnorm_spread_pct={int(seed): float(v) for seed, v in references["spread_pct"].items()},
+        gradnorm_time_averaged_weights={int(seed): dict(zip(tasks, map(float, row))) for seed, row in
+                                        zip(references.index, task_values(references, "time_averaged_weight", tasks))},
+        share_ci=wilson_interval(beating, len(weightings)) if len(weightings) else None,
+        line=line,
+        confound=confound,
+        per_seed=per_seed_stats(static) if len(references) > 1 else None,
+        gradnorm_static_change_pct=float(retrained.mean()) if len(retrained) else None,
+        gradnorm_static_change_std=float(retrained.std()) if len(retrained) > 1 else None,
+    )
     return Figure4Data(tasks, points, weightings, references.reset_index(), fit, stats, problems)
 
 
@@ -133,7 +125,19 @@ def inverse_initial_loss_weights(initial_losses: np.ndarray) -> np.ndarray:
     return inverse * (inverse.shape[-1] / inverse.sum(axis=-1, keepdims=True))
 
 
-def confound_stats(weightings: pd.DataFrame) -> dict[str, Any]:
+def distance_line(fit: LinearFit, weightings: pd.DataFrame) -> DistanceLine:
+    """The fitted line over weightings with Spearman's rho and the bootstrap intervals beside it."""
+    rho, rho_p = spearman(weightings["distance"], weightings["change_pct"])
+    boot = bootstrap_line(weightings["distance"], weightings["change_pct"])
+    return DistanceLine(
+        n=fit.n, slope=fit.slope, intercept=fit.intercept, pearson_r=fit.pearson_r, p_value=fit.p_value,
+        slope_ci_low=fit.slope_ci_low, slope_ci_high=fit.slope_ci_high, residual_std=fit.residual_std,
+        spearman_rho=rho, spearman_p=rho_p, bootstrap_resamples=boot.resamples, bootstrap_slope_low=boot.slope_low,
+        bootstrap_slope_high=boot.slope_high, bootstrap_r_low=boot.r_low, bootstrap_r_high=boot.r_high,
+    )
+
+
+def confound_stats(weightings: pd.DataFrame) -> Confound:
     """Does distance to GradNorm's E_t[w] explain performance better than distance to the 1/L_i(0) weights?
 
     r_difference = r(distance to E_t[w], change) - r(distance to 1/L(0) weights, change), with a paired
@@ -141,7 +145,7 @@ def confound_stats(weightings: pd.DataFrame) -> dict[str, Any]:
     difference below 0 favours GradNorm's weights as the reference, above 0 the trivial ones.
     """
     if weightings["distance_inverse"].nunique() < 2:
-        return {"better_reference": "undetermined (every weighting is as far from the 1/L_i(0) weights)"}
+        return Confound("undetermined (every weighting is as far from the 1/L_i(0) weights)")
     difference, low, high = bootstrap_r_difference(weightings["distance"], weightings["distance_inverse"],
                                                    weightings["change_pct"])
     r_inverse = fit_line(weightings["distance_inverse"], weightings["change_pct"]).pearson_r
@@ -151,20 +155,7 @@ def confound_stats(weightings: pd.DataFrame) -> dict[str, Any]:
         better = "the 1/L_i(0) weights"
     else:
         better = "neither clearly (the interval of the difference spans 0)"
-    return {"pearson_r_inverse": r_inverse, "r_difference": difference, "r_difference_ci_low": low,
-            "r_difference_ci_high": high, "better_reference": better}
-
-
-def confound_sentence(r_gradnorm: float, confound: dict[str, Any]) -> str:
-    """The confound in words, the same on the page and in `gns report`'s lines."""
-    if "r_difference" not in confound:
-        return f"Against the trivial 1/L_i(0) weights: {confound['better_reference']}."
-    difference, low, high = same_decimals(confound["r_difference"], confound["r_difference_ci_low"],
-                                          confound["r_difference_ci_high"], digits=2)
-    return (f"Against the trivial reference w ∝ 1/L_i(0): Pearson r is {r_gradnorm:.3f} with the distance to "
-            f"GradNorm's E_t[w] and {confound['pearson_r_inverse']:.3f} with the distance to the 1/L_i(0) weights; "
-            f"difference {difference} (paired bootstrap 95 % CI {low} to {high}). Better reference: "
-            f"{confound['better_reference']}.")
+    return Confound(better, r_inverse, difference, low, high)
 
 
 def gradnorm_references(ok: pd.DataFrame) -> pd.DataFrame:
@@ -196,23 +187,21 @@ def gradnorm_spread(references: pd.DataFrame, tasks: tuple[str, ...]) -> np.ndar
     return percent_change(losses.mean(axis=0, keepdims=True), losses)
 
 
-def per_seed_stats(static: pd.DataFrame) -> dict[int, dict[str, Any]]:
+def per_seed_stats(static: pd.DataFrame) -> dict[int, SeedLine]:
     """Figure 4 seed by seed: how many runs beat that seed's GradNorm, and the line through them."""
     result = {}
     for seed, runs in static.groupby("seed"):
-        entry: dict[str, Any] = {"static_runs": int(len(runs)), "beat_gradnorm": int(runs["beats_gradnorm"].sum()),
-                                 "median_change_pct": float(runs["change_pct"].median())}
-        if len(runs) >= MIN_POINTS and runs["distance"].nunique() > 1:
-            fit = fit_line(runs["distance"], runs["change_pct"])
-            entry.update({"ols_slope": fit.slope, "ols_pearson_r": fit.pearson_r, "ols_p_value": fit.p_value})
-        result[int(seed)] = entry
+        fit = (fit_line(runs["distance"], runs["change_pct"])
+               if len(runs) >= MIN_POINTS and runs["distance"].nunique() > 1 else None)
+        result[int(seed)] = SeedLine(int(len(runs)), int(runs["beats_gradnorm"].sum()), float(runs["change_pct"].median()),
+                                     *((fit.slope, fit.pearson_r, fit.p_value) if fit else ()))
     return result
 
 
 def figure4_plot(data: Figure4Data) -> go.Figure:
     figure = go.Figure()
     static = data.weightings
-    several_seeds = data.stats["seeds"] > 1
+    several_seeds = data.stats.seeds > 1
     hover = np.array([_hover(row, data.tasks, several_seeds) for _, row in static.iterrows()], dtype=object)
     spread = data.references["spread_pct"]
     right = max(float(static["distance"].max()) if len(static) else 1.0, 1e-9)
@@ -244,11 +233,9 @@ def figure4_plot(data: Figure4Data) -> go.Figure:
     figure.add_trace(go.Scatter(x=[0, right], y=[0, 0], mode="lines", name="GradNorm (0 %)", hoverinfo="skip",
                                 line={"color": "black", "dash": "dash", "width": 1}))
     stats = data.stats
-    share = ""
-    if "share_ci_low" in stats:
-        share = f" (95 % CI {100 * stats['share_ci_low']:.0f}–{100 * stats['share_ci_high']:.0f} %)"
+    share = f" (95 % CI {100 * stats.share_ci[0]:.0f}–{100 * stats.share_ci[1]:.0f} %)" if stats.share_ci else ""
     figure.update_layout(
-        title=f"Static weights vs GradNorm: {stats['weightings_beating_gradnorm']} of {stats['weightings']} weightings beat it{share}",
+        title=f"Static weights vs GradNorm: {stats.weightings_beating_gradnorm} of {stats.weightings} weightings beat it{share}",
         xaxis_title="L2 distance to GradNorm's time-averaged weights",
         yaxis_title="% change in test loss vs GradNorm (higher is better)",
         template="plotly_white",

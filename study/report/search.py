@@ -17,8 +17,9 @@ GradNorm (0 %): the one rule (`stays_from`) every equal-compute report uses.
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass, fields
 from math import comb
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
@@ -72,16 +73,73 @@ def value_at_compute(curve: pd.DataFrame, compute_column: str, budget: float) ->
     return float(affordable["mean_change_pct"].iloc[-1]) if len(affordable) else None
 
 
-def crossing_point(curve: pd.DataFrame, gradnorm_runs: float = 1.0) -> dict[str, Any]:
+@dataclass(frozen=True)
+class RandomSearchStats:
+    """A random search over the study's static runs against one GradNorm run: summary.json's
+    `random_search` (beside its curve), and its sentences for the page and `gns report`."""
+
+    runs_searched: int
+    runs_to_match_gradnorm: int | None  # the fewest runs from which its mean stays at or above GradNorm
+    best_of_all_change_pct: float | None
+    gradnorm_runs_charged: float  # GradNorm's compute per seed in static runs' worth (its α sweep's included)
+    change_at_gradnorm_compute: float | None  # the expected choice of a search of that many runs
+    alpha_cost: dict[str, Any] | None = None  # study.report.alpha_cost.AlphaCost.to_dict: None where α was set
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "RandomSearchStats":
+        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
+
+    def matched(self) -> str:
+        if self.runs_to_match_gradnorm:
+            return (f"from {self.runs_to_match_gradnorm} random static runs on, their choice (on validation) stays at "
+                    "or above one GradNorm run on average")
+        return (f"even the best of all {self.runs_searched} static runs (chosen on validation) does not stay at or "
+                "above one GradNorm run on average")
+
+    def at_gradnorm_compute(self) -> str | None:
+        """GradNorm charged for its α: what a search of its compute finds (None where α was set)."""
+        if self.alpha_cost is None:
+            return None
+        at = self.change_at_gradnorm_compute
+        return (f"GradNorm and its α sweep {self.alpha_cost['source']!r} cost {self.gradnorm_runs_charged:.3g} static "
+                "runs per seed (as trained, early stopping included); a random search of that many runs expects "
+                + (f"{at:+.2f} % vs GradNorm." if at is not None else "a change not known."))
+
+    def findings(self) -> list[str]:
+        best = self.best_of_all_change_pct
+        found = [f"Random search: {self.matched()}" + (f" (best of all {self.runs_searched}: {best:+.2f} %)." if
+                                                       best is not None else ".")]
+        charged = self.at_gradnorm_compute()
+        return found + ([charged] if charged else [])
+
+    def sentences(self) -> list[str]:
+        explained = ("A random search trains k weightings and keeps the one with the best validation value; the curve is "
+                     "the expected test % change vs GradNorm of that choice over every order the weightings could have "
+                     "been drawn in (exact, per seed, then averaged), against the compute spent.")
+        cost = [self.alpha_cost["sentence"]] if self.alpha_cost is not None else []
+        return [explained] + cost + self.findings()
+
+    def headline(self) -> list[str]:
+        return self.findings()
+
+
+def crossing_point(curve: pd.DataFrame, gradnorm_runs: float = 1.0,
+                   alpha_cost: dict[str, Any] | None = None) -> RandomSearchStats:
     """The fewest random static runs from which their validation-chosen best stays at or above GradNorm
     on test, on average; and the expected best at GradNorm's own compute, `gradnorm_runs` runs' worth
-    (1, or more when its α was charged: study.report.alpha_cost)."""
+    (1, or more when its α was charged: `alpha_cost`, study.report.alpha_cost)."""
     start = stays_from(curve["mean_change_pct"]) if len(curve) else None
-    return {"runs_to_match_gradnorm": int(curve["runs"].iloc[start]) if start is not None else None,
-            "runs_searched": int(curve["runs"].max()) if len(curve) else 0,
-            "best_of_all_change_pct": float(curve["mean_change_pct"].iloc[-1]) if len(curve) else None,
-            "gradnorm_runs_charged": float(gradnorm_runs),
-            "change_at_gradnorm_compute": value_at_compute(curve, "runs", gradnorm_runs) if len(curve) else None}
+    return RandomSearchStats(
+        runs_searched=int(curve["runs"].max()) if len(curve) else 0,
+        runs_to_match_gradnorm=int(curve["runs"].iloc[start]) if start is not None else None,
+        best_of_all_change_pct=float(curve["mean_change_pct"].iloc[-1]) if len(curve) else None,
+        gradnorm_runs_charged=float(gradnorm_runs),
+        change_at_gradnorm_compute=value_at_compute(curve, "runs", gradnorm_runs) if len(curve) else None,
+        alpha_cost=alpha_cost,
+    )
 
 
 # Log-axis ticks at whole runs' worth of compute: plotly's own log ticks label the minor

@@ -120,31 +120,78 @@ def method_table(runs: pd.DataFrame, higher_is_better: dict[str, bool]) -> Metho
     return MethodTable(columns, mean, std, seeds, best, dict(higher_is_better), delta_m, problems, scores, score_name)
 
 
-def table_stats(table: MethodTable) -> dict[str, Any]:
-    stats: dict[str, Any] = {
-        "best": {column: table.best[column].idxmax() for column in table.columns if table.best[column].any()},
-    }
-    if table.delta_m is not None:
-        stats["delta_m_pct"] = {label: float(v) for label, v in table.delta_m.items()}
-    if len(table.scores):
-        stats["score"] = table.score_name
-        stats["score_intervals"] = {str(label): {k: float(v) for k, v in row.items()}
-                                    for label, row in table.intervals.iterrows()}
-        stats["best_by_mean"] = table.best_label
-        stats["paired"] = [c.to_dict() for c in table.paired()]
-    return stats
+@dataclass(frozen=True)
+class MethodTableStats:
+    """The table's statistics: summary.json's `methods_table`, and the sentences the page and `gns report`
+    print of them (each written here once)."""
+
+    best: dict[str, str]  # metric column -> the row with the best mean
+    delta_m_pct: dict[str, float] | None = None  # label -> Δm %, with single-task runs
+    score: str | None = None  # what rows are compared on, seed by seed (None: no finished multitask rows)
+    score_intervals: dict[str, dict[str, float]] | None = None  # label -> mean, ci_low, ci_high, seeds
+    best_by_mean: str | None = None
+    paired: tuple[PairedComparison, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"best": self.best}
+        if self.delta_m_pct is not None:
+            data["delta_m_pct"] = self.delta_m_pct
+        if self.score is not None:
+            data.update(score=self.score, score_intervals=self.score_intervals, best_by_mean=self.best_by_mean,
+                        paired=[comparison.to_dict() for comparison in self.paired])
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "MethodTableStats":
+        paired = tuple(PairedComparison(**{k: v for k, v in entry.items() if k != "verdict"})
+                       for entry in data.get("paired", ()))
+        return cls(data.get("best", {}), data.get("delta_m_pct"), data.get("score"), data.get("score_intervals"),
+                   data.get("best_by_mean"), paired)
+
+    def delta_m_sentence(self) -> str | None:
+        if not self.delta_m_pct:
+            return None
+        intervals = self.score_intervals or {}
+
+        def with_interval(label: str, value: float) -> str:
+            ci = intervals.get(label)
+            known = ci is not None and np.isfinite(ci["ci_low"])
+            return f"{label} {value:+.2f}" + (f" ({ci['ci_low']:+.1f} to {ci['ci_high']:+.1f})" if known else "")
+
+        return (f"{DELTA_M} vs single-task (t 95 % CI over seeds): "
+                + ", ".join(with_interval(label, value) for label, value in self.delta_m_pct.items()) + ".")
+
+    def best_sentence(self) -> str | None:
+        if self.best_by_mean is None:
+            return None
+        alike = [c.method for c in self.paired if c.other == self.best_by_mean and c.verdict == "not distinguishable"]
+        return (f"Lowest mean {self.score}: {self.best_by_mean}; not distinguishable from it over seeds (paired t 95 % "
+                f"CI spans 0): {', '.join(alike) or 'none'}.")
+
+    def findings(self) -> list[str]:
+        """The page's and the terminal's sentences."""
+        return [sentence for sentence in (self.delta_m_sentence(), self.best_sentence()) if sentence]
+
+    def sentences(self) -> list[str]:
+        """The page's: the findings, then every paired comparison in words."""
+        if self.best_by_mean is None:
+            return self.findings()
+        unit = "points" if self.score == DELTA_M else ""
+        return self.findings() + [
+            "Paired over seeds (a method is better or worse only where the t 95 % interval of its per-seed "
+            "differences excludes 0):"] + [comparison.phrase(unit) + "." for comparison in self.paired]
+
+    def headline(self) -> list[str]:
+        return [f"Methods: {sentence}" for sentence in self.findings()]
 
 
-def ranking_lines(table: MethodTable) -> list[str]:
-    """The table's comparisons in words: who is best by its mean, and which differences the seeds support."""
-    best = table.best_label
-    if best is None:
-        return []
-    unit = "points" if table.score_name == DELTA_M else ""
-    lines = [f"Lowest mean {table.score_name}: {best}. Paired over seeds (a method is better or worse only where the "
-             "t 95 % interval of its per-seed differences excludes 0):"]
-    lines += [comparison.phrase(unit) + "." for comparison in table.paired()]
-    return lines
+def table_stats(table: MethodTable) -> MethodTableStats:
+    best = {column: str(table.best[column].idxmax()) for column in table.columns if table.best[column].any()}
+    delta_m = None if table.delta_m is None else {str(label): float(v) for label, v in table.delta_m.items()}
+    if not len(table.scores):
+        return MethodTableStats(best, delta_m)
+    intervals = {str(label): {k: float(v) for k, v in row.items()} for label, row in table.intervals.iterrows()}
+    return MethodTableStats(best, delta_m, table.score_name, intervals, table.best_label, tuple(table.paired()))
 
 
 def table_html(table: MethodTable) -> str:
