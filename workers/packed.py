@@ -39,6 +39,7 @@ from workers.balancers.gradnorm import gradnorm_weight_gradient, loss_ratios, re
 from workers.config import TrialConfig
 from workers.model import PackFacts
 from workers.packing import can_pack, pack_group
+from workers.run_state import RunState
 from workers.selection import BestValidation, validation_scores
 from workers.training import (
     FinalEvaluation,
@@ -155,10 +156,15 @@ def train_pack(
     device: str = "cpu",
     workload: Workload | None = None,
     started: float | None = None,
+    resume: Sequence[RunState] | None = None,
+    on_state: Callable[[int, RunState], None] | None = None,
 ) -> list[TrialResult]:
     """Train `configs` (one pack_group) together; one TrialResult per config, in order.
 
     `workload`: the first config's, already built on `device` (a run alone passes its own).
+    `resume`: one RunState per config, all at one logged step before the budget: each run goes on
+    from there as if it had never stopped (its result's wall time is the new part only).
+    `on_state(run, state)`: each run that did not diverge, at the end of its budget (or its patience).
     """
     started = time.perf_counter() if started is None else started
     first = configs[0]
@@ -191,6 +197,13 @@ def train_pack(
     train_sums = torch.zeros(count, num_tasks, dtype=torch.float64)
     steps_since_log = 0
     initial_losses: torch.Tensor | None = None
+    start = 0
+    if resume is not None:
+        states = list(resume) * 2 if real == 1 else list(resume)
+        start, initial_losses = restore_pack(states, first, net, optimizer, balancer, selection, best_params, traces)
+        for _ in range(start):  # the minibatch order goes on where it stopped
+            next(batch_indices)
+        initial_losses = initial_losses.to(device)
 
     def fail(runs: torch.Tensor, step: int, what: str, values: torch.Tensor) -> None:
         for run in runs.nonzero().flatten().tolist():
@@ -235,7 +248,14 @@ def train_pack(
                     best_params[name][improved] = p[improved]
         return test_losses
 
-    for step in range(first.steps):
+    if resume is not None:
+        for run, state in enumerate(states):
+            if state.stopped_at is not None:  # its patience ran out before the step it was saved at
+                stop(torch.arange(count, device=device) == run, state.stopped_at)
+        if selection is not None:  # the check its shorter budget's last step skipped
+            stop(alive & selection.exhausted().to(device), start)
+
+    for step in range(start, first.steps):
         batch = workload.train.take(next(batch_indices))
         layer_input, layer_output, outputs = net.forward(batch.inputs)
         losses = per_run_losses(workload, outputs, batch.targets)
@@ -282,6 +302,13 @@ def train_pack(
     finished = torch.tensor([run < real and run not in failures for run in range(count)], device=device)
     finals = final_evaluations(PackedNet(net.model, best_params) if selection is not None else net, workload, finished)
     share = (time.perf_counter() - started) / real  # each run's share of the pack's wall time (a shadow's is its run's)
+    if on_state is not None:
+        for run in range(real):
+            if run not in failures:
+                before = states[run].seconds if resume is not None else 0.0
+                on_state(run, capture_run(run, first.steps, net, optimizer,
+                                          balancer, selection, best_params, initial_losses, traces[run], before + share,
+                                          stopped_at.get(run)))
     return [
         trial_result(workload.task_names,
                      None if initial_losses is None else initial_losses[run].cpu(),
@@ -292,6 +319,71 @@ def train_pack(
                      selected_step=None if selection is None else selection.best_step[run])
         for run in range(real)
     ]
+
+
+def restore_pack(
+    states: list[RunState], first: TrialConfig, net: PackedNet, optimizer: torch.optim.Adam, balancer: "PackedBalancer",
+    selection: BestValidation | None, best_params: dict[str, torch.Tensor] | None, traces: list[list[TracePoint]],
+) -> tuple[int, torch.Tensor]:
+    """Load one RunState per run into a fresh pack; (the step they stopped at, the pack's L_i(0))."""
+    steps = {state.step for state in states}
+    if len(steps) != 1:
+        raise ValueError(f"resume: a pack resumes from one step, these states are at {sorted(steps)}")
+    (start,) = steps
+    if not 0 < start < first.steps or start % first.log_every:
+        raise ValueError(f"resume: step {start} is not a logged step (log_every {first.log_every}) before the budget "
+                         f"{first.steps}; a run resumes only where its trace and its averages are complete")
+    if any(set(state.params) != set(net.params) for state in states):
+        raise ValueError("resume: a state holds the parameters of another model")
+    if (selection is None) != (states[0].best_score is None):
+        raise ValueError("resume: the states were saved with another select setting")
+    with torch.no_grad():
+        for name, stacked in net.params.items():
+            stacked.copy_(torch.stack([state.params[name] for state in states]))
+    # Adam's state as its first step would have made it, with the saved moments (one step count for all)
+    for name, stacked in net.params.items():
+        optimizer.state[stacked] = {
+            "step": states[0].adam_step.clone(),
+            "exp_avg": torch.stack([state.moments[name]["exp_avg"] for state in states]),
+            "exp_avg_sq": torch.stack([state.moments[name]["exp_avg_sq"] for state in states]),
+        }
+    balancer.load_rows([state.balancer for state in states])
+    for run, state in enumerate(states):
+        traces[run].extend(state.trace)
+    if selection is not None:
+        selection.best_score = torch.tensor([state.best_score for state in states], dtype=torch.float64)
+        selection.best_step = [state.best_step for state in states]
+        selection.since_best = torch.tensor([state.since_best for state in states], dtype=torch.int64)
+        with torch.no_grad():
+            for name, best in best_params.items():
+                best.copy_(torch.stack([state.best_params[name] for state in states]))
+    return start, torch.stack([state.initial_losses for state in states])
+
+
+def capture_run(
+    run: int, step: int, net: PackedNet, optimizer: torch.optim.Adam, balancer: "PackedBalancer",
+    selection: BestValidation | None, best_params: dict[str, torch.Tensor] | None, initial_losses: torch.Tensor,
+    trace: list[TracePoint], seconds: float, stopped_at: int | None,
+) -> RunState:
+    """Run `run`'s RunState at the end of the pack's loop (workers.run_state)."""
+    moments = {name: {key: optimizer.state[stacked][key][run].detach().cpu().clone() for key in ("exp_avg", "exp_avg_sq")}
+               for name, stacked in net.params.items()}
+    adam_step = optimizer.state[next(iter(net.params.values()))]["step"].detach().cpu().clone()
+    return RunState(
+        step=step,
+        params={name: p[run].detach().cpu().clone() for name, p in net.params.items()},
+        moments=moments,
+        adam_step=adam_step,
+        balancer=balancer.row_state(run),
+        initial_losses=initial_losses[run].detach().cpu().clone(),
+        trace=tuple(trace),
+        seconds=seconds,
+        stopped_at=stopped_at,
+        best_score=None if selection is None else float(selection.best_score[run]),
+        best_step=None if selection is None else selection.best_step[run],
+        since_best=0 if selection is None else int(selection.since_best[run]),
+        best_params=None if best_params is None else {name: p[run].detach().cpu().clone() for name, p in best_params.items()},
+    )
 
 
 def linear_layer_norms(
@@ -430,6 +522,49 @@ class PackedBalancer:
             self._own.pop(run)
         for run, balancer_state in state["own"].items():
             self._own[run].load_state_dict(balancer_state)
+
+    def row_state(self, run: int) -> dict[str, Any]:
+        """One run's part of the state (workers.run_state.RunState.balancer): its row of every tensor,
+        its own balancer's state, and GradNorm's Adam moments for its row (Adam's step is the pack's)."""
+        state: dict[str, Any] = {"weights": self.weights[run].clone(), "weight_sum": self._weight_sum[run].clone(),
+                                 "steps": self._steps[run].clone(), "own": None, "initial_losses": None, "adam": None}
+        if run in self._own:
+            state["own"] = self._own[run].state_dict()
+        if self._optimizer is not None:
+            state["initial_losses"] = None if self.initial_losses is None else self.initial_losses[run].clone()
+            adam = self._optimizer.state.get(self._weights, {})
+            if adam:
+                state["adam"] = {"step": adam["step"].clone(), "exp_avg": adam["exp_avg"][run].clone(),
+                                 "exp_avg_sq": adam["exp_avg_sq"][run].clone()}
+        return state
+
+    def load_rows(self, states: Sequence[dict[str, Any]]) -> None:
+        """Every run's row from its `row_state` (one per run, in order), as a pack resumed at one step."""
+        if len(states) != self._weights.shape[0]:
+            raise ValueError(f"load_rows: {len(states)} row states for a pack of {self._weights.shape[0]}")
+        if any((state["own"] is None) != (run not in self._own) for run, state in enumerate(states)):
+            raise ValueError("load_rows: a row state is of another kind of balancer than its run's")
+        with torch.no_grad():
+            self._weights.copy_(torch.stack([torch.as_tensor(state["weights"]) for state in states]))
+        self._weight_sum = torch.stack([torch.as_tensor(s["weight_sum"], dtype=torch.float64) for s in states])
+        self._steps = torch.stack([torch.as_tensor(s["steps"], dtype=torch.float64) for s in states])
+        for run, balancer in self._own.items():
+            balancer.load_state_dict(states[run]["own"])
+        if self._optimizer is None:
+            return
+        if any(state["initial_losses"] is not None for state in states):
+            self.initial_losses = torch.stack([torch.as_tensor(state["initial_losses"]) for state in states])
+        rows = [state["adam"] for state in states]
+        if all(row is None for row in rows):
+            return
+        steps = {None if row is None else float(row["step"]) for row in rows}
+        if len(steps) != 1:
+            raise ValueError(f"load_rows: GradNorm rows resumed at different Adam steps ({len(steps)} of them)")
+        self._optimizer.state[self._weights] = {
+            "step": torch.as_tensor(rows[0]["step"]).clone(),
+            "exp_avg": torch.stack([torch.as_tensor(row["exp_avg"]) for row in rows]),
+            "exp_avg_sq": torch.stack([torch.as_tensor(row["exp_avg_sq"]) for row in rows]),
+        }
 
     def drop(self, run: int) -> None:
         """A diverged run: its weights stay as they were (its result reports them), out of every update."""

@@ -24,14 +24,14 @@ class BestValidation:
         self.patience = patience
         self.best_score = torch.full((count,), float("inf"), dtype=torch.float64)
         self.best_step: list[int | None] = [None] * count
-        self._since_best = torch.zeros(count, dtype=torch.int64)  # log points since the best one
+        self.since_best = torch.zeros(count, dtype=torch.int64)  # log points since the best one
 
     def update(self, step: int, scores: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
         """Take the scores logged at `step` of the `active` runs; [K] bool: whose best this step is."""
         active = active.cpu()
         improved = active & torch.isfinite(scores) & (scores < self.best_score)
         self.best_score = torch.where(improved, scores, self.best_score)
-        self._since_best = torch.where(improved, 0, self._since_best + active.to(torch.int64))
+        self.since_best = torch.where(improved, 0, self.since_best + active.to(torch.int64))
         for run in improved.nonzero().flatten().tolist():
             self.best_step[run] = step
         return improved
@@ -39,5 +39,5 @@ class BestValidation:
     def exhausted(self) -> torch.Tensor:
         """[K] bool: runs whose last `patience` log points brought no better score (all False without patience)."""
         if self.patience is None:
-            return torch.zeros_like(self._since_best, dtype=torch.bool)
-        return self._since_best >= self.patience
+            return torch.zeros_like(self.since_best, dtype=torch.bool)
+        return self.since_best >= self.patience
