@@ -96,6 +96,10 @@ class ResultsReader(abc.ABC):
     def time_averaged_weights(self, study: str, key: str) -> tuple[float, ...] | None: ...
 
     @abc.abstractmethod
+    def run_state(self, study: str, key: str) -> bytes | None:
+        """The saved state of a recorded, successful trial (workers.run_state, as bytes: untrusted), or None."""
+
+    @abc.abstractmethod
     def lease_holder(self, study: str) -> LeaseHolder | None:
         """The driver running the study now, if its lease has not expired."""
 
@@ -157,3 +161,11 @@ class ResultsWriter(ResultsReader):
     @abc.abstractmethod
     def note_code_change(self, study: str, before: Mapping[str, Any], after: Mapping[str, Any]) -> None:
         """Keep, with the study, that its code changed on purpose from `before` to `after`."""
+
+    @abc.abstractmethod
+    def record_state(self, study: str, key: str, state: bytes) -> None:
+        """Keep a trial's saved state (a longer run may continue from it), replacing an earlier one."""
+
+    @abc.abstractmethod
+    def delete_run_states(self, study: str) -> int:
+        """Drop the study's saved states (nothing is left to continue from them); how many."""

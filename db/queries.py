@@ -94,10 +94,11 @@ def metric_directions(session: Session, study_id: int) -> dict[str, bool]:
     return {metric: bool(higher) for metric, higher in rows}
 
 
-def runs(session: Session, study_id: int, with_version_4: bool = True) -> pd.DataFrame:
+def runs(session: Session, study_id: int, with_version_4: bool = True, with_version_5: bool = True) -> pd.DataFrame:
     """One row per recorded run: identity, state, config, value, then per-task columns.
 
-    `selected_step` (version 4) is the step a best-validation run was read at; empty in an older database.
+    `selected_step` (version 4) is the step a best-validation run was read at, `resumed_step`
+    (version 5) the step a continued run went on from; empty in an older database.
     """
     import pandas as pd  # here: the reads that need no DataFrame (status, delete) skip it
 
@@ -116,6 +117,7 @@ def runs(session: Session, study_id: int, with_version_4: bool = True) -> pd.Dat
             TrialRow.failure_reason,
             TrialRow.worker,
             TrialRow.selected_step if with_version_4 else null().label("selected_step"),
+            TrialRow.resumed_step if with_version_5 else null().label("resumed_step"),
         )
         .where(TrialRow.study_id == study_id, TrialRow.complete)
         .order_by(TrialRow.optuna_number)
@@ -134,6 +136,7 @@ def runs(session: Session, study_id: int, with_version_4: bool = True) -> pd.Dat
                 "wall_time_s": t.wall_time_s,
                 "steps_completed": t.steps_completed,
                 "selected_step": t.selected_step,
+                "resumed_step": t.resumed_step,
                 "diverged_step": t.diverged_step,
                 "failure_reason": t.failure_reason,
                 "worker": t.worker,
@@ -141,7 +144,8 @@ def runs(session: Session, study_id: int, with_version_4: bool = True) -> pd.Dat
             for t in trials
         ],
         columns=["trial_id", "key", "number", "state", "status", "value", "validation_value", *CONFIG_COLUMNS,
-                 "wall_time_s", "steps_completed", "selected_step", "diverged_step", "failure_reason", "worker"],
+                 "wall_time_s", "steps_completed", "selected_step", "resumed_step", "diverged_step", "failure_reason",
+                 "worker"],
     )
     if base.empty:
         return base.drop(columns="trial_id")

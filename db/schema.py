@@ -11,18 +11,20 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, LargeBinary, String, Text,
+                        UniqueConstraint)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-SCHEMA_VERSION = 4  # raise when the tables change; see MIGRATIONS for what a writer adds to an older one
+SCHEMA_VERSION = 5  # raise when the tables change; see MIGRATIONS for what a writer adds to an older one
 # What each version added: (table, column, SQL type). A writer adds them to an older database
 # (ALTER TABLE ... ADD COLUMN, nullable); a reader of an older one never selects them (they are
 # deferred), so results recorded before still read without a write.
 MIGRATIONS = {
     3: (("gns_trials", "provenance", "JSON"), ("gns_studies", "code_changes", "JSON")),
     4: (("gns_traces", "validation_loss", "FLOAT"), ("gns_trials", "selected_step", "INTEGER")),
+    5: (("gns_trials", "resumed_step", "INTEGER"),),  # and the gns_run_states table (create_all makes it)
 }
-READABLE_VERSIONS = (2, 3, 4)
+READABLE_VERSIONS = (2, 3, 4, 5)
 
 
 class Base(DeclarativeBase):
@@ -88,6 +90,8 @@ class TrialRow(Base):
     provenance: Mapped[dict | None] = mapped_column(JSON, nullable=True, deferred=True)
     # Version 4: select: best_validation, the logged step its final numbers were read at.
     selected_step: Mapped[int | None] = mapped_column(Integer, nullable=True, deferred=True)
+    # Version 5: continued from a saved state at this step (halving's promotions); null: from step 0.
+    resumed_step: Mapped[int | None] = mapped_column(Integer, nullable=True, deferred=True)
     recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
@@ -130,6 +134,17 @@ class TraceRow(Base):
     weight: Mapped[float | None] = mapped_column(Float, nullable=True)
     grad_norm: Mapped[float | None] = mapped_column(Float, nullable=True)
     validation_loss: Mapped[float | None] = mapped_column(Float, nullable=True, deferred=True)  # version 4
+
+
+class RunStateRow(Base):
+    """A recorded run's saved state (workers.run_state.RunState as bytes), kept while a longer run
+    may still continue from it (a halving rung's runs); deleted when its study has nothing left to run."""
+
+    __tablename__ = "gns_run_states"
+
+    trial_id: Mapped[int] = mapped_column(ForeignKey("gns_trials.id", ondelete="CASCADE"), primary_key=True)
+    state: Mapped[bytes] = mapped_column(LargeBinary)
+    recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 Index("ix_gns_trials_study_status", TrialRow.study_id, TrialRow.status)

@@ -39,7 +39,8 @@ from db.errors import DatabaseInputError, DatabaseUnavailable, DatabaseUnreachab
 from db.files import check_sqlite_file, create_wal_file, has_hot_journal, journal_of, read_only_url, recover_hot_journal
 from db.interface import LeaseHolder, RecordOutcome, ResultsWriter, StudyInfo
 from db.retry import is_outage, retrying
-from db.schema import MIGRATIONS, READABLE_VERSIONS, SCHEMA_VERSION, Base, MetricRow, SchemaInfo, StudyRow, TraceRow, TrialRow, TrialTaskRow
+from db.schema import (MIGRATIONS, READABLE_VERSIONS, SCHEMA_VERSION, Base, MetricRow, RunStateRow, SchemaInfo, StudyRow,
+                       TraceRow, TrialRow, TrialTaskRow)
 from db.urls import DEFAULT_URL, display, engine_options, parse_url, sqlite_file
 from records import METHODS, Status, TaskMetric, TrialResult, canonical_hash, product_version
 
@@ -56,6 +57,9 @@ KIND_ATTR = "gns_kind"  # Optuna study user attribute: made by gradnorm-study
 LEASE_TTL_S = 60.0  # a driver renews its lease every LEASE_TTL_S / 4
 CLAIM_STALE_S = 120.0  # a claim silent this long belongs to a dead writer
 CLAIM_POLL_S = 0.05
+
+
+MAX_STATE_BYTES = 256 * 1024 * 1024  # a saved run state (workers.run_state): a network and its Adam moments
 
 
 def spec_hash(spec: Mapping[str, Any]) -> str:
@@ -322,7 +326,7 @@ class ResultsDB(ResultsWriter):
             raise StudyBusy(f"study {name!r} is being run by {holder.describe()}; stop that driver first")
         with self.session() as session:
             trial_ids = select(TrialRow.id).where(TrialRow.study_id == row.id)
-            for table in (TraceRow, MetricRow, TrialTaskRow):
+            for table in (TraceRow, MetricRow, TrialTaskRow, RunStateRow):
                 session.execute(delete(table).where(table.trial_id.in_(trial_ids)))
             session.execute(delete(TrialRow).where(TrialRow.study_id == row.id))
             session.execute(delete(StudyRow).where(StudyRow.id == row.id))
@@ -439,7 +443,7 @@ class ResultsDB(ResultsWriter):
             for optuna_trial_id in {trial.optuna_trial_id, *made} - {None}:
                 self._end_stale_optuna_trial(optuna_trial_id)
             with self.session() as session:
-                for table in (TraceRow, MetricRow, TrialTaskRow):
+                for table in (TraceRow, MetricRow, TrialTaskRow, RunStateRow):
                     session.execute(delete(table).where(table.trial_id == trial.id))
                 session.execute(
                     update(TrialRow).where(TrialRow.id == trial.id).values(
@@ -555,6 +559,7 @@ class ResultsDB(ResultsWriter):
                     worker=worker,
                     provenance=_provenance(provenance, result),
                     selected_step=None if result is None else result.selected_step,
+                    resumed_step=None if result is None else result.resumed_step,
                     recorded_at=_now(),
                 )
             )
@@ -659,6 +664,38 @@ class ResultsDB(ResultsWriter):
         return tuple(weights)
 
     @_retried
+    def record_state(self, study: str, key: str, state: bytes) -> None:
+        row = self._study_row(study)
+        if not isinstance(state, bytes) or len(state) > MAX_STATE_BYTES:
+            raise ValueError(f"a run state is bytes of at most {MAX_STATE_BYTES} (got {type(state).__name__})")
+        with self.session() as session:
+            trial_id = session.scalar(select(TrialRow.id).where(TrialRow.study_id == row.id, TrialRow.key == key))
+            if trial_id is None:
+                raise KeyError(f"study {study!r} has no trial {key!r} to keep a state for")
+            session.execute(delete(RunStateRow).where(RunStateRow.trial_id == trial_id))
+            session.add(RunStateRow(trial_id=trial_id, state=state, recorded_at=_now()))
+
+    @_retried
+    def run_state(self, study: str, key: str) -> bytes | None:
+        if self.schema_version < 5:  # states came with version 5
+            return None
+        row = self._study_row(study)
+        with self.session() as session:
+            state = session.scalar(
+                select(RunStateRow.state).join(TrialRow, TrialRow.id == RunStateRow.trial_id)
+                .where(TrialRow.study_id == row.id, TrialRow.key == key, TrialRow.complete,
+                       TrialRow.status == str(Status.OK))
+            )
+        return bytes(state) if state is not None else None
+
+    @_retried
+    def delete_run_states(self, study: str) -> int:
+        row = self._study_row(study)
+        trial_ids = select(TrialRow.id).where(TrialRow.study_id == row.id).scalar_subquery()
+        with self.session() as session:
+            return session.execute(delete(RunStateRow).where(RunStateRow.trial_id.in_(trial_ids))).rowcount
+
+    @_retried
     def note_code_change(self, study: str, before: Mapping[str, Any], after: Mapping[str, Any]) -> None:
         row = self._study_row(study)
         changes = self.code_changes(study) + [{"at": _now().isoformat(), "from": dict(before), "to": dict(after)}]
@@ -700,7 +737,8 @@ class ResultsDB(ResultsWriter):
     def runs(self, study: str) -> pd.DataFrame:
         row = self._study_row(study)
         with self.session() as session:
-            return queries.runs(session, row.id, with_version_4=self.schema_version >= 4)
+            return queries.runs(session, row.id, with_version_4=self.schema_version >= 4,
+                                with_version_5=self.schema_version >= 5)
 
     @_retried
     def traces(self, study: str, keys: list[str] | None = None) -> pd.DataFrame:

@@ -105,6 +105,9 @@ class TrialResult:
     # select: best_validation: the logged step whose state the final numbers above come from
     # (None: the last step's). A run stopped early by patience has steps_completed < its budget.
     selected_step: int | None = None
+    # Continued from a saved state of a shorter run (halving's promotions): the step it went on
+    # from, so its new training is steps_completed - resumed_step (None: trained from step 0).
+    resumed_step: int | None = None
     # Where it trained: torch and Python versions, the device (workers.environment); empty if unknown.
     environment: Mapping[str, str] = dataclasses.field(default_factory=dict)
 

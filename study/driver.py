@@ -23,7 +23,7 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterator, TextIO
 
 import pandas as pd
@@ -38,7 +38,7 @@ from study.plan import PlannedTrial, check_workload, plan_study, planned_count, 
 from study.progress import Progress, plural
 from study.provenance import CodeFingerprint, code_fingerprint, what_changed
 from study.ray_session import check_resources, start_ray
-from study.spec import StudySpec, parse_spec
+from study.spec import StudySpec, parse_stored_spec
 from study.tune_runner import RunnerOptions, run_packs
 from workers import packing
 from workers.workloads import WorkloadShape, code_to_ship
@@ -125,6 +125,8 @@ def launch(spec: StudySpec, storage: str, options: LaunchOptions = LaunchOptions
                     recorder.raise_error()
                     keys = {p.key for p in planned}
                     missing = total - len(keys & (recorded_before | recorder.keys))
+                    if not missing and recorder.failure is None:  # no promotion is left to continue from them
+                        results.delete_run_states(spec.study)
                     failures, reasons = failure_counts(results.runs(spec.study), keys)
             finally:
                 release_lease(results, spec.study, failing=sys.exc_info()[0] is not None)
@@ -309,7 +311,7 @@ def _different_spec(study: str, display_url: str) -> str:
 
 def _identity_of(stored_spec: dict[str, Any]) -> dict[str, Any]:
     try:
-        return parse_spec(stored_spec).identity()
+        return parse_stored_spec(stored_spec).identity()
     except BadInput:  # made by another version of the spec format: treat as different
         return {"unreadable": stored_spec}
 
@@ -381,6 +383,10 @@ class Recorder:
                 self._count(planned.key, result.primary_metric if result.ok else None)
 
         self._write(write)
+
+    def record_state(self, planned: PlannedTrial, state: bytes) -> None:
+        """Keep a run's saved state for the promoted run that may continue from it."""
+        self._write(lambda: self.results.record_state(self.study, planned.key, state))
 
     def record_failure(self, key: str, config: dict[str, Any], reason: str) -> None:
         def write() -> None:
@@ -472,9 +478,35 @@ def make_packs(spec: StudySpec, shape: WorkloadShape, trials: list[PlannedTrial]
 
 def run_trials(spec: StudySpec, shape: WorkloadShape, trials: list[PlannedTrial], recorder: Recorder,
                runner: RunnerOptions) -> bool:
-    """Run `trials` through the Tune runner, packed; True if some ended unrecorded (interrupted)."""
+    """Run `trials` through the Tune runner, packed; True if some ended unrecorded (interrupted).
+
+    A promoted run (halving) continues from its shorter run's saved state: such runs pack only with
+    runs continuing from the same step. One whose state is missing (recorded by a version that kept
+    none, or a workload that cannot pack) trains from step 0, and the launch says so.
+    """
     if not trials:
         return False
-    packs = make_packs(spec, shape, trials, runner.slots(ray.cluster_resources().get("CPU", 1)))
-    run_packs(runner, packs, recorder)
+    trials = [continuable(planned, shape) for planned in trials]
+    states = {planned.resumes: recorder.results.run_state(spec.study, planned.resumes)
+              for planned in trials if planned.resumes is not None}
+    states = {key: state for key, state in states.items() if state is not None}
+    retrained = [p for p in trials if p.resumes is not None and p.resumes not in states]
+    if retrained:
+        recorder.progress.note(f"{plural(len(retrained), 'promoted run')} retrain from step 0: the saved state of the "
+                               "shorter run each continues is missing")
+        trials = [replace(p, resumes=None, resumes_at=None) if p in retrained else p for p in trials]
+    slots = runner.slots(ray.cluster_resources().get("CPU", 1))
+    by_start: dict[int | None, list[PlannedTrial]] = {}
+    for planned in trials:  # a pack's runs go on from one step (Adam's step count is the pack's)
+        by_start.setdefault(planned.resumes_at, []).append(planned)
+    packs = [pack for group in by_start.values() for pack in make_packs(spec, shape, group, slots)]
+    run_packs(runner, packs, recorder, states)
     return any(p.key not in recorder.keys for p in trials)
+
+
+def continuable(planned: PlannedTrial, shape: WorkloadShape) -> PlannedTrial:
+    """The trial as it will run: saving and resuming states needs the packed engine, so a run that
+    cannot pack (a user workload, a model with buffers) neither keeps nor resumes one."""
+    if (planned.resumes is None and not planned.keeps_state) or packing.can_pack(planned.config, shape) is None:
+        return planned
+    return replace(planned, resumes=None, resumes_at=None, keeps_state=False)

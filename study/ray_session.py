@@ -24,6 +24,9 @@ RAY_ENVIRONMENT = {
     "RAY_USAGE_STATS_ENABLED": "0",
     "RAY_AIR_NEW_OUTPUT": "0",
     "RAY_CHDIR_TO_TRIAL_DIR": "0",  # relative paths in workload options keep working
+    # Tune's own JSON/CSV/TensorBoard logs of every report go to a temporary folder nobody reads, and
+    # a report may carry a run's saved state (megabytes of bytes): they are not written.
+    "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",
 }
 
 

@@ -26,8 +26,10 @@ stops a whole pack of runs at once, since a packed Tune trial trains many
 runs, and (2) makes which runs go on depend on the order their reports
 arrive, so a relaunch could not replay it and seeds would differ by timing.
 Promoting at rung boundaries from recorded results is deterministic, packs
-every rung and keeps the driver the one writer. The cost: a promoted run
-trains again from step 0 (no checkpoint), counted in full in the budget.
+every rung and keeps the driver the one writer. A promoted run goes on from
+the state its rung saved (search.promoted: continue, the default), so the
+budget pays each step once; with `retrain` (how studies were run before the
+states existed) it trains again from step 0 and is charged in full.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ class Proposal:
     draws: tuple[float, ...]  # u before scaling, each in [smallest, 1]
     steps: int  # how long it trains
     rung: int | None = None  # halving only
+    parent: int | None = None  # halving, continued: the index of the proposal whose saved state it goes on from
 
     @property
     def weights(self) -> tuple[float, ...]:
@@ -72,53 +75,84 @@ def full_runs(budget_steps: int, steps: int) -> int:
     return budget_steps // steps
 
 
-def rung_steps(steps: int, eta: int, rungs: int) -> list[int]:
-    """Halving's training lengths, shortest first: steps / eta^(rungs-1), ..., steps."""
-    return [max(1, round(steps / eta ** (rungs - 1 - k))) for k in range(rungs)]
+@dataclass(frozen=True)
+class Rungs:
+    """Successive halving's schedule: how long each rung trains, how many it trains, what it costs.
+
+    `continued`: a promoted run goes on from its rung's saved state (workers.run_state), so it pays
+    only the steps past its rung; the shorter rungs' lengths are then multiples of `unit` (the runs'
+    log_every: a state is saved at a logged step). Otherwise a promoted run trains again from step 0.
+    """
+
+    steps: int
+    eta: int
+    count: int
+    continued: bool = False
+    unit: int = 1
+
+    def lengths(self) -> list[int]:
+        """Training lengths, shortest first: steps / eta^(count-1), ..., steps."""
+        lengths = [max(1, round(self.steps / self.eta ** (self.count - 1 - k))) for k in range(self.count)]
+        if self.continued and self.unit > 1:
+            lengths = [max(self.unit, round(b / self.unit) * self.unit) for b in lengths[:-1]] + [self.steps]
+        return lengths
+
+    def sizes(self, first: int) -> list[int]:
+        """How many weightings each rung trains: n_k = floor(n_0 / eta^k)."""
+        return [first // self.eta ** k for k in range(self.count)]
+
+    def paid(self) -> list[int]:
+        """Steps each run of a rung trains: all of them, or (continued) those past the rung below."""
+        lengths = self.lengths()
+        return [b - (lengths[k - 1] if self.continued and k else 0) for k, b in enumerate(lengths)]
+
+    def cost(self, first: int) -> int:
+        """Training steps all the rungs take, starting from `first` weightings."""
+        return sum(n * b for n, b in zip(self.sizes(first), self.paid()))
+
+    def first_rung(self, budget_steps: int) -> int:
+        """The largest n_0 whose rungs cost at most the budget with one run left at the last rung; 0 if none."""
+        fewest = self.eta ** (self.count - 1)  # leaves one weighting at the last rung
+        if self.cost(fewest) > budget_steps:
+            return 0
+        low, high = fewest, budget_steps // self.lengths()[0] + 1  # cost(low) fits, cost(high) does not
+        while high - low > 1:  # the cost grows with n_0: bisect
+            middle = (low + high) // 2
+            low, high = (middle, high) if self.cost(middle) <= budget_steps else (low, middle)
+        return low
+
+    def increasing(self) -> bool:
+        """Every rung longer than the one below (rounding to `unit` can merge short rungs)."""
+        lengths = self.lengths()
+        return all(a < b for a, b in zip(lengths, lengths[1:]))
 
 
-def rung_sizes(first: int, eta: int, rungs: int) -> list[int]:
-    """How many weightings each rung trains: n_k = floor(n_0 / eta^k)."""
-    return [first // eta ** k for k in range(rungs)]
+def rungs_of(section: "Search", steps: int, log_every: int) -> Rungs:
+    """The section's halving schedule for runs of `steps` logged every `log_every` steps."""
+    return Rungs(steps, section.eta, section.rungs, continued=section.promoted == "continue", unit=log_every)
 
 
-def halving_cost(first: int, steps: int, eta: int, rungs: int) -> int:
-    """Training steps all of halving's rungs take, starting from `first` weightings."""
-    return sum(n * b for n, b in zip(rung_sizes(first, eta, rungs), rung_steps(steps, eta, rungs)))
-
-
-def halving_first_rung(budget_steps: int, steps: int, eta: int, rungs: int) -> int:
-    """The largest n_0 whose rungs cost at most the budget with one run left at the last rung; 0 if none."""
-    fewest = eta ** (rungs - 1)  # leaves one weighting at the last rung
-    if halving_cost(fewest, steps, eta, rungs) > budget_steps:
-        return 0
-    low, high = fewest, budget_steps // rung_steps(steps, eta, rungs)[0] + 1  # cost(low) fits, cost(high) does not
-    while high - low > 1:  # the cost grows with n_0: bisect
-        middle = (low + high) // 2
-        low, high = (middle, high) if halving_cost(middle, steps, eta, rungs) <= budget_steps else (low, middle)
-    return low
-
-
-def trial_count(section: "Search", steps: int) -> int:
+def trial_count(section: "Search", steps: int, log_every: int) -> int:
     """Runs one seed's searchers train in all (the driver's progress total)."""
     count = 0
     for searcher in section.searchers:
         if searcher == "halving":
-            first = halving_first_rung(section.budget_steps, steps, section.eta, section.rungs)
-            count += sum(rung_sizes(first, section.eta, section.rungs))
+            rungs = rungs_of(section, steps, log_every)
+            count += sum(rungs.sizes(rungs.first_rung(section.budget_steps)))
         else:
             count += full_runs(section.budget_steps, steps)
     return count
 
 
-def propose(section: "Search", tasks: int, steps: int, seed: int, searcher: str, outcome: Outcome) -> list[Proposal]:
+def propose(section: "Search", tasks: int, steps: int, seed: int, searcher: str, outcome: Outcome,
+            log_every: int = 1) -> list[Proposal]:
     """Every weighting `searcher` proposes at `seed` given the outcomes known so far, in order."""
     if searcher == "random":
         return _random(section, tasks, steps, seed)
     if searcher == "tpe":
         return _tpe(section, tasks, steps, seed, outcome)
     if searcher == "halving":
-        return _halving(section, tasks, steps, seed, outcome)
+        return _halving(section, tasks, rungs_of(section, steps, log_every), seed, outcome)
     raise ValueError(f"searcher: unknown searcher {searcher!r}")
 
 
@@ -179,19 +213,20 @@ def tpe_batch(
     return batch
 
 
-def _halving(section: "Search", tasks: int, steps: int, seed: int, outcome: Outcome) -> list[Proposal]:
-    lengths = rung_steps(steps, section.eta, section.rungs)
-    first = halving_first_rung(section.budget_steps, steps, section.eta, section.rungs)
-    sizes = rung_sizes(first, section.eta, section.rungs)
+def _halving(section: "Search", tasks: int, rungs: Rungs, seed: int, outcome: Outcome) -> list[Proposal]:
+    lengths = rungs.lengths()
+    first = rungs.first_rung(section.budget_steps)
+    sizes = rungs.sizes(first)
     draws = _draw(section, _generator(section, "halving", seed), first, tasks)
     rung = [Proposal("halving", seed, i, 0, u, lengths[0], rung=0) for i, u in enumerate(draws)]
     proposals = list(rung)
-    for k in range(1, section.rungs):
+    for k in range(1, rungs.count):
         values = [outcome(p) for p in rung]
         if any(v is None for v in values):
             return proposals
         # the best n_k of the rung below, on validation (a stable sort: ties keep their order)
         promoted = [rung[i] for i in sorted(range(len(rung)), key=lambda i: values[i])[:sizes[k]]]
-        rung = [Proposal("halving", seed, len(proposals) + i, k, p.draws, lengths[k], rung=k) for i, p in enumerate(promoted)]
+        rung = [Proposal("halving", seed, len(proposals) + i, k, p.draws, lengths[k], rung=k,
+                         parent=p.index if rungs.continued else None) for i, p in enumerate(promoted)]
         proposals += rung
     return proposals

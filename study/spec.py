@@ -200,6 +200,19 @@ def load_spec(path: str | Path) -> StudySpec:
     return parse_spec(data)
 
 
+def parse_stored_spec(data: Any) -> StudySpec:
+    """A spec as the database keeps it (StudySpec.to_dict, every field filled in when stored): a field
+    of its kind's section added since it was stored takes the value the study was run with
+    (the section's STORED_BEFORE), not today's default."""
+    if isinstance(data, Mapping) and isinstance(data.get("kind"), str) and data["kind"] in KINDS:
+        kind = KINDS[data["kind"]]
+        section = data.get(kind.section_name)
+        before = getattr(kind.section, "STORED_BEFORE", {})
+        if isinstance(section, Mapping) and before:
+            data = {**data, kind.section_name: {**before, **section}}
+    return parse_spec(data)
+
+
 def parse_spec(data: Any) -> StudySpec:
     if not isinstance(data, Mapping):
         raise SpecError("spec: expected a mapping of fields (study: ..., kind: ...)")

@@ -11,11 +11,11 @@ import logging
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Mapping, Protocol
 
 from ray import tune
 
-from workers.remote import FINAL, run_trial
+from workers.remote import FINAL, STATE, STATE_OF, run_trial
 
 if TYPE_CHECKING:
     from study.progress import Progress
@@ -31,6 +31,7 @@ class Recording(Protocol):
     def start(self, planned: "PlannedTrial") -> None: ...
     def record_result(self, planned: "PlannedTrial", result_data: dict[str, Any], worker: str | None = None) -> None: ...
     def record_failure(self, key: str, config: dict[str, Any], reason: str) -> None: ...
+    def record_state(self, planned: "PlannedTrial", state: bytes) -> None: ...
 
     @property
     def failure(self) -> Exception | None: ...
@@ -65,15 +66,30 @@ def pack_name(pack: list["PlannedTrial"]) -> str:
     return pack[0].key + (f"+{len(pack) - 1}" if len(pack) > 1 else "")
 
 
-def pack_payload(packs: list[list["PlannedTrial"]]) -> list[list[dict[str, Any]]]:
-    """What each Tune trial is sent: its runs' keys and configs, as plain data."""
-    return [[{"key": p.key, "config": p.config.to_dict()} for p in pack] for pack in packs]
+def pack_payload(packs: list[list["PlannedTrial"]], states: Mapping[str, bytes] | None = None) -> list[list[dict[str, Any]]]:
+    """What each Tune trial is sent: its runs' keys and configs, as plain data; a promoted run also the
+    saved state it continues from (`states`: by the key it resumes), a run whose state a later one needs
+    the request to report it."""
+    states = states or {}
+
+    def entry(planned: "PlannedTrial") -> dict[str, Any]:
+        data: dict[str, Any] = {"key": planned.key, "config": planned.config.to_dict()}
+        if planned.resumes is not None and planned.resumes in states:
+            data["state"] = states[planned.resumes]
+        if planned.keeps_state:
+            data["keep_state"] = True
+        return data
+
+    return [[entry(p) for p in pack] for pack in packs]
 
 
-def run_packs(options: RunnerOptions, packs: list[list["PlannedTrial"]], recorder: Recording) -> None:
-    """Train `packs` through one Tune Tuner; every outcome reaches `recorder` as it happens."""
+def run_packs(options: RunnerOptions, packs: list[list["PlannedTrial"]], recorder: Recording,
+              states: Mapping[str, bytes] | None = None) -> None:
+    """Train `packs` through one Tune Tuner; every outcome reaches `recorder` as it happens. `states`:
+    the saved states promoted runs continue from, by the key of the run that saved each."""
     trainable = tune.with_resources(
-        tune.with_parameters(run_trial, packs=pack_payload(packs), threads=options.threads, use_gpu=options.gpu > 0),
+        tune.with_parameters(run_trial, packs=pack_payload(packs, states), threads=options.threads,
+                             use_gpu=options.gpu > 0),
         {"cpu": options.cpu, "gpu": options.gpu},
     )
     # Tune logs every failed attempt's whole traceback; we print one line each instead.
@@ -146,6 +162,8 @@ class PackEvents(tune.Callback):
             self.recorder.start(planned)
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+        if result.get(STATE) is not None:
+            self.recorder.record_state(self._pack(trial)[result[STATE_OF]], result[STATE])
         if result.get(FINAL):
             for planned, result_data in zip(self._pack(trial), result["results"]):
                 self.recorder.record_result(planned, result_data, result.get("worker"))

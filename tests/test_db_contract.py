@@ -307,3 +307,27 @@ def test_a_study_recorded_before_new_methods_existed_keeps_recording(results, da
     optuna_study = optuna.load_study(study_name="old", storage=database_url)
     assert [t.params.get("method") for t in optuna_study.trials] == ["equal", "gradnorm", None]
     assert optuna_study.trials[1].distributions["method"].choices == older
+
+
+def test_a_saved_run_state_is_kept_with_its_trial_until_the_study_drops_it(results, database_url):
+    """Bytes in, the same bytes out, for a recorded successful trial only; replaced, dropped per study."""
+    blob = bytes(range(256)) * 4096  # 1 MiB, every byte value
+    results.start_trial("fig4", STATIC.key(), STATIC.to_dict())
+    results.record_state("fig4", STATIC.key(), blob)
+    assert results.run_state("fig4", STATIC.key()) is None  # not recorded yet: nothing may continue from it
+    record(results, STATIC, fake_result())
+    assert results.run_state("fig4", STATIC.key()) == blob
+    results.record_state("fig4", STATIC.key(), b"newer")
+    with ResultsDB(database_url, create=False) as reader:
+        assert reader.run_state("fig4", STATIC.key()) == b"newer"
+    with pytest.raises(KeyError, match="no trial"):
+        results.record_state("fig4", GRADNORM.key(), blob)
+    results.create_study("other", "random-static", SPEC)
+    record(results, STATIC, fake_result(), study="other")
+    results.record_state("other", STATIC.key(), b"kept")
+    assert results.delete_run_states("fig4") == 1
+    assert results.run_state("fig4", STATIC.key()) is None and results.run_state("other", STATIC.key()) == b"kept"
+    # a failed run keeps no state to go on from
+    record(results, GRADNORM, diverged_result())
+    results.record_state("fig4", GRADNORM.key(), b"x")
+    assert results.run_state("fig4", GRADNORM.key()) is None

@@ -9,6 +9,7 @@ from collections import Counter
 from pathlib import Path
 
 import optuna
+import pandas as pd
 import pytest
 import yaml
 
@@ -286,8 +287,9 @@ def test_search_study_runs_in_rounds_once_each_and_the_report_replays_it(capsys,
     spec_path = tmp_path / "search.yaml"
     spec_path.write_text(yaml.safe_dump(spec_text))
     spec = parse_spec(spec_text)
-    # per seed: GradNorm, 3 random, 3 tpe, halving rungs of 10 and 30 steps (5 * 10 + 1 * 30 = 80 <= 90),
-    # GradNorm-Static and the trivial baseline
+    # per seed: GradNorm, 3 random, 3 tpe, halving rungs of 10 and 30 steps, its promoted run continued
+    # from its rung's saved state (5 * 10 + 1 * 20 = 70 <= 90; 6 runs would pay 100), GradNorm-Static
+    # and the trivial baseline
     code, err = launch(capsys, spec_path, sqlite_url)
     assert code == 0, err
     assert "tiny: 15/15 recorded (15 now, 0 failed)" in err
@@ -305,11 +307,19 @@ def test_search_study_runs_in_rounds_once_each_and_the_report_replays_it(capsys,
         promoted = halving[halving["steps_x"] == 30].iloc[0]
         best = rung0.loc[rung0["validation_value"].idxmin()]
         assert promoted["time_averaged_weight.task0"] == pytest.approx(best["time_averaged_weight.task0"])
+        # it went on from step 10: its trace begins with its rung's, bit for bit, and goes on to 30
+        assert promoted["resumed_step"] == 10 and rung0["resumed_step"].isna().all()
+        traces = results.traces("tiny", keys=[best["key"], promoted["key"]])
+        before = traces[traces["key"] == best["key"]].drop(columns=["key", "trial_id"], errors="ignore")
+        after = traces[traces["key"] == promoted["key"]].drop(columns=["key", "trial_id"], errors="ignore")
+        assert sorted(after["step"].unique()) == [0, 10, 20, 30]
+        pd.testing.assert_frame_equal(after[after["step"] <= 10].reset_index(drop=True), before.reset_index(drop=True))
+        assert results.run_state("tiny", best["key"]) is None  # the search is done: its states are dropped
         report = build_report(results, "tiny", tmp_path / "report", png=False)
     assert set(optuna_keys(sqlite_url, "tiny").values()) == {1}
     summary = json.loads((tmp_path / "report" / "summary.json").read_text())
     assert set(summary["search"]["searchers"]) == {"random", "tpe", "halving"}
-    assert summary["search"]["searchers"]["halving"]["steps_spent"] == 80
+    assert summary["search"]["searchers"]["halving"]["steps_spent"] == 70  # each step paid once
     assert report.summary["problems"] == []
     # a relaunch finds every round recorded: nothing to run, no Ray
     code, err = launch(capsys, spec_path, sqlite_url)

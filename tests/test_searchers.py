@@ -7,25 +7,18 @@ import numpy as np
 import pytest
 
 from study.plan import plan_study, planned_count, recorded_outcomes
-from study.searchers import (
-    Proposal,
-    full_runs,
-    halving_first_rung,
-    propose,
-    rung_sizes,
-    rung_steps,
-    scale_to_task_count,
-    trial_count,
-)
+from study.searchers import Proposal, Rungs, full_runs, propose, scale_to_task_count, trial_count
 from study.kinds.search import DEFAULT_BUDGET_RUNS, Search
 from study.spec import parse_spec
 
 TINY_TOY = {"tasks": 2, "train_size": 400, "test_size": 100}
 
 
-def search_spec(**search):
+def search_spec(log_every=30, **search):
+    """A search spec; halving retrains its promoted runs unless `promoted` says otherwise."""
     return parse_spec({"study": "s", "kind": "search", "workload": "toy", "workload_options": TINY_TOY,
-                       "seeds": [0, 1], "training": {"steps": 90, "log_every": 30}, "search": search})
+                       "seeds": [0, 1], "training": {"steps": 90, "log_every": log_every},
+                       "search": {"promoted": "retrain", **search}})
 
 
 def first_weight(proposal: Proposal) -> float:
@@ -34,17 +27,61 @@ def first_weight(proposal: Proposal) -> float:
 
 
 def test_halving_rungs_by_hand():
-    assert rung_steps(1000, 3, 3) == [111, 333, 1000]
-    assert rung_steps(3000, 3, 3) == [333, 1000, 3000]
-    assert rung_steps(40, 2, 1) == [40]
-    assert rung_sizes(18, 3, 3) == [18, 6, 2]
-    assert rung_sizes(20, 3, 3) == [20, 6, 2]
+    assert Rungs(1000, 3, 3).lengths() == [111, 333, 1000]
+    assert Rungs(3000, 3, 3).lengths() == [333, 1000, 3000]
+    assert Rungs(40, 2, 1).lengths() == [40]
+    assert Rungs(1000, 3, 3).sizes(18) == [18, 6, 2]
+    assert Rungs(1000, 3, 3).sizes(20) == [20, 6, 2]
     # budget 6000: 18 * 111 + 6 * 333 + 2 * 1000 = 5996 fits; 19: 2109 + 1998 + 2000 = 6107 does not
-    assert halving_first_rung(6000, 1000, 3, 3) == 18
+    assert Rungs(1000, 3, 3).first_rung(6000) == 18
     # the fewest that leave one weighting at the last rung is eta^(rungs-1) = 9: 999 + 999 + 1000 = 2998
-    assert halving_first_rung(2998, 1000, 3, 3) == 9
-    assert halving_first_rung(2997, 1000, 3, 3) == 0
+    assert Rungs(1000, 3, 3).first_rung(2998) == 9
+    assert Rungs(1000, 3, 3).first_rung(2997) == 0
     assert full_runs(6000, 1000) == 6 and full_runs(6999, 1000) == 6
+
+
+def test_continued_halving_rounds_its_rungs_to_logged_steps_and_pays_each_step_once():
+    # MultiMNIST v3: 6000 / 9 = 666.7 rounds to 750 at log_every 250; promoted runs pay 1250 and 4000 more
+    rungs = Rungs(6000, 3, 3, continued=True, unit=250)
+    assert rungs.lengths() == [750, 2000, 6000] and rungs.paid() == [750, 1250, 4000]
+    # budget 36000: n_0 = 24 costs 24 * 750 + 8 * 1250 + 2 * 4000 = 36000; 25: 18750 + 10000 + 8000 = 36750
+    assert rungs.first_rung(36000) == 24
+    # retrained, the same budget buys 17: 17 * 667 + 5 * 2000 + 1 * 6000 = 27339; 18: 12006 + 12000 + 12000
+    assert Rungs(6000, 3, 3).first_rung(36000) == 17
+    assert Rungs(90, 3, 3, continued=True, unit=30).increasing() is False  # 10 rounds up to 30, the middle rung
+
+
+def test_a_continued_halving_plans_its_promotions_from_their_parents_states():
+    spec = search_spec(log_every=10, promoted="continue", searchers=["halving"], budget_steps=360)
+    # rungs (10, 30, 90) at log_every 10 pay (10, 20, 60): n_0 = 18 costs 180 + 6 * 20 + 2 * 60 = 420 > 360;
+    # 15: 150 + 100 + 60 = 310, 16: 160 + 100 + 60 = 320, 17: 170 + 100 + 60 = 330 fit, 18 does not
+    assert spec.section.promoted == "continue" and trial_count(spec.section, 90, 10) == 17 + 5 + 1
+    outcomes = {}
+    while True:
+        planned = plan_study(spec, outcomes=outcomes)
+        new = [p for p in planned if p.key not in outcomes]
+        if not new:
+            break
+        outcomes.update({p.key: p.config.weights[0] if p.config.method == "static" else 1.0 for p in new})
+    halving = [p for p in planned if p.config.method == "static" and p.config.seed == 0]
+    by_key = {p.key: p for p in halving}
+    assert Counter(p.config.steps for p in halving) == {10: 17, 30: 5, 90: 1}
+    for trial in halving:
+        assert trial.config.log_every == 10
+        assert trial.keeps_state == (trial.config.steps < 90)  # the last rung's state is never continued
+        if trial.config.steps == 10:
+            assert trial.resumes is None
+        else:  # the same weighting one rung below, at that rung's budget
+            parent = by_key[trial.resumes]
+            assert parent.config.weights == trial.config.weights and trial.resumes_at == parent.config.steps
+            assert parent.config.steps == {30: 10, 90: 30}[trial.config.steps]
+    # a spec without `promoted` continues; one stored before the field existed meant retrain
+    from study.spec import parse_stored_spec
+
+    stored = search_spec(log_every=10).to_dict()
+    del stored["search"]["promoted"]
+    assert parse_stored_spec(stored).section.promoted == "retrain"
+    assert parse_spec(stored).section.promoted == "continue"
 
 
 def test_a_search_spec_fills_its_defaults_and_counts_its_trials():
@@ -54,8 +91,8 @@ def test_a_search_spec_fills_its_defaults_and_counts_its_trials():
     # random and tpe: 720 // 90 = 8 runs each; halving at rungs (10, 30, 90): n_0 = 24 costs
     # 240 + 8 * 30 + 2 * 90 = 660, n_0 = 25 costs 250 + 240 + 180 = 670, 26: 260 + 240 + 180 = 680,
     # 27: 270 + 270 + 270 = 810 > 720, so n_0 = 26 and 26 + 8 + 2 = 36 runs
-    assert halving_first_rung(720, 90, 3, 3) == 26
-    assert trial_count(spec.section, 90) == 8 + 8 + 36
+    assert Rungs(90, 3, 3).first_rung(720) == 26
+    assert trial_count(spec.section, 90, 30) == 8 + 8 + 36
     # per seed: one GradNorm, one GradNorm-Static, one inverse-initial-loss and the searchers' runs
     assert planned_count(spec, plan_study(spec)) == 2 * (1 + 52 + 1 + 1)
 
@@ -77,7 +114,7 @@ def test_random_draws_span_the_log_range_and_sum_to_the_task_count():
 
 
 def test_halving_promotes_the_best_on_validation_and_trains_them_longer():
-    section = Search(budget_steps=720)
+    section = Search(budget_steps=720, promoted="retrain")
     first = propose(section, 2, 90, 0, "halving", lambda p: None)
     assert [p.steps for p in first] == [10] * 26 and {p.rung for p in first} == {0}
     # with rung 0 known: the 8 smallest w_0 go on to 30 steps, with the same draws
@@ -90,6 +127,7 @@ def test_halving_promotes_the_best_on_validation_and_trains_them_longer():
     every = propose(section, 2, 90, 0, "halving", first_weight)
     assert [p.steps for p in every[34:]] == [90, 90]
     assert [p.draws for p in every[34:]] == [p.draws for p in best_eight[:2]]
+    assert {p.parent for p in every} == {None}  # retrained: nothing to go on from
     # a failed run (inf) is never promoted
     failed = propose(section, 2, 90, 0, "halving",
                      lambda p: math.inf if p.index == best_eight[0].index else first_weight(p))
@@ -128,7 +166,7 @@ def test_planning_in_rounds_reaches_the_counted_total_with_distinct_keys():
         outcomes.update({p.key: p.config.weights[0] if p.config.method == "static" else 1.0 for p in new})
     # round 0: per seed GradNorm, 4 random, 1 tpe, halving's n_0 = 14 (14 * 10 + 4 * 30 + 1 * 90 = 350 <= 360;
     # 15: 150 + 150 + 90 = 390), GradNorm-Static; then tpe one a round, halving a rung a round
-    assert halving_first_rung(360, 90, 3, 3) == 14
+    assert Rungs(90, 3, 3).first_rung(360) == 14
     assert sizes[0] == 2 * (1 + 4 + 1 + 14 + 1 + 1) and len(sizes) == 5  # 4 rounds of proposals, and the check
     assert sizes[-1] == planned_count(spec, planned) == 2 * (1 + 4 + 4 + 14 + 4 + 1 + 1 + 1)
     keys = [p.key for p in planned]

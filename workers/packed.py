@@ -316,7 +316,8 @@ def train_pack(
                      balancer.weights[run], balancer.time_averaged_weights[run], traces[run],
                      steps_completed=failures[run][0] if run in failures else stopped_at.get(run, first.steps),
                      wall_time_s=share, failure=failures.get(run),
-                     selected_step=None if selection is None else selection.best_step[run])
+                     selected_step=None if selection is None else selection.best_step[run],
+                     resumed_step=start if resume is not None else None)
         for run in range(real)
     ]
 

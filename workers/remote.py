@@ -19,15 +19,18 @@ from records import TracePoint
 from workers.config import TrialConfig
 from workers.environment import runtime_environment
 from workers.packed import train_pack
+from workers.run_state import RunState
 from workers.threads import set_threads
 from workers.training import train
 
 FINAL = "final"
+STATE_OF, STATE = "state_of", "state"  # a report carrying one run's saved state (workers.run_state)
 
 
 def run_trial(param: dict[str, Any], packs: Sequence[Sequence[dict[str, Any]]], threads: int = 1,
               use_gpu: bool = False) -> None:
-    """Tune calls this with `param["index"]` picking one of `packs`, each a list of {"key", "config"}."""
+    """Tune calls this with `param["index"]` picking one of `packs`, each a list of {"key", "config"} (and, for
+    halving's promotions, "state": the bytes of a saved RunState to continue from, "keep_state": report one)."""
     pack = packs[param["index"]]
     set_threads(threads)
     device = "cuda" if use_gpu and torch.cuda.is_available() else "cpu"
@@ -36,10 +39,23 @@ def run_trial(param: dict[str, Any], packs: Sequence[Sequence[dict[str, Any]]], 
     def progress(point: TracePoint) -> None:
         tune.report({"step": point.step, FINAL: False})
 
-    if len(configs) == 1:
+    # halving's promotions: a state to go on from (all of a pack or none), a state to keep for later
+    blobs = [trial.get("state") for trial in pack]
+    resume = [RunState.from_bytes(blob) for blob in blobs] if any(blob is not None for blob in blobs) else None
+    keep = [bool(trial.get("keep_state")) for trial in pack]
+    saved: dict[int, bytes] = {}
+
+    def on_state(run: int, state: RunState) -> None:
+        if keep[run]:
+            saved[run] = state.to_bytes()
+
+    if len(configs) == 1 and resume is None and not any(keep):
         results = [train(configs[0], on_log=progress, device=device)]
     else:
-        results = train_pack(configs, on_log=lambda run, point: run == 0 and progress(point), device=device)
+        results = train_pack(configs, on_log=lambda run, point: run == 0 and progress(point), device=device,
+                             resume=resume, on_state=on_state if any(keep) else None)
+    for run, blob in saved.items():  # one report each: a pack's states can be large, Tune keeps the last report
+        tune.report({"step": results[run].steps_completed, FINAL: False, STATE_OF: run, STATE: blob})
     environment = runtime_environment(device)
     results = [dataclasses.replace(r, environment=environment) for r in results]
     worker = f"{socket.gethostname()}/{ray.get_runtime_context().get_node_id()[:12]}/{device}"

@@ -245,6 +245,7 @@ def trial_result(
     failure: tuple[int, str] | None,
     stuck_at_step: tuple[int | None, ...] = (),
     selected_step: int | None = None,
+    resumed_step: int | None = None,
 ) -> TrialResult:
     """The one place a TrialResult is built (a run alone or in a pack): OK with its metrics,
     or DIVERGED at a step with a reason."""
@@ -270,6 +271,7 @@ def trial_result(
         failure_reason=None if ok else failure[1],
         stuck_at_step=stuck_at_step,
         selected_step=selected_step if ok else None,
+        resumed_step=None if resumed_step is None else min(resumed_step, steps_completed),
     )
 
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 from study.kinds import StudyKind
 from study.kinds.random_static import DEFAULT_SMALLEST  # the log-uniform sampler's space
-from study.searchers import Proposal, halving_cost, halving_first_rung, propose, trial_count
+from study.searchers import Proposal, Rungs, propose, rungs_of, trial_count
 from study.spec_checks import MAX_LIST, at_least, distinct_values, fail, trials_bounded, unknown, within
 from study.trials import PlannedTrial, baselines, planned_trial, reference
 from workers.config import DEFAULT_LOG_EVERY, MAX_SEED
@@ -18,6 +18,7 @@ from workers.config import DEFAULT_LOG_EVERY, MAX_SEED
 if TYPE_CHECKING:
     from study.spec import StudySpec
 
+PROMOTIONS = ("continue", "retrain")  # halving: from the rung's saved state, or from step 0
 SEARCHERS = ("random", "tpe", "halving")  # the baseline, a model-based search and a multi-fidelity one
 DEFAULT_BUDGET_RUNS = 8  # each searcher's default budget, in full runs' worth of steps
 MAX_BUDGET_RUNS = 1000
@@ -43,6 +44,11 @@ class Search:
     weight_seed: int = 0
     gradnorm_static: bool = True
     inverse_initial_loss: bool = True  # the trivial baseline w ∝ 1/L_i(0), one run per seed
+    # halving: a promoted run goes on from its rung's saved state ("continue"), or trains again from step 0
+    promoted: str = "continue"
+
+    # What a stored spec without a field meant: it was stored before the field existed.
+    STORED_BEFORE = {"promoted": "retrain"}
 
     def __post_init__(self) -> None:
         distinct_values("searchers", self.searchers, "searcher")
@@ -60,6 +66,8 @@ class Search:
         if not 0 < self.smallest < 1:
             fail("smallest", f"must be between 0 and 1 (each u_i spans [smallest, 1]), got {self.smallest}")
         within("weight_seed", self.weight_seed, 0, MAX_SEED)
+        if self.promoted not in PROMOTIONS:
+            fail("promoted", unknown("promotion", self.promoted, PROMOTIONS))
 
 
 def plan(spec: "StudySpec", seed: int, tasks: int, outcomes: Mapping[str, float]) -> list[PlannedTrial]:
@@ -79,22 +87,45 @@ def search_proposals(
     pairs = []
     for searcher in spec.section.searchers:
         proposals = propose(spec.section, tasks, spec.training.steps, seed, searcher,
-                            lambda proposal: outcomes.get(search_trial(spec, proposal).key))
-        pairs += [(proposal, search_trial(spec, proposal)) for proposal in proposals]
+                            lambda proposal: outcomes.get(search_trial(spec, proposal).key), log_every(spec))
+        trials = [search_trial(spec, proposal) for proposal in proposals]
+        last_rung = spec.section.rungs - 1
+        for proposal, trial in zip(proposals, trials):
+            if searcher == "halving" and spec.section.promoted == "continue":
+                trial = dataclasses.replace(trial, keeps_state=proposal.rung < last_rung)
+                if proposal.parent is not None:  # goes on from its parent's saved state
+                    parent = trials[proposal.parent]
+                    trial = dataclasses.replace(trial, resumes=parent.key, resumes_at=parent.config.steps)
+            pairs.append((proposal, trial))
     return pairs
 
 
+def log_every(spec: "StudySpec") -> int:
+    """How often a continued halving's runs log: its rungs are multiples of it, since a promoted run goes
+    on from a logged step. training.log_every where the spec sets it; else the default, at most the
+    shortest rung."""
+    steps, section = spec.training.steps, spec.section
+    if spec.training.log_every is not None:
+        return min(spec.training.log_every, steps)
+    shortest = Rungs(steps, section.eta, section.rungs).lengths()[0]
+    return min(DEFAULT_LOG_EVERY, steps, shortest)
+
+
 def search_trial(spec: "StudySpec", proposal: Proposal) -> PlannedTrial:
-    """A searcher's proposal as a static run (halving's short rungs log at their end at the latest)."""
-    log_every = min(spec.training.log_every or DEFAULT_LOG_EVERY, proposal.steps)
+    """A searcher's proposal as a static run (halving's short rungs log at their end at the latest;
+    a continued halving's runs all log every `log_every(spec)`)."""
+    if proposal.searcher == "halving" and spec.section.promoted == "continue":
+        every = log_every(spec)
+    else:
+        every = min(spec.training.log_every or DEFAULT_LOG_EVERY, proposal.steps)
     return planned_trial(spec, proposal.seed, method="static", weights=proposal.weights, steps=proposal.steps,
-                         log_every=log_every)
+                         log_every=every)
 
 
 def planned_count(spec: "StudySpec") -> int:
     """Trials in all, known before the later proposals are."""
     section: Search = spec.section
-    per_seed = 1 + trial_count(section, spec.training.steps) + section.gradnorm_static + section.inverse_initial_loss
+    per_seed = 1 + trial_count(section, spec.training.steps, log_every(spec)) + section.gradnorm_static + section.inverse_initial_loss
     return per_seed * len(spec.seeds)
 
 
@@ -110,14 +141,19 @@ def check(spec: "StudySpec") -> Search:
     elif section.budget_steps > MAX_BUDGET_RUNS * steps:
         fail("search.budget_steps", f"{section.budget_steps} is more than {MAX_BUDGET_RUNS} runs of training.steps {steps}")
     if "halving" in section.searchers:
+        rungs = rungs_of(section, steps, log_every(spec))
         if steps < section.eta ** (section.rungs - 1):
             fail("search.rungs", f"{section.rungs} rungs at eta {section.eta} leave the shortest rung under one "
                  f"step of training.steps {steps}")
-        if not halving_first_rung(section.budget_steps, steps, section.eta, section.rungs):
-            least = halving_cost(section.eta ** (section.rungs - 1), steps, section.eta, section.rungs)
+        if not rungs.increasing():
+            fail("search.rungs", f"{section.rungs} rungs at eta {section.eta} round to lengths "
+                 f"{rungs.lengths()} at multiples of log_every {rungs.unit} (a promoted run goes on from a logged "
+                 "step); use fewer rungs, a smaller log_every, or promoted: retrain")
+        if not rungs.first_rung(section.budget_steps):
+            least = rungs.cost(section.eta ** (section.rungs - 1))
             fail("search.budget_steps", f"{section.budget_steps} does not pay for halving's {section.rungs} rungs "
                  f"(at least {least} steps at eta {section.eta})")
-    runs = trial_count(section, steps)
+    runs = trial_count(section, steps, log_every(spec))
     trials_bounded("search", runs, len(spec.seeds), f"its searchers would train {runs:,} runs")
     if runs > MAX_SEARCH_TRIALS:
         fail("search", f"its searchers would train {runs} runs per seed, more than {MAX_SEARCH_TRIALS}; "

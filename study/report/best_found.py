@@ -7,7 +7,8 @@ value so far, and its score is that choice's test % change vs the GradNorm run
 of the same seed,
 100 * mean_i (L_i^GN - L_i^choice) / L_i^GN (positive: better than GradNorm).
 Compute is the training steps spent so far, as trained (a run stopped early
-by patience is charged the steps it took), and the worker seconds, each packed
+by patience is charged the steps it took; a promoted run that continued from its
+rung's saved state, the steps past it), and the worker seconds, each packed
 run charged its share of its pack. Seeds are independent replicates
 of the whole search: the curve is the mean over seeds, the band their range.
 
@@ -77,8 +78,11 @@ def best_found_data(runs: pd.DataFrame, order: pd.DataFrame, steps_per_run: int,
             if proposal.key not in by_key.index:
                 break  # not trained yet: the searcher's later proposals are not known either
             run = by_key.loc[proposal.key]
-            # the steps it trained: fewer than proposed where patience stopped it (or it diverged)
-            steps_spent += int(run["steps_completed"]) if pd.notna(run["steps_completed"]) else int(proposal.steps)
+            # the steps it trained: fewer than proposed where patience stopped it (or it diverged), and only
+            # those past its rung where it continued from the rung's saved state (halving's promotions)
+            steps_run = int(run["steps_completed"]) if pd.notna(run["steps_completed"]) else int(proposal.steps)
+            resumed = run.get("resumed_step")
+            steps_spent += steps_run - (int(resumed) if resumed is not None and pd.notna(resumed) else 0)
             seconds_spent += float(run["wall_time_s"]) if pd.notna(run["wall_time_s"]) else 0.0
             good = run["status"] == OK and pd.notna(run["validation_value"])
             change = np.nan

@@ -21,7 +21,7 @@ from records import Status
 from study.errors import BadInput
 from study.provenance import code_lines
 from study import kinds
-from study.kinds.search import search_proposals
+from study.kinds.search import log_every, search_proposals
 from study.plan import recorded_outcomes
 from study.report.best_found import best_found_data, best_found_plot
 from study.report.frames import task_names
@@ -43,8 +43,8 @@ from study.report.figure4 import figure4_data, figure4_plot, weights_parallel_pl
 from study.report.figure7 import figure7_data, figure7_plot
 from study.report.page import Section, WrittenReport, write_report
 from study.report.tables import (DELTA_M, SINGLE_TASK, chosen_on_validation, method_table, table_html, table_stats)
-from study.searchers import rung_steps
-from study.spec import STUDY_NAME, StudySpec, parse_spec
+from study.searchers import rungs_of
+from study.spec import STUDY_NAME, StudySpec, parse_stored_spec
 
 
 OK = str(Status.OK)
@@ -157,7 +157,7 @@ def search_sections(
     results: ResultsReader, study: str, runs: pd.DataFrame, summary: dict[str, Any], spec: dict[str, Any]
 ) -> list[Section]:
     try:
-        parsed = parse_spec(spec)  # the stored spec is untrusted: validated like a user's
+        parsed = parse_stored_spec(spec)  # the stored spec is untrusted: validated like a user's
     except BadInput as error:
         summary["problems"].append(f"The stored spec cannot be read ({error}): the search cannot be replayed.")
         return []
@@ -235,8 +235,10 @@ def search_explanation(spec: StudySpec, seeds: int) -> list[str]:
         "as 100 · mean_i (L_i^GN − L_i^choice) / L_i^GN against the GradNorm run of the same seed (positive: better "
         f"than GradNorm). Lines: mean over {seeds} seeds; bands: their range.",
         f"TPE: {section.startup} random weightings, then {section.batch} per round modelled on all earlier rounds. "
-        f"Successive halving: rungs of {', '.join(map(str, rung_steps(steps, section.eta, section.rungs)))} steps, the best "
-        f"1/{section.eta} of each rung promoted and retrained from scratch; its shorter rungs spend compute but are "
+        f"Successive halving: rungs of {', '.join(map(str, rungs_of(section, steps, log_every(spec)).lengths()))} steps, "
+        f"the best 1/{section.eta} of each rung promoted and "
+        + ("continued from its rung's saved state (charged only its new steps)" if section.promoted == "continue"
+           else "retrained from scratch") + "; its shorter rungs spend compute but are "
         "never the choice (a short run scored against a full GradNorm run would credit it with early stopping), so its "
         "curve starts at its first full-length run.",
     ]
