@@ -12,6 +12,7 @@ for study in "${studies[@]}"; do
   case $study in
     mm-v3-*) db=multimnist-v3 ;;  # results v3: databases of their own (scripts/run-results.sh)
     digits-v3-*) db=digits-v3 ;;
+    toy*-v3-*) db=toy-v3 ;;
     mm-*) db=multimnist ;;
     digits-*) db=digits ;;
     *) db=toy ;;

@@ -9,12 +9,13 @@ ORDER=(mm-alpha mm-fig4-uniform mm-fig4-log digits-raw-alpha digits-raw-fig4 dig
        toy2-fig4-paper toy2-fig4-scaled toy2-methods-log mm-methods
        mm-random-methods mm-random-stuck digits-std-search mm-search mm-search-12
        digits-v3-alpha digits-v3-fig4-uniform digits-v3-fig4-log mm-v3-alpha mm-v3-fig4-uniform
-       mm-v3-fig4-log mm-v3-methods mm-v3-search)
+       mm-v3-fig4-log mm-v3-methods mm-v3-search digits-v3-methods toy2-v3-fig2 toy10-v3-fig2 digits-v3-search)
 studies=("${@:-${ORDER[@]}}")
 for study in "${studies[@]}"; do
   case $study in
     mm-v3-*) db=multimnist-v3 ;;  # results v3 (best validation step): databases of their own
     digits-v3-*) db=digits-v3 ;;
+    toy*-v3-*) db=toy-v3 ;;
     mm-*) db=multimnist ;;
     digits-*) db=digits ;;
     *) db=toy ;;
