@@ -10,7 +10,7 @@ from records import TracePoint
 from tests.fake_results import fake_result
 from workers.config import TrialConfig
 from workers.packed import train_pack
-from workers.selection import BestValidation, validation_scores
+from workers.selection import BestValidation, scored_tasks, validation_scores
 from workers.training import train
 
 DIGITS = {"standardize_targets": True}
@@ -39,6 +39,26 @@ def test_validation_scores_are_the_primary_metric_on_validation():
     losses = torch.tensor([[0.5, 20.0], [1.0, 50.0]])
     initial = torch.tensor([[1.0, 100.0], [2.0, 100.0]])
     assert validation_scores(losses, initial).tolist() == pytest.approx([0.7, 1.0])
+
+
+def test_a_single_task_run_is_scored_on_its_own_task_only():
+    """Its other heads never train: their losses must not choose its step (they pulled it to step 0)."""
+    losses = torch.tensor([[0.5, 20.0], [0.5, 20.0]])
+    initial = torch.tensor([[1.0, 100.0], [1.0, 100.0]])
+    configs = [TrialConfig(method="single-task", task=1), TrialConfig(method="equal")]
+    scored = scored_tasks(configs, 2)
+    assert scored.tolist() == [[False, True], [True, True]]
+    assert validation_scores(losses, initial, scored).tolist() == pytest.approx([0.2, 0.7])
+
+
+def test_a_single_task_digits_run_learns_past_its_first_steps():
+    """On digits the digit head's own validation loss falls for a few hundred steps while the untrained
+    heads' losses grow: it is read where its own loss is lowest, not at step 0 (where the sum over every
+    task put it)."""
+    result = train(digits(method="single-task", task=0, steps=600, select="best_validation"))
+    own = {p.step: p.validation_losses[0] for p in result.trace}
+    assert result.selected_step == min(own, key=own.get) and own[result.selected_step] < own[0] / 2
+    assert result.final_validation_losses[0] == pytest.approx(own[result.selected_step], rel=1e-5)
 
 
 def digits(**fields):

@@ -40,7 +40,7 @@ from workers.config import TrialConfig
 from workers.model import PackFacts
 from workers.packing import can_pack, pack_group
 from workers.run_state import RunState
-from workers.selection import BestValidation, validation_scores
+from workers.selection import BestValidation, scored_tasks, validation_scores
 from workers.training import (
     FinalEvaluation,
     batches,
@@ -192,6 +192,7 @@ def train_pack(
     failures: dict[int, tuple[int, str]] = {}
     stopped_at: dict[int, int] = {}  # run -> the step its patience ran out
     selection = BestValidation(count, first.patience) if first.select == "best_validation" else None
+    scored = scored_tasks(configs, num_tasks)  # a single-task run is chosen on its own task
     best_params = {name: p.detach().clone() for name, p in net.params.items()} if selection is not None else None
     traces: list[list[TracePoint]] = [[] for _ in range(count)]
     train_sums = torch.zeros(count, num_tasks, dtype=torch.float64)
@@ -242,7 +243,8 @@ def train_pack(
             if on_log is not None and run < real:
                 on_log(run, point)
         if selection is not None:
-            improved = selection.update(step, validation_scores(validation_losses, initial_losses), alive).to(device)
+            scores = validation_scores(validation_losses, initial_losses, scored)
+            improved = selection.update(step, scores, alive).to(device)
             with torch.no_grad():
                 for name, p in net.params.items():
                     best_params[name][improved] = p[improved]

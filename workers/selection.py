@@ -2,19 +2,39 @@
 
 One tracker for K runs at once ([K] tensors), so that a run alone and a run in
 a pack choose their step by the same arithmetic. The score is the primary
-metric on the validation split, sum_i L_i^val / L_i(0); ties keep the earlier
-step, and a score that is not finite never counts as better.
+metric on the validation split, sum_i L_i^val / L_i(0) (a single-task run's own
+task only: scored_tasks); ties keep the earlier step, and a score that is not
+finite never counts as better.
 """
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
 
+from workers.config import TrialConfig
 
-def validation_scores(validation_losses: torch.Tensor, initial_losses: torch.Tensor) -> torch.Tensor:
-    """[K]: sum_i L_i^val / L_i(0) per run, in float64 on the CPU."""
-    losses = validation_losses.detach().to("cpu", torch.float64)
-    return (losses / initial_losses.detach().to("cpu", torch.float64)).sum(dim=-1)
+
+def validation_scores(validation_losses: torch.Tensor, initial_losses: torch.Tensor,
+                      scored: torch.Tensor | None = None) -> torch.Tensor:
+    """[K]: sum_i L_i^val / L_i(0) per run over its `scored` tasks ([K, T] bool; all where None), in
+    float64 on the CPU."""
+    ratios = validation_losses.detach().to("cpu", torch.float64) / initial_losses.detach().to("cpu", torch.float64)
+    if scored is not None:
+        ratios = torch.where(scored.cpu(), ratios, 0.0)
+    return ratios.sum(dim=-1)
+
+
+def scored_tasks(configs: Sequence[TrialConfig], num_tasks: int) -> torch.Tensor:
+    """[K, T] bool: the tasks whose validation losses choose each run's step. Every task, but for a
+    single-task run its own: the other heads never train and the shared layers drift away from
+    them, so their losses would pull its choice back towards step 0."""
+    scored = torch.ones(len(configs), num_tasks, dtype=torch.bool)
+    for run, config in enumerate(configs):
+        if config.method == "single-task":
+            scored[run] = torch.arange(num_tasks) == config.task
+    return scored
 
 
 class BestValidation:

@@ -22,7 +22,7 @@ from workers.config import TrialConfig
 from workers.model import PackFacts
 from workers.packing import can_pack
 from workers.probe import LinearLayerProbe
-from workers.selection import BestValidation, validation_scores
+from workers.selection import BestValidation, scored_tasks, validation_scores
 from records import Status, TracePoint, TrialResult
 from workers.workloads import build_workload
 from workers.workloads.base import Split, Workload
@@ -174,6 +174,7 @@ def train_alone(
 
     trace = TraceRecorder(len(workload.tasks), on_log)
     selection = BestValidation(1, config.patience) if config.select == "best_validation" else None
+    scored = scored_tasks([config], len(workload.tasks))
     best_state: dict[str, torch.Tensor] | None = None
     initial_losses: torch.Tensor | None = None
     failure: tuple[int, str] | None = None
@@ -186,7 +187,7 @@ def train_alone(
         validation_losses = None if workload.validation is None else evaluate(workload, workload.validation)[0]
         trace.log(step, initial_losses, test_losses, balancer, validation_losses)
         if selection is not None:
-            scores = validation_scores(validation_losses[None], initial_losses)
+            scores = validation_scores(validation_losses[None], initial_losses, scored)
             if selection.update(step, scores, torch.ones(1, dtype=torch.bool))[0]:
                 best_state = copy.deepcopy(workload.model.state_dict())
         return test_losses
