@@ -95,3 +95,58 @@ def test_each_pack_is_sent_as_plain_keys_and_configs(recorded):
     assert [[run["key"] for run in pack] for pack in payload] == [[p.key for p in pack] for pack in packs]
     assert payload[0][0]["config"] == packs[0][0].config.to_dict()
     assert pack_name(packs[0]) == f"{packs[0][0].key}+1" and pack_name(packs[1]) == packs[1][0].key
+
+
+def test_a_state_report_is_kept_with_its_run_and_sent_to_the_run_that_continues_it(recorded):
+    """Halving's continuation through the runner: a report carrying run 1's state is recorded under
+    run 1's key; a promoted run's payload carries the state of the run it resumes, and a run whose
+    state a later one needs asks for it."""
+    from dataclasses import replace
+
+    from workers.remote import STATE, STATE_OF
+
+    packs, recorder, results = recorded
+    events = PackEvents(packs, recorder)
+    pack = SimpleNamespace(config={"index": 0})
+    events.on_trial_start(0, [], pack)
+    events.on_trial_result(0, [], pack, {STATE_OF: 1, STATE: b"state of run 1", FINAL: False})
+    events.on_trial_result(0, [], pack, {FINAL: True, "results": [fake_result().to_dict()] * 2})
+    parent = packs[0][1]
+    assert results.run_state("s", parent.key) == b"state of run 1"
+    assert results.run_state("s", packs[0][0].key) is None
+    child = replace(packs[1][0], resumes=parent.key, resumes_at=10)
+    keeper = replace(packs[0][0], keeps_state=True)
+    payload = pack_payload([[keeper], [child]], {parent.key: b"state of run 1"})
+    assert payload[0][0]["keep_state"] is True and "state" not in payload[0][0]
+    assert payload[1][0]["state"] == b"state of run 1" and "keep_state" not in payload[1][0]
+
+
+def test_promoted_runs_pack_by_the_step_they_resume_from_and_retrain_without_a_state(recorded, monkeypatch):
+    """study.driver.run_trials without Ray: the runner is replaced by one that keeps what it was given."""
+    from dataclasses import replace
+
+    import study.driver as driver
+    from workers.workloads import inspect_workload
+
+    packs, recorder, results = recorded
+    (first, second), (third,) = packs
+    for planned in (first, second):
+        results.start_trial("s", planned.key, planned.config.to_dict())
+        results.record("s", planned.key, planned.config.to_dict(), fake_result())
+    results.record_state("s", first.key, b"first's state")  # second's state is missing
+    trials = [replace(third, resumes=first.key, resumes_at=10),
+              replace(planned_trial(spec(training={"steps": 10}), 3, method="equal"), resumes=second.key, resumes_at=10),
+              planned_trial(spec(training={"steps": 10}), 4, method="equal")]
+    given = {}
+    monkeypatch.setattr(driver, "run_packs", lambda runner, packs, recorder, states: given.update(packs=packs, states=states))
+    monkeypatch.setattr(driver.ray, "cluster_resources", lambda: {"CPU": 2})
+    study = spec(training={"steps": 10})
+    shape = inspect_workload(study.workload, study.workload_options, seed=0)
+    driver.run_trials(study, shape, trials, recorder, RunnerOptions("s"))
+    assert given["states"] == {first.key: b"first's state"}
+    # no pack mixes runs that go on from step 10 with runs from step 0; the one whose state is missing
+    # trains from step 0 like the fresh run
+    assert all(len({p.resumes_at for p in pack}) == 1 for pack in given["packs"])
+    resumed = {p.key: p.resumes for pack in given["packs"] for p in pack}
+    assert resumed == {trials[0].key: first.key, trials[1].key: None, trials[2].key: None}
+    assert "1 promoted run retrain from step 0" in recorder.progress.stream.getvalue()
