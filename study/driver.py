@@ -490,11 +490,11 @@ def run_trials(spec: StudySpec, shape: WorkloadShape, trials: list[PlannedTrial]
     states = {planned.resumes: recorder.results.run_state(spec.study, planned.resumes)
               for planned in trials if planned.resumes is not None}
     states = {key: state for key, state in states.items() if state is not None}
-    retrained = [p for p in trials if p.resumes is not None and p.resumes not in states]
+    retrained = {p.key for p in trials if p.resumes is not None and p.resumes not in states}
     if retrained:
         recorder.progress.note(f"{plural(len(retrained), 'promoted run')} retrain from step 0: the saved state of the "
                                "shorter run each continues is missing")
-        trials = [replace(p, resumes=None, resumes_at=None) if p in retrained else p for p in trials]
+        trials = [replace(p, resumes=None, resumes_at=None) if p.key in retrained else p for p in trials]
     slots = runner.slots(ray.cluster_resources().get("CPU", 1))
     by_start: dict[int | None, list[PlannedTrial]] = {}
     for planned in trials:  # a pack's runs go on from one step (Adam's step count is the pack's)

@@ -343,12 +343,13 @@ def restore_pack(
     with torch.no_grad():
         for name, stacked in net.params.items():
             stacked.copy_(torch.stack([state.params[name] for state in states]))
-    # Adam's state as its first step would have made it, with the saved moments (one step count for all)
+    # Adam's state as its first step would have made it, with the saved moments (one step count for all,
+    # kept where Adam keeps it: on the CPU unless fused or capturable)
     for name, stacked in net.params.items():
         optimizer.state[stacked] = {
             "step": states[0].adam_step.clone(),
-            "exp_avg": torch.stack([state.moments[name]["exp_avg"] for state in states]),
-            "exp_avg_sq": torch.stack([state.moments[name]["exp_avg_sq"] for state in states]),
+            "exp_avg": torch.stack([state.moments[name]["exp_avg"] for state in states]).to(stacked.device),
+            "exp_avg_sq": torch.stack([state.moments[name]["exp_avg_sq"] for state in states]).to(stacked.device),
         }
     balancer.load_rows([state.balancer for state in states])
     for run, state in enumerate(states):
