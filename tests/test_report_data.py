@@ -567,8 +567,11 @@ def test_best_found_follows_the_validation_choice_by_hand(search_study):
     # a run stopped early by patience is charged the steps it trained, not the 10 proposed
     runs = results.runs("srch")
     runs.loc[runs["key"] == order["key"].iloc[0], "steps_completed"] = 4
-    stopped = best_found_data(runs, order, steps_per_run=10).runs.set_index(["seed", "index"])
+    stopped_data = best_found_data(runs, order, steps_per_run=10)
+    stopped = stopped_data.runs.set_index(["seed", "index"])
     assert stopped.loc[0, "compute_steps"].tolist() == [4, 14, 24]
+    # the order-free curve is on the same axis: a random run trained (24 / 3 + 30 / 3) / 2 = 9 steps on average
+    assert stopped_data.random_expected["compute_steps"].tolist() == [9.0, 18.0]
     # GradNorm's seed spread: each seed vs the mean of (1, 100) and (2, 100) = (1.5, 100)
     assert data.stats.gradnorm_spread_pct == pytest.approx({0: 100 * (0.5 / 1.5) / 2, 1: -100 * (0.5 / 1.5) / 2})
 

@@ -137,13 +137,19 @@ def mean_curve(table: pd.DataFrame, seeds: int) -> pd.DataFrame:
 
 def expected_random_curve(table: pd.DataFrame, steps_per_run: int) -> pd.DataFrame:
     """Random search's curve without the luck of its draw order: per k, the exact expected test change
-    of the validation-chosen best of k of its runs (study.report.search), averaged over seeds."""
-    runs = table[(table["searcher"] == "random") & np.isfinite(table["validation_value"])]
+    of the validation-chosen best of k of its runs (study.report.search), averaged over seeds.
+
+    Its compute is k runs at the steps a random run trained on average (fewer than steps_per_run
+    where patience stopped them), the same axis as the searchers' own curves."""
+    random = table[table["searcher"] == "random"]
+    runs = random[np.isfinite(random["validation_value"])]
     points = runs.assign(method="static")[["method", "seed", "validation_value", "change_pct"]]
     curve = random_search_curve(points)
     if curve.empty:
         return pd.DataFrame(columns=["compute_steps", "mean_change_pct", "low_change_pct", "high_change_pct"])
-    return curve.assign(compute_steps=curve["runs"] * steps_per_run)
+    by_seed = random.groupby("seed")["compute_steps"]
+    steps_each = float((by_seed.max() / by_seed.size()).mean())  # the steps a random run trained, on average
+    return curve.assign(compute_steps=curve["runs"] * steps_each)
 
 
 def crossing(curve: pd.DataFrame, steps_per_run: int, gradnorm_steps: float | None = None) -> SearcherStats:

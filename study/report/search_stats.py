@@ -115,7 +115,7 @@ class SearchStats:
             found += [sentence] if sentence else []
         expected = self.random_expected
         if expected is not None and expected.final_change_pct is not None:
-            reached = (f"is at or above GradNorm from {expected.runs_to_match_gradnorm:.3g} runs on"
+            reached = (f"is at or above GradNorm from {expected.runs_to_match_gradnorm:.3g} full runs' worth of steps on"
                        if expected.steps_to_match_gradnorm is not None else "does not reach GradNorm")
             found.append("Random search without the luck of its draw order (dotted): the exact expected test change of "
                          "the validation-chosen best of k of its finished runs, over every order they could have come "
