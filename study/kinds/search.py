@@ -87,7 +87,7 @@ def search_proposals(
     pairs = []
     for searcher in spec.section.searchers:
         proposals = propose(spec.section, tasks, spec.training.steps, seed, searcher,
-                            lambda proposal: outcomes.get(search_trial(spec, proposal).key), log_every(spec))
+                            lambda proposal: outcomes.get(search_trial(spec, proposal).key), halving_log_every(spec))
         trials = [search_trial(spec, proposal) for proposal in proposals]
         last_rung = spec.section.rungs - 1
         for proposal, trial in zip(proposals, trials):
@@ -100,7 +100,7 @@ def search_proposals(
     return pairs
 
 
-def log_every(spec: "StudySpec") -> int:
+def halving_log_every(spec: "StudySpec") -> int:
     """How often a continued halving's runs log: its rungs are multiples of it, since a promoted run goes
     on from a logged step. training.log_every where the spec sets it; else the default, at most the
     shortest rung."""
@@ -113,9 +113,9 @@ def log_every(spec: "StudySpec") -> int:
 
 def search_trial(spec: "StudySpec", proposal: Proposal) -> PlannedTrial:
     """A searcher's proposal as a static run (halving's short rungs log at their end at the latest;
-    a continued halving's runs all log every `log_every(spec)`)."""
+    a continued halving's runs all log every `halving_log_every(spec)`)."""
     if proposal.searcher == "halving" and spec.section.promoted == "continue":
-        every = log_every(spec)
+        every = halving_log_every(spec)
     else:
         every = min(spec.training.log_every or DEFAULT_LOG_EVERY, proposal.steps)
     return planned_trial(spec, proposal.seed, method="static", weights=proposal.weights, steps=proposal.steps,
@@ -125,7 +125,7 @@ def search_trial(spec: "StudySpec", proposal: Proposal) -> PlannedTrial:
 def planned_count(spec: "StudySpec") -> int:
     """Trials in all, known before the later proposals are."""
     section: Search = spec.section
-    per_seed = 1 + trial_count(section, spec.training.steps, log_every(spec)) + section.gradnorm_static + section.inverse_initial_loss
+    per_seed = 1 + trial_count(section, spec.training.steps, halving_log_every(spec)) + section.gradnorm_static + section.inverse_initial_loss
     return per_seed * len(spec.seeds)
 
 
@@ -141,7 +141,7 @@ def check(spec: "StudySpec") -> Search:
     elif section.budget_steps > MAX_BUDGET_RUNS * steps:
         fail("search.budget_steps", f"{section.budget_steps} is more than {MAX_BUDGET_RUNS} runs of training.steps {steps}")
     if "halving" in section.searchers:
-        rungs = rungs_of(section, steps, log_every(spec))
+        rungs = rungs_of(section, steps, halving_log_every(spec))
         if steps < section.eta ** (section.rungs - 1):
             fail("search.rungs", f"{section.rungs} rungs at eta {section.eta} leave the shortest rung under one "
                  f"step of training.steps {steps}")
@@ -153,7 +153,7 @@ def check(spec: "StudySpec") -> Search:
             least = rungs.cost(section.eta ** (section.rungs - 1))
             fail("search.budget_steps", f"{section.budget_steps} does not pay for halving's {section.rungs} rungs "
                  f"(at least {least} steps at eta {section.eta})")
-    runs = trial_count(section, steps, log_every(spec))
+    runs = trial_count(section, steps, halving_log_every(spec))
     trials_bounded("search", runs, len(spec.seeds), f"its searchers would train {runs:,} runs")
     if runs > MAX_SEARCH_TRIALS:
         fail("search", f"its searchers would train {runs} runs per seed, more than {MAX_SEARCH_TRIALS}; "

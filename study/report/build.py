@@ -21,7 +21,7 @@ from records import Status
 from study.errors import BadInput
 from study.provenance import code_lines
 from study import kinds
-from study.kinds.search import log_every, search_proposals
+from study.kinds.search import halving_log_every, search_proposals
 from study.plan import recorded_outcomes
 from study.report.best_found import best_found_data, best_found_plot
 from study.report.frames import task_names
@@ -235,7 +235,7 @@ def search_explanation(spec: StudySpec, seeds: int) -> list[str]:
         "as 100 · mean_i (L_i^GN − L_i^choice) / L_i^GN against the GradNorm run of the same seed (positive: better "
         f"than GradNorm). Lines: mean over {seeds} seeds; bands: their range.",
         f"TPE: {section.startup} random weightings, then {section.batch} per round modelled on all earlier rounds. "
-        f"Successive halving: rungs of {', '.join(map(str, rungs_of(section, steps, log_every(spec)).lengths()))} steps, "
+        f"Successive halving: rungs of {', '.join(map(str, rungs_of(section, steps, halving_log_every(spec)).lengths()))} steps, "
         f"the best 1/{section.eta} of each rung promoted and "
         + ("continued from its rung's saved state (charged only its new steps)" if section.promoted == "continue"
            else "retrained from scratch") + "; its shorter rungs spend compute but are "

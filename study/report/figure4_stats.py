@@ -12,6 +12,7 @@ from typing import Any, Mapping
 
 from study.output import same_decimals
 from study.progress import plural
+from study.report.summary_json import known_fields, seed_keyed
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,7 @@ class Confound:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "Confound":
-        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
+        return cls(**known_fields(cls, data))
 
     def sentence(self, r_gradnorm: float) -> str:
         if self.r_difference is None:
@@ -153,19 +154,18 @@ class Figure4Stats:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "Figure4Stats":
         """Back from `to_dict`, or from summary.json (where JSON has made the seeds' keys text)."""
-        by_seed = lambda mapping: {int(seed): value for seed, value in (mapping or {}).items()}  # noqa: E731
         share = (data["share_ci_low"], data["share_ci_high"]) if "share_ci_low" in data else None
         per_seed = data.get("per_seed")
         return cls(
             **{name: data[name] for name in ("seeds", "static_seeds", "static_runs", "static_failed", "beat_gradnorm",
                                              "weightings", "weightings_beating_gradnorm", "best_static_change_pct",
                                              "median_static_change_pct")},
-            gradnorm_spread_pct=by_seed(data.get("gradnorm_spread_pct")),
-            gradnorm_time_averaged_weights=by_seed(data.get("gradnorm_time_averaged_weights")),
+            gradnorm_spread_pct=seed_keyed(data.get("gradnorm_spread_pct", {})),
+            gradnorm_time_averaged_weights=seed_keyed(data.get("gradnorm_time_averaged_weights", {})),
             share_ci=share,
             line=DistanceLine.from_dict(data),
             confound=Confound.from_dict(data["confound"]) if "confound" in data else None,
-            per_seed=None if per_seed is None else {seed: SeedLine(**entry) for seed, entry in by_seed(per_seed).items()},
+            per_seed=None if per_seed is None else {seed: SeedLine(**entry) for seed, entry in seed_keyed(per_seed).items()},
             gradnorm_static_change_pct=data.get("gradnorm_static_change_pct"),
             gradnorm_static_change_std=data.get("gradnorm_static_change_std"),
             sampler=data.get("sampler"),

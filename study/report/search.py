@@ -17,12 +17,14 @@ GradNorm (0 %): the one rule (`stays_from`) every equal-compute report uses.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from math import comb
 from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
+
+from study.report.summary_json import known_fields
 
 
 def expected_best_of_k(validation: np.ndarray, change: np.ndarray, k: int) -> float:
@@ -90,7 +92,7 @@ class RandomSearchStats:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "RandomSearchStats":
-        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
+        return cls(**known_fields(cls, data))
 
     def matched(self) -> str:
         if self.runs_to_match_gradnorm:

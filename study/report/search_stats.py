@@ -6,8 +6,10 @@ Computed by study.report.best_found; apart from it because that module draws wit
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, Mapping
+
+from study.report.summary_json import known_fields, seed_keyed
 
 CROSSING = ("steps_to_match_gradnorm", "runs_to_match_gradnorm")  # known even before a curve exists
 CURVE_END = ("change_at_gradnorm_compute", "steps_spent", "seconds_spent", "final_change_pct", "final_change_low",
@@ -40,9 +42,8 @@ class SearcherStats:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "SearcherStats":
-        values = {f.name: data[f.name] for f in fields(cls) if f.name in data}
-        if values.get("final_change_pct_by_seed") is not None:
-            values["final_change_pct_by_seed"] = {int(s): v for s, v in values["final_change_pct_by_seed"].items()}
+        values = known_fields(cls, data)
+        values["final_change_pct_by_seed"] = seed_keyed(values.get("final_change_pct_by_seed"))
         return cls(**values)
 
     def sentence(self, searcher: str, seeds: int, gradnorm_compute_steps: float) -> str | None:
@@ -96,11 +97,10 @@ class SearchStats:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "SearchStats":
         """Back from `to_dict`, or from summary.json (JSON has made the seeds' keys text)."""
-        by_seed = lambda mapping: None if mapping is None else {int(s): v for s, v in mapping.items()}  # noqa: E731
-        values = {f.name: data[f.name] for f in fields(cls) if f.name in data}
+        values = known_fields(cls, data)
         values["searchers"] = {name: SearcherStats.from_dict(entry) for name, entry in data["searchers"].items()}
-        values["gradnorm_spread_pct"] = by_seed(data["gradnorm_spread_pct"])
-        values["gradnorm_static_change_by_seed"] = by_seed(data.get("gradnorm_static_change_by_seed"))
+        values["gradnorm_spread_pct"] = seed_keyed(data["gradnorm_spread_pct"])
+        values["gradnorm_static_change_by_seed"] = seed_keyed(data.get("gradnorm_static_change_by_seed"))
         if data.get("random_expected") is not None:
             values["random_expected"] = SearcherStats.from_dict(data["random_expected"])
         return cls(**values)

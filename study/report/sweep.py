@@ -12,7 +12,7 @@ chosen alpha at launch, where nothing is drawn.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping
 
 import numpy as np
@@ -21,6 +21,7 @@ import pandas as pd
 from records import Status
 from study.report.frames import task_names, task_values
 from study.report.stats import mean_interval_half_width, percent_change
+from study.report.summary_json import known_fields
 
 OK = str(Status.OK)
 
@@ -51,7 +52,7 @@ class SweepStats:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "SweepStats":
         """Back from `to_dict` (other keys beside them, such as `by_alpha`, are ignored)."""
-        values = {f.name: data[f.name] for f in fields(cls) if f.name in data}
+        values = known_fields(cls, data)
         if values.get("test_gain_ci_at_chosen") is not None:
             values["test_gain_ci_at_chosen"] = tuple(values["test_gain_ci_at_chosen"])
         return cls(**values)
