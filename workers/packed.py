@@ -37,6 +37,7 @@ from records.methods import REGISTRY
 from workers.balancers import Balancer, build_balancer
 from workers.balancers.gradnorm import gradnorm_weight_gradient, loss_ratios, renormalize
 from workers.config import TrialConfig
+from workers.convolution import conv_per_run
 from workers.model import PackFacts
 from workers.packing import can_pack, pack_group
 from workers.run_state import RunState
@@ -100,14 +101,29 @@ class PackedNet:
         """`module` of every run on `inputs` ([K, N, ...] if `batched`, else one [N, ...] for all): [K, N, ...].
 
         Sequences, linear layers and elementwise activations run as batched tensor ops over the
-        stacked parameters (one batched matrix product per linear layer); any other module goes
-        through vmap. Both give each run the numbers it gets in any pack of two or more.
+        stacked parameters (one batched matrix product per linear layer); convolutions run once per
+        run (workers/convolution.py); any other module goes through vmap. All give each run the
+        numbers it gets in any pack of two or more.
         """
+        out = self._run(module, prefix, inputs, batched)
+        return torch.stack(out) if isinstance(out, list) else out
+
+    def _run(self, module: torch.nn.Module, prefix: str, inputs: torch.Tensor | list[torch.Tensor],
+             batched: bool) -> torch.Tensor | list[torch.Tensor]:
+        """As run; a convolution's output stays a list of each run's tensor, and the parameter-free layers
+        after it act on each run's alone, until a layer that needs the stack (saves K-sized copies)."""
         count = next(iter(self.params.values())).shape[0]
         params = self._part(prefix)
+        if isinstance(module, torch.nn.Conv2d) and module.padding_mode == "zeros":
+            per_run = inputs if isinstance(inputs, list) else inputs.unbind(0) if batched else inputs
+            return conv_per_run(module, params, per_run, count)
+        if isinstance(inputs, list) and not isinstance(module, torch.nn.Sequential):
+            if not params:  # parameter-free (activation, pooling, flattening): on each run's own tensor
+                return [module(run_inputs) for run_inputs in inputs]
+            inputs = torch.stack(inputs)
         if isinstance(module, torch.nn.Sequential):
             for index, child in enumerate(module):
-                inputs = self.run(child, f"{prefix}{index}.", inputs, batched)
+                inputs = self._run(child, f"{prefix}{index}.", inputs, batched)
                 batched = True
             return inputs if batched else inputs.expand(count, *inputs.shape)
         if isinstance(module, torch.nn.Linear):
@@ -117,16 +133,6 @@ class PackedNet:
             out = torch.baddbmm(params["bias"][:, None, :], flat, weight) if "bias" in params else torch.bmm(flat, weight)
             leading = inputs.shape[1:-1] if batched else inputs.shape[:-1]
             return out.reshape(count, *leading, out.shape[-1])
-        if isinstance(module, torch.nn.Conv2d) and module.padding_mode == "zeros":
-            # one plain convolution per run: vmap's grouped convolution over K runs was slower here
-            # than K separate ones (docs/benchmarks.md), and each run gets the kernel it gets alone
-            images = inputs if batched else [inputs] * count
-            return torch.stack([
-                torch.nn.functional.conv2d(images[run], params["weight"][run],
-                                           params["bias"][run] if "bias" in params else None,
-                                           module.stride, module.padding, module.dilation, module.groups)
-                for run in range(count)
-            ])
         if isinstance(module, ELEMENTWISE):
             out = module(inputs)
             return out if batched else out.expand(count, *out.shape)
