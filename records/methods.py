@@ -65,7 +65,7 @@ REGISTRY = {
         Method("static", f"{BALANCERS}.static", "fixed weights, renormalized to sum to T",
                fields=("weights",), needs=("weights",), per_run=("weights",)),
         Method("uncertainty", f"{BALANCERS}.uncertainty", "homoscedastic uncertainty weighting (Kendall et al. 2018)",
-               fields=("balancer_lr",), packing=None),
+               fields=("balancer_lr",), per_run=("balancer_lr",)),
         Method("gradnorm", f"{BALANCERS}.gradnorm", "GradNorm (Chen et al. 2018)",
                fields=("alpha", "initial_loss", "balancer_lr", "shared_params", "weight_update", "stuck_window"),
                packing="gradnorm", per_run=("alpha",), shared=("balancer_lr",)),

@@ -20,6 +20,7 @@ from workers.balancers import (
 )
 from workers.balancers.dwa import dwa_weights
 from workers.balancers.famo import famo_logit_gradient, famo_weights
+from workers.balancers.uncertainty import uncertainty_gradient
 from workers.model import MultiTaskNet
 from workers.probe import LinearLayerProbe
 
@@ -167,11 +168,20 @@ def test_static_weights_are_renormalized_to_sum_to_task_count():
     assert StaticWeights(2, [3.0, 1.0]).weights.tolist() == pytest.approx([1.5, 0.5])
 
 
+def test_uncertainty_gradient_by_hand_and_as_autograd_computes_it():
+    # s = (0, log 2): w = (1, 0.5); L = (3, 0.5): 1 - w L = (1 - 3, 1 - 0.25)
+    weights, losses = torch.tensor([1.0, 0.5]), torch.tensor([3.0, 0.5])
+    assert uncertainty_gradient(weights, losses).tolist() == [-2.0, 0.75]
+    log_variances = torch.tensor([0.3, -1.7], requires_grad=True)
+    losses = torch.tensor([0.37, 11.9])
+    (torch.exp(-log_variances) * losses + log_variances).sum().backward()
+    assert torch.equal(uncertainty_gradient(torch.exp(-log_variances.detach()), losses), log_variances.grad)
+
+
 def test_uncertainty_weighting_learns_lower_weight_for_the_noisier_task():
     balancer = UncertaintyWeighting(2)
     for _ in range(1000):
         losses = torch.tensor([0.5, 20.0])  # d/ds (e^-s L + s) = 0 at s = log L
-        balancer.combine(losses).backward()
         balancer.step(losses)
     assert float(balancer.weights[0]) > 1.0 > float(balancer.weights[1])
     assert balancer.log_variances.detach().tolist() == pytest.approx([math.log(0.5), math.log(20.0)], abs=0.05)

@@ -46,7 +46,8 @@ FIXED_PACK = [
 GRADNORM_PACK = [toy(method="gradnorm", alpha=alpha) for alpha in (0.0, 0.12, 1.5)]
 # weights set from each run's own losses (DWA's window of 100 steps turns over 5 times), beside a fixed one
 LOSS_DRIVEN_PACK = [toy(method="dwa"), toy(method="rlw"), toy(method="famo"), toy(method="famo", balancer_lr=0.1),
-                    toy(method="inverse-initial-loss"), toy(method="equal")]
+                    toy(method="inverse-initial-loss"), toy(method="equal"), toy(method="uncertainty"),
+                    toy(method="uncertainty", balancer_lr=0.05)]
 
 
 @pytest.mark.parametrize("configs", [FIXED_PACK, GRADNORM_PACK, LOSS_DRIVEN_PACK],
@@ -64,6 +65,9 @@ def test_each_packed_run_equals_the_run_alone(float64, configs):
         expected = [2 / x / sum(1 / v for v in inverse.initial_losses) for x in inverse.initial_losses]
         assert inverse.final_weights == pytest.approx(expected, rel=1e-6)
         assert all(r.final_weights != (1.0, 1.0) for r in packed[:4])
+        # uncertainty: each run's w = exp(-s) learned at its own rate, the larger rate further from 1
+        slow, fast = packed[6], packed[7]
+        assert abs(fast.final_weights[1] - 1) > abs(slow.final_weights[1] - 1) > 0
 
 
 def test_a_run_that_diverges_fails_alone_and_the_pack_goes_on(float64):
@@ -84,7 +88,8 @@ def test_pack_groups_split_what_cannot_share_a_process():
     assert pack_group(toy(method="gradnorm", alpha=0.5)) == pack_group(toy(method="gradnorm", alpha=2.0))
     assert pack_group(toy(method="gradnorm")) != pack_group(toy(method="equal"))  # weights learned vs fixed
     assert pack_group(toy(method="equal")) != pack_group(toy(method="equal", seed=1))  # another init and batches
-    assert pack_group(toy(method="uncertainty")) is None
+    assert pack_group(toy(method="uncertainty")) == pack_group(toy(method="uncertainty", balancer_lr=0.1)) \
+        == pack_group(toy(method="dwa"))  # its weights follow from its own losses, like DWA's
     assert pack_group(toy(method="famo")) == pack_group(toy(method="famo", balancer_lr=0.1)) == pack_group(toy(method="dwa"))
     assert pack_group(toy(method="rlw")) == pack_group(toy(method="equal"))
     assert pack_group(toy(method="gradnorm")) != pack_group(toy(method="gradnorm", balancer_lr=0.1))  # one Adam on [K, T]

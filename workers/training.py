@@ -139,9 +139,8 @@ def train(
     """Train `config` to its step budget (or until it diverges) on `device`.
 
     A run that could share a pack trains as a pack of one (workers/packed.py), so that its values
-    are the ones it would get in any pack; the rest (workers.packed.can_pack: uncertainty
-    weighting, GradNorm at other shared parameters or with its own options, models with buffers,
-    user workloads) train here alone, and never pack. `use_probe=False` trains alone on the
+    are the ones it would get in any pack; the rest (workers.packed.can_pack: GradNorm at other
+    shared parameters or with its own options, models with buffers, user workloads) train here alone, and never pack. `use_probe=False` trains alone on the
     general per-task gradient path (for tests).
     """
     from workers.packed import train_pack  # the packed engine builds on this module

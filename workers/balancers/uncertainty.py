@@ -3,6 +3,12 @@
 With s_i = log sigma_i^2 the loss is sum_i exp(-s_i) L_i + s_i: Kendall's
 regression form scaled by 2, so that w_i(0) = exp(0) = 1 like every other
 method here. The minimum over s_i is the same as in the paper's form.
+
+s_i enters the loss only through its own term, so its gradient needs no
+backward pass: d/ds_i = 1 - exp(-s_i) L_i, from the step's loss values alone
+(the same floats autograd produced when s_i was part of the network's loss).
+The network sees fixed weights w_i = exp(-s_i) within a step, which lets
+uncertainty runs pack like DWA's (workers/packed.py).
 """
 
 from __future__ import annotations
@@ -13,6 +19,11 @@ import torch
 
 from workers.balancers.base import Balancer
 from workers.config import BALANCER_LR
+
+
+def uncertainty_gradient(weights: torch.Tensor, task_losses: torch.Tensor) -> torch.Tensor:
+    """d/ds_i of sum_i exp(-s_i) L_i + s_i, with w_i = exp(-s_i): 1 - w_i L_i."""
+    return 1 - weights * task_losses
 
 
 class UncertaintyWeighting(Balancer):
@@ -27,12 +38,8 @@ class UncertaintyWeighting(Balancer):
     def weights(self) -> torch.Tensor:
         return torch.exp(-self.log_variances.detach())
 
-    def combine(self, task_losses: torch.Tensor) -> torch.Tensor:
-        # s_i gets its gradient from this same loss; the network sees w_i = exp(-s_i).
-        log_variances = self.log_variances.to(task_losses.device)
-        return (torch.exp(-log_variances) * task_losses + log_variances).sum()
-
     def _update(self, task_losses: torch.Tensor, task_grad_norms: torch.Tensor | None) -> None:
+        self.log_variances.grad = uncertainty_gradient(self.weights, task_losses)
         self._optimizer.step()
         self._optimizer.zero_grad(set_to_none=True)
 
