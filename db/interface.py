@@ -100,6 +100,10 @@ class ResultsReader(abc.ABC):
         """The saved state of a recorded, successful trial (workers.run_state, as bytes: untrusted), or None."""
 
     @abc.abstractmethod
+    def checkpoint(self, study: str, key: str) -> bytes | None:
+        """The last state a trial that has not finished saved mid-budget (its study was stopped), or None."""
+
+    @abc.abstractmethod
     def lease_holder(self, study: str) -> LeaseHolder | None:
         """The driver running the study now, if its lease has not expired."""
 
@@ -137,8 +141,8 @@ class ResultsWriter(ResultsReader):
     @abc.abstractmethod
     def requeue(self, study: str, failed: bool = False) -> int:
         """Make trials run again, keeping their Optuna trials as history: those a dead driver left
-        RUNNING or half-recorded (always) and, with failed=True, the failed ones. How many.
-        The caller holds the study's lease."""
+        RUNNING or half-recorded (always; they keep their checkpoints) and, with failed=True, the
+        failed ones (from step 0). How many. The caller holds the study's lease."""
 
     @abc.abstractmethod
     def start_trial(self, study: str, key: str, config: Mapping[str, Any]) -> None:
@@ -167,5 +171,5 @@ class ResultsWriter(ResultsReader):
         """Keep a trial's saved state (a longer run may continue from it), replacing an earlier one."""
 
     @abc.abstractmethod
-    def delete_run_states(self, study: str) -> int:
-        """Drop the study's saved states (nothing is left to continue from them); how many."""
+    def delete_run_states(self, study: str, key: str | None = None) -> int:
+        """Drop the study's saved states (nothing is left to continue from them), or only trial `key`'s; how many."""

@@ -432,6 +432,7 @@ class ResultsDB(ResultsWriter):
         row = self._study_row(study)
         # Run again: trials a dead driver left running or half-recorded (the caller holds the study's
         # lease, so no live writer owns them), and with failed=True the failed ones.
+        interrupted = (str(Status.RUNNING), str(Status.RECORDING))
         statuses = [Status.RUNNING, Status.RECORDING] + ([Status.DIVERGED, Status.CRASHED] if failed else [])
         with self.session() as session:
             trials = session.scalars(
@@ -442,8 +443,11 @@ class ResultsDB(ResultsWriter):
             made = self._optuna_trials_of(row.optuna_study_id, trial.key, trial.attempt)
             for optuna_trial_id in {trial.optuna_trial_id, *made} - {None}:
                 self._end_stale_optuna_trial(optuna_trial_id)
+            # an interrupted trial keeps its checkpoint (the next launch restores it from there); a failed one
+            # runs again from step 0
+            dropped = (TraceRow, MetricRow, TrialTaskRow) + (() if trial.status in interrupted else (RunStateRow,))
             with self.session() as session:
-                for table in (TraceRow, MetricRow, TrialTaskRow, RunStateRow):
+                for table in dropped:
                     session.execute(delete(table).where(table.trial_id == trial.id))
                 session.execute(
                     update(TrialRow).where(TrialRow.id == trial.id).values(
@@ -677,23 +681,29 @@ class ResultsDB(ResultsWriter):
 
     @_retried
     def run_state(self, study: str, key: str) -> bytes | None:
+        return self._state(study, key, TrialRow.complete, TrialRow.status == str(Status.OK))
+
+    @_retried
+    def checkpoint(self, study: str, key: str) -> bytes | None:
+        return self._state(study, key, ~TrialRow.complete)
+
+    def _state(self, study: str, key: str, *conditions: Any) -> bytes | None:
         if self.schema_version < 5:  # states came with version 5
             return None
         row = self._study_row(study)
         with self.session() as session:
             state = session.scalar(
                 select(RunStateRow.state).join(TrialRow, TrialRow.id == RunStateRow.trial_id)
-                .where(TrialRow.study_id == row.id, TrialRow.key == key, TrialRow.complete,
-                       TrialRow.status == str(Status.OK))
+                .where(TrialRow.study_id == row.id, TrialRow.key == key, *conditions)
             )
         return bytes(state) if state is not None else None
 
     @_retried
-    def delete_run_states(self, study: str) -> int:
+    def delete_run_states(self, study: str, key: str | None = None) -> int:
         row = self._study_row(study)
-        trial_ids = select(TrialRow.id).where(TrialRow.study_id == row.id).scalar_subquery()
+        trials = select(TrialRow.id).where(TrialRow.study_id == row.id, *([TrialRow.key == key] if key else []))
         with self.session() as session:
-            return session.execute(delete(RunStateRow).where(RunStateRow.trial_id.in_(trial_ids))).rowcount
+            return session.execute(delete(RunStateRow).where(RunStateRow.trial_id.in_(trials.scalar_subquery()))).rowcount
 
     @_retried
     def note_code_change(self, study: str, before: Mapping[str, Any], after: Mapping[str, Any]) -> None:

@@ -41,6 +41,7 @@ from study.ray_session import check_resources, start_ray
 from study.spec import StudySpec, parse_stored_spec
 from study.tune_runner import RunnerOptions, run_packs
 from workers import packing
+from workers.run_state import RunState
 from workers.workloads import WorkloadShape, code_to_ship
 
 
@@ -378,6 +379,8 @@ class Recorder:
             result = TrialResult.from_dict(result_data)
             outcome = self.results.record(self.study, planned.key, planned.config.to_dict(), result, worker=worker,
                                           provenance=self.provenance)
+            if not planned.keeps_state:  # its checkpoints served their purpose
+                self.results.delete_run_states(self.study, planned.key)
             self.keys.add(planned.key)
             if outcome.created:
                 self._count(planned.key, result.primary_metric if result.ok else None)
@@ -385,7 +388,7 @@ class Recorder:
         self._write(write)
 
     def record_state(self, planned: PlannedTrial, state: bytes) -> None:
-        """Keep a run's saved state for the promoted run that may continue from it."""
+        """Keep a run's saved state: a checkpoint, or the final state a promoted run may continue from."""
         self._write(lambda: self.results.record_state(self.study, planned.key, state))
 
     def record_failure(self, key: str, config: dict[str, Any], reason: str) -> None:
@@ -482,7 +485,8 @@ def run_trials(spec: StudySpec, shape: WorkloadShape, trials: list[PlannedTrial]
 
     A promoted run (halving) continues from its shorter run's saved state: such runs pack only with
     runs continuing from the same step. One whose state is missing (recorded by a version that kept
-    none, or a workload that cannot pack) trains from step 0, and the launch says so.
+    none, or a workload that cannot pack) trains from step 0, and the launch says so. A run that an
+    earlier launch left unfinished goes on from its last checkpoint, if it saved one.
     """
     if not trials:
         return False
@@ -490,18 +494,53 @@ def run_trials(spec: StudySpec, shape: WorkloadShape, trials: list[PlannedTrial]
     states = {planned.resumes: recorder.results.run_state(spec.study, planned.resumes)
               for planned in trials if planned.resumes is not None}
     states = {key: state for key, state in states.items() if state is not None}
+    trials, checkpoints = restored(spec, shape, trials, recorder)
+    states.update(checkpoints)
     retrained = {p.key for p in trials if p.resumes is not None and p.resumes not in states}
     if retrained:
         recorder.progress.note(f"{plural(len(retrained), 'promoted run')} retrain from step 0: the saved state of the "
                                "shorter run each continues is missing")
         trials = [replace(p, resumes=None, resumes_at=None) if p.key in retrained else p for p in trials]
     slots = runner.slots(ray.cluster_resources().get("CPU", 1))
-    by_start: dict[int | None, list[PlannedTrial]] = {}
-    for planned in trials:  # a pack's runs go on from one step (Adam's step count is the pack's)
-        by_start.setdefault(planned.resumes_at, []).append(planned)
+    # a pack's runs go on from one step (Adam's step count is the pack's), all restored or none
+    by_start: dict[tuple[int | None, bool], list[PlannedTrial]] = {}
+    for planned in trials:
+        by_start.setdefault((planned.resumes_at, planned.restores), []).append(planned)
     packs = [pack for group in by_start.values() for pack in make_packs(spec, shape, group, slots)]
     run_packs(runner, packs, recorder, states)
     return any(p.key not in recorder.keys for p in trials)
+
+
+def restored(spec: StudySpec, shape: WorkloadShape, trials: list[PlannedTrial],
+             recorder: Recorder) -> tuple[list[PlannedTrial], dict[str, bytes]]:
+    """`trials`, those with a usable checkpoint of their own set to restore from it, and those checkpoints
+    by key. A checkpoint is read as untrusted bytes: one that cannot be read or does not fit the trial's
+    budget is passed over (the trial trains from step 0) and the launch says so."""
+    checkpoints: dict[str, bytes] = {}
+    steps: set[int] = set()
+    unusable = 0
+    for index, planned in enumerate(trials):
+        blob = recorder.results.checkpoint(spec.study, planned.key) if packing.can_pack(planned.config, shape) is None else None
+        if blob is None:
+            continue
+        try:
+            step = RunState.from_bytes(blob).step
+        except ValueError:
+            step = None
+        config = planned.config
+        if step is None or not 0 < step < config.steps or step % (config.log_every or config.steps):
+            unusable += 1
+            continue
+        checkpoints[planned.key] = blob
+        steps.add(step)
+        trials[index] = replace(planned, resumes=planned.key, resumes_at=step, restores=True)
+    if checkpoints:
+        recorder.progress.note(f"restoring {plural(len(checkpoints), 'run')} from checkpoints "
+                               f"(step {', '.join(map(str, sorted(steps)))})")
+    if unusable:
+        recorder.progress.note(f"{plural(unusable, 'checkpoint')} could not be used (unreadable, or for another "
+                               "budget): those runs train from step 0")
+    return trials, checkpoints
 
 
 def continuable(planned: PlannedTrial, shape: WorkloadShape) -> PlannedTrial:

@@ -87,6 +87,8 @@ class Resources:
     gpu: float = 0.0
     # Runs trained together in one process (workers/packed.py): auto, or at most this many; 1: never.
     pack: int | str = "auto"
+    # How often a pack saves its runs' states, so that a stopped study restores them there (0: never).
+    checkpoint_minutes: float = 10.0
 
     def __post_init__(self) -> None:
         if isinstance(self.pack, str) and self.pack != "auto":
@@ -95,6 +97,7 @@ class Resources:
             at_least("pack", self.pack, 1)
         positive("cpu", self.cpu)
         at_least("gpu", self.gpu, 0)
+        at_least("checkpoint_minutes", self.checkpoint_minutes, 0)
         if self.gpu > 1 and self.gpu != int(self.gpu):
             fail("gpu", f"a fraction must be <= 1 (or a whole number of GPUs), got {self.gpu}")
 

@@ -23,9 +23,11 @@ class PlannedTrial:
     config: TrialConfig
     # gradnorm-static: the key of the GradNorm run whose E_t[w] it retrains with
     depends_on: str | None = None
-    # halving's promotion: the key of the shorter run whose saved state it continues from, and its budget
+    # halving's promotion: the key of the shorter run whose saved state it continues from, and its budget;
+    # or, with `restores`, the trial's own key and the step of the checkpoint it goes on from
     resumes: str | None = None
     resumes_at: int | None = None
+    restores: bool = False
     # a later run may continue from this one: its state is saved with its result
     keeps_state: bool = False
 

@@ -46,11 +46,14 @@ class RunnerOptions:
     gpu: float = 0.0
     retries: int = 2
     max_concurrent: int | None = None  # None: as many as the cluster's resources allow
+    checkpoint_seconds: float | None = None  # how often a pack reports its runs' states; None: never
 
     @classmethod
     def for_spec(cls, spec: "StudySpec", max_concurrent: int | None = None) -> "RunnerOptions":
         """The spec's settings; `max_concurrent` (gns launch --max-concurrent) wins over the spec's."""
-        return cls(spec.study, spec.resources.cpu, spec.resources.gpu, spec.retries, max_concurrent or spec.max_concurrent)
+        minutes = spec.resources.checkpoint_minutes
+        return cls(spec.study, spec.resources.cpu, spec.resources.gpu, spec.retries, max_concurrent or spec.max_concurrent,
+                   checkpoint_seconds=minutes * 60 if minutes > 0 else None)
 
     @property
     def threads(self) -> int:
@@ -67,15 +70,17 @@ def pack_name(pack: list["PlannedTrial"]) -> str:
 
 
 def pack_payload(packs: list[list["PlannedTrial"]], states: Mapping[str, bytes] | None = None) -> list[list[dict[str, Any]]]:
-    """What each Tune trial is sent: its runs' keys and configs, as plain data; a promoted run also the
-    saved state it continues from (`states`: by the key it resumes), a run whose state a later one needs
-    the request to report it."""
+    """What each Tune trial is sent: its runs' keys and configs, as plain data; a promoted or restored run
+    also the saved state it goes on from (`states`: by the key it resumes), a run whose state a later one
+    needs the request to report it."""
     states = states or {}
 
     def entry(planned: "PlannedTrial") -> dict[str, Any]:
         data: dict[str, Any] = {"key": planned.key, "config": planned.config.to_dict()}
         if planned.resumes is not None and planned.resumes in states:
             data["state"] = states[planned.resumes]
+            if planned.restores:
+                data["restore"] = True
         if planned.keeps_state:
             data["keep_state"] = True
         return data
@@ -89,7 +94,7 @@ def run_packs(options: RunnerOptions, packs: list[list["PlannedTrial"]], recorde
     the saved states promoted runs continue from, by the key of the run that saved each."""
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, packs=pack_payload(packs, states), threads=options.threads,
-                             use_gpu=options.gpu > 0),
+                             use_gpu=options.gpu > 0, checkpoint_seconds=options.checkpoint_seconds),
         {"cpu": options.cpu, "gpu": options.gpu},
     )
     # Tune logs every failed attempt's whole traceback; we print one line each instead.

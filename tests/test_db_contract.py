@@ -331,3 +331,26 @@ def test_a_saved_run_state_is_kept_with_its_trial_until_the_study_drops_it(resul
     record(results, GRADNORM, diverged_result())
     results.record_state("fig4", GRADNORM.key(), b"x")
     assert results.run_state("fig4", GRADNORM.key()) is None
+
+
+def test_a_checkpoint_outlives_a_requeue_of_its_interrupted_trial_but_not_a_retry_of_a_failed_one(results):
+    """A RUNNING trial's checkpoint is read back only while it is unfinished; a requeue (its driver died)
+    keeps it for the next launch; --retry-failed drops a failed trial's, which trains from step 0."""
+    results.start_trial("fig4", STATIC.key(), STATIC.to_dict())
+    results.record_state("fig4", STATIC.key(), b"at step 50")
+    assert results.checkpoint("fig4", STATIC.key()) == b"at step 50"
+    assert results.run_state("fig4", STATIC.key()) is None  # not a finished run's state
+    assert results.requeue("fig4") == 1
+    assert results.checkpoint("fig4", STATIC.key()) == b"at step 50"
+
+    results.start_trial("fig4", GRADNORM.key(), GRADNORM.to_dict())
+    results.record_state("fig4", GRADNORM.key(), b"before it diverged")
+    record(results, GRADNORM, diverged_result())
+    assert results.checkpoint("fig4", GRADNORM.key()) is None  # finished: no checkpoint to go on from
+    assert results.requeue("fig4", failed=True) == 1
+    assert results.checkpoint("fig4", GRADNORM.key()) is None
+
+    record(results, STATIC, fake_result())
+    assert results.checkpoint("fig4", STATIC.key()) is None
+    assert results.delete_run_states("fig4", STATIC.key()) == 1
+    assert results.run_state("fig4", STATIC.key()) is None

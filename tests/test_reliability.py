@@ -229,6 +229,64 @@ def test_sigterm_stops_a_launch_like_ctrl_c_with_its_summary_and_no_ray_left(tmp
     assert len(recorded_keys(sqlite_url)) == 5
 
 
+def saved_states(url: str) -> int:
+    """How many run states (checkpoints) the database holds."""
+    connection = sqlite3.connect(url.removeprefix("sqlite:///"), timeout=30)
+    try:
+        return connection.execute("SELECT count(*) FROM gns_run_states").fetchone()[0]
+    except sqlite3.OperationalError:  # not created yet
+        return 0
+    finally:
+        connection.close()
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_a_killed_study_restores_its_runs_from_their_checkpoints(capsys, tmp_path, sqlite_url):
+    """Every logged step is a checkpoint here: the driver and its workers are killed (a machine gone) once a
+    pack has saved one, and the relaunch trains each run on from its last checkpoint, recording what an
+    uninterrupted run records (pack invariance's tolerance) and charging it its whole budget."""
+    from study.plan import plan_study
+    from study.spec import parse_spec
+    from tests.test_pack_invariance import TOLERANCE
+    from workers.training import train
+
+    spec = {
+        "study": "held", "kind": "random-static", "workload": "toy",
+        "workload_options": {"tasks": 2, "train_size": 300, "test_size": 50, "validation_size": 50},
+        "training": {"steps": 1500, "log_every": 20},
+        "gradnorm": {"alpha": 1.5},
+        "random_static": {"runs": 2, "gradnorm_static": False, "inverse_initial_loss": False},
+        "resources": {"checkpoint_minutes": 0.0001},
+        "max_concurrent": 1,
+    }
+    spec_path = tmp_path / "spec.yaml"
+    spec_path.write_text(yaml.safe_dump(spec))
+    with driver_process(spec_path, sqlite_url) as first:
+        wait_until(lambda: saved_states(sqlite_url) > 0 or first.poll() is not None, "a checkpoint saved")
+        os.killpg(first.pid, signal.SIGKILL)
+    assert len(recorded_keys(sqlite_url)) < 3, "the study ended before it could be killed: nothing to restore"
+    code = main(["launch", str(spec_path), "--storage", sqlite_url])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert re.search(r"restoring [123] runs? from checkpoints \(step \d+\)", err), err
+    with ResultsDB(sqlite_url, create=False) as reader:
+        runs = reader.runs("held").set_index("key")
+        traces = reader.traces("held")
+    assert saved_states(sqlite_url) == 0  # the study is done: its checkpoints are dropped
+    assert list(runs["status"]) == ["ok"] * 3 and set(runs["steps_completed"]) == {1500}
+    assert runs["resumed_step"].isna().all()  # a restored run is charged its whole budget
+    for planned in plan_study(parse_spec(spec)):
+        alone = train(planned.config)
+        recorded = runs.loc[planned.key]
+        expected = [alone.primary_metric, *alone.final_test_losses, *alone.final_weights]
+        got = [recorded["value"], *(recorded[f"test_loss.{task}"] for task in alone.task_names),
+               *(recorded[f"final_weight.{task}"] for task in alone.task_names)]
+        assert got == pytest.approx(expected, rel=TOLERANCE, abs=0)
+        steps = traces[traces.key == planned.key].step.drop_duplicates().tolist()
+        assert steps == [point.step for point in alone.trace]  # the whole trace, from step 0, once each
+
+
 @pytest.mark.slow
 @pytest.mark.ray
 def test_a_full_disk_mid_study_ends_in_one_line_and_the_relaunch_starts_at_once(capsys, tmp_path, sqlite_url,

@@ -8,7 +8,7 @@ import torch
 
 from tests.test_pack_invariance import TOLERANCE, numbers
 from workers.config import TrialConfig
-from workers.packed import train_pack
+from workers.packed import Checkpoints, train_pack
 from workers.run_state import RunState
 
 DIGITS = {"standardize_targets": True}
@@ -100,3 +100,50 @@ def test_a_run_whose_patience_runs_out_at_the_saved_step_stops_there_when_contin
     assert later[0].stopped_at == stopped
     (continued,) = train_pack([digits(300, **config)], resume=later)
     same_record(continued, uninterrupted)
+
+
+def test_checkpoints_restore_a_stopped_pack_bit_for_bit_counting_the_time_and_steps_before():
+    """A pack hands every run's state at logged steps before its budget (here at every one); restored
+    from the step-50 checkpoint, each run records what the uninterrupted 120-step pack records, and
+    its result counts its whole training: no resumed step, the wall time before the stop included."""
+    fields = [dict(method="static", weights=(0.4, 2.0, 1.1, 0.5)), dict(method="dwa")]
+    select = dict(select="best_validation", patience=3)
+    configs = [digits(120, **f, **select) for f in fields]
+    handed: list[tuple[int, RunState]] = []
+    uninterrupted = train_pack(configs, checkpoints=Checkpoints(
+        0.0, lambda run, state: handed.append((run, RunState.from_bytes(state.to_bytes())))))
+    steps = sorted({state.step for _, state in handed})
+    assert steps == list(range(10, steps[-1] + 1, 10)) and 50 <= steps[-1] < 120  # patience may end it early
+    at_50 = [state for _, state in sorted((run, state) for run, state in handed if state.step == 50)]
+    assert [len(state.trace) for state in at_50] == [6, 6]  # steps 0, 10, ..., 50
+    restored = train_pack(configs, resume=at_50, restore=True)
+    for run in range(2):
+        same_record(restored[run], uninterrupted[run])
+        assert restored[run].resumed_step is None
+        assert restored[run].wall_time_s >= at_50[run].seconds > 0
+
+
+def test_a_restored_promoted_run_keeps_the_step_its_promotion_began_at():
+    """A halving promotion continued from step 40 and checkpointed later still says it began at 40."""
+    _, states = saved([digits(40, method="equal")])
+    handed: dict[int, RunState] = {}
+    continued = train_pack([digits(100, method="equal")], resume=states,
+                           checkpoints=Checkpoints(0.0, lambda run, state: handed.setdefault(state.step, state)))
+    assert continued[0].resumed_step == 40 and handed[70].resumed_step == 40
+    (restored,) = train_pack([digits(100, method="equal")], resume=[handed[70]], restore=True)
+    same_record(restored, continued[0])
+    assert restored.resumed_step == 40
+
+
+def test_a_state_saved_before_resumed_step_existed_still_reads():
+    import dataclasses
+    import io
+
+    _, (state,) = saved([digits(20, method="equal")])
+    data = {f.name: getattr(state, f.name) for f in dataclasses.fields(state) if f.name != "resumed_step"}
+    data["trace"] = [dataclasses.asdict(point) for point in state.trace]
+    buffer = io.BytesIO()
+    torch.save({"format": 1, "state": data}, buffer)
+    old = RunState.from_bytes(buffer.getvalue())
+    assert old.resumed_step is None and old.step == 20 and old.trace == state.trace
+    assert all(torch.equal(old.params[name], state.params[name]) for name in state.params)

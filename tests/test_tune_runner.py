@@ -26,7 +26,9 @@ def spec(**fields):
 
 def test_options_take_the_spec_and_the_command_line_wins():
     options = RunnerOptions.for_spec(spec(resources={"cpu": 0.5, "gpu": 0.25}, retries=4, max_concurrent=3))
-    assert options == RunnerOptions("s", cpu=0.5, gpu=0.25, retries=4, max_concurrent=3)
+    assert options == RunnerOptions("s", cpu=0.5, gpu=0.25, retries=4, max_concurrent=3, checkpoint_seconds=600.0)
+    assert RunnerOptions.for_spec(spec(resources={"checkpoint_minutes": 0.5})).checkpoint_seconds == 30.0
+    assert RunnerOptions.for_spec(spec(resources={"checkpoint_minutes": 0})).checkpoint_seconds is None  # never
     assert RunnerOptions.for_spec(spec(max_concurrent=3), max_concurrent=7).max_concurrent == 7
     assert options.threads == 1  # half a CPU still gets one thread
     assert RunnerOptions("s", cpu=3).threads == 3
@@ -106,14 +108,16 @@ def test_a_state_report_is_kept_with_its_run_and_sent_to_the_run_that_continues_
     from workers.remote import STATE, STATE_OF
 
     packs, recorder, results = recorded
+    packs[0][1] = replace(packs[0][1], keeps_state=True)
     events = PackEvents(packs, recorder)
     pack = SimpleNamespace(config={"index": 0})
     events.on_trial_start(0, [], pack)
+    events.on_trial_result(0, [], pack, {STATE_OF: 0, STATE: b"run 0's checkpoint", FINAL: False})
     events.on_trial_result(0, [], pack, {STATE_OF: 1, STATE: b"state of run 1", FINAL: False})
     events.on_trial_result(0, [], pack, {FINAL: True, "results": [fake_result().to_dict()] * 2})
     parent = packs[0][1]
     assert results.run_state("s", parent.key) == b"state of run 1"
-    assert results.run_state("s", packs[0][0].key) is None
+    assert results.run_state("s", packs[0][0].key) is None  # a checkpoint: dropped once its run is recorded
     child = replace(packs[1][0], resumes=parent.key, resumes_at=10)
     keeper = replace(packs[0][0], keeps_state=True)
     payload = pack_payload([[keeper], [child]], {parent.key: b"state of run 1"})
@@ -150,3 +154,40 @@ def test_promoted_runs_pack_by_the_step_they_resume_from_and_retrain_without_a_s
     resumed = {p.key: p.resumes for pack in given["packs"] for p in pack}
     assert resumed == {trials[0].key: first.key, trials[1].key: None, trials[2].key: None}
     assert "1 promoted run retrain from step 0" in recorder.progress.stream.getvalue()
+
+
+def test_an_unfinished_run_goes_on_from_its_own_checkpoint(recorded, monkeypatch):
+    """study.driver.run_trials without Ray: a run the last launch left with a checkpoint is sent it
+    (to restore, not to continue a shorter run) and packs with runs stopped at the same step; a
+    checkpoint that cannot be read trains from step 0, said; a finished run's result drops its checkpoint."""
+    from dataclasses import replace
+
+    import study.driver as driver
+    from workers.packed import train_pack
+    from workers.workloads import inspect_workload
+
+    packs, recorder, results = recorded
+    study = spec(training={"steps": 40, "log_every": 10})
+    trials = [planned_trial(study, seed, method="equal") for seed in (5, 6, 7)]
+    handed: dict[int, bytes] = {}
+    short = replace(trials[0].config, steps=20)  # the state a stopped 40-step run would have saved at step 20
+    train_pack([short], on_state=lambda run, state: handed.setdefault(run, state.to_bytes()))
+    for planned, blob in zip(trials, (handed[0], b"damaged", None)):
+        results.start_trial("s", planned.key, planned.config.to_dict())
+        if blob is not None:
+            results.record_state("s", planned.key, blob)
+    results.requeue("s")
+    given = {}
+    monkeypatch.setattr(driver, "run_packs", lambda runner, packs, recorder, states: given.update(packs=packs, states=states))
+    monkeypatch.setattr(driver.ray, "cluster_resources", lambda: {"CPU": 2})
+    shape = inspect_workload(study.workload, study.workload_options, seed=0)
+    driver.run_trials(study, shape, trials, recorder, RunnerOptions("s"))
+    sent = {p.key: p for pack in given["packs"] for p in pack}
+    assert (sent[trials[0].key].resumes, sent[trials[0].key].resumes_at, sent[trials[0].key].restores) == (trials[0].key, 20, True)
+    assert all(sent[p.key].resumes is None and not sent[p.key].restores for p in trials[1:])
+    assert given["states"] == {trials[0].key: handed[0]}
+    assert pack_payload([[sent[trials[0].key]]], given["states"])[0][0]["restore"] is True
+    note = recorder.progress.stream.getvalue()
+    assert "restoring 1 run from checkpoints (step 20)" in note and "1 checkpoint could not be used" in note
+    recorder.record_result(sent[trials[0].key], fake_result().to_dict())
+    assert results.checkpoint("s", trials[0].key) is None and results.run_state("s", trials[0].key) is None

@@ -26,7 +26,7 @@ keeps aside per run.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 import torch
@@ -164,13 +164,18 @@ def train_pack(
     started: float | None = None,
     resume: Sequence[RunState] | None = None,
     on_state: Callable[[int, RunState], None] | None = None,
+    restore: bool = False,
+    checkpoints: "Checkpoints | None" = None,
 ) -> list[TrialResult]:
     """Train `configs` (one pack_group) together; one TrialResult per config, in order.
 
     `workload`: the first config's, already built on `device` (a run alone passes its own).
     `resume`: one RunState per config, all at one logged step before the budget: each run goes on
-    from there as if it had never stopped (its result's wall time is the new part only).
+    from there as if it had never stopped. A promoted run continues a shorter one (its result counts
+    the new part only: wall time, and steps from `resumed_step`); with `restore` each state is the
+    run's own checkpoint, and its result counts the time and steps before it too.
     `on_state(run, state)`: each run that did not diverge, at the end of its budget (or its patience).
+    `checkpoints`: where the runs' states go at logged steps before the budget, every few minutes.
     """
     started = time.perf_counter() if started is None else started
     first = configs[0]
@@ -205,12 +210,25 @@ def train_pack(
     steps_since_log = 0
     initial_losses: torch.Tensor | None = None
     start = 0
+    seconds_before = [0.0] * count  # worker time a run's states carry from before this call
+    resumed_step: list[int | None] = [None] * count  # what its result says its own training began at
     if resume is not None:
         states = list(resume) * 2 if real == 1 else list(resume)
         start, initial_losses = restore_pack(states, first, net, optimizer, balancer, selection, best_params, traces)
         for _ in range(start):  # the minibatch order goes on where it stopped
             next(batch_indices)
         initial_losses = initial_losses.to(device)
+        seconds_before = [state.seconds for state in states]
+        resumed_step = [state.resumed_step if restore else start for state in states]
+
+    def hand_states(callback: Callable[[int, RunState], None], step: int) -> None:
+        """Each run's state at `step` to `callback`, but a diverged run's (it has nothing to go on from)."""
+        share = (time.perf_counter() - started) / real
+        for run in range(real):
+            if run not in failures:
+                callback(run, capture_run(run, step, net, optimizer, balancer, selection, best_params, initial_losses,
+                                          traces[run], seconds_before[run] + share, stopped_at.get(run),
+                                          resumed_step[run]))
 
     def fail(runs: torch.Tensor, step: int, what: str, values: torch.Tensor) -> None:
         for run in runs.nonzero().flatten().tolist():
@@ -306,26 +324,23 @@ def train_pack(
                 bury_dead()
             if selection is not None and done < first.steps:
                 stop(alive & selection.exhausted().to(device), done)
+            if checkpoints is not None and done < first.steps and alive.any() and checkpoints.due():
+                hand_states(checkpoints.on_state, done)
 
     finished = torch.tensor([run < real and run not in failures for run in range(count)], device=device)
     finals = final_evaluations(PackedNet(net.model, best_params) if selection is not None else net, workload, finished)
     share = (time.perf_counter() - started) / real  # each run's share of the pack's wall time (a shadow's is its run's)
     if on_state is not None:
-        for run in range(real):
-            if run not in failures:
-                before = states[run].seconds if resume is not None else 0.0
-                on_state(run, capture_run(run, first.steps, net, optimizer,
-                                          balancer, selection, best_params, initial_losses, traces[run], before + share,
-                                          stopped_at.get(run)))
+        hand_states(on_state, first.steps)
     return [
         trial_result(workload.task_names,
                      None if initial_losses is None else initial_losses[run].cpu(),
                      finals.get(run),
                      balancer.weights[run], balancer.time_averaged_weights[run], traces[run],
                      steps_completed=failures[run][0] if run in failures else stopped_at.get(run, first.steps),
-                     wall_time_s=share, failure=failures.get(run),
+                     wall_time_s=share + (seconds_before[run] if restore else 0.0), failure=failures.get(run),
                      selected_step=None if selection is None else selection.best_step[run],
-                     resumed_step=start if resume is not None else None)
+                     resumed_step=resumed_step[run])
         for run in range(real)
     ]
 
@@ -373,9 +388,9 @@ def restore_pack(
 def capture_run(
     run: int, step: int, net: PackedNet, optimizer: torch.optim.Adam, balancer: "PackedBalancer",
     selection: BestValidation | None, best_params: dict[str, torch.Tensor] | None, initial_losses: torch.Tensor,
-    trace: list[TracePoint], seconds: float, stopped_at: int | None,
+    trace: list[TracePoint], seconds: float, stopped_at: int | None, resumed_step: int | None,
 ) -> RunState:
-    """Run `run`'s RunState at the end of the pack's loop (workers.run_state)."""
+    """Run `run`'s RunState at a logged step of the pack's loop (workers.run_state)."""
     moments = {name: {key: optimizer.state[stacked][key][run].detach().cpu().clone() for key in ("exp_avg", "exp_avg_sq")}
                for name, stacked in net.params.items()}
     adam_step = optimizer.state[next(iter(net.params.values()))]["step"].detach().cpu().clone()
@@ -393,7 +408,25 @@ def capture_run(
         best_step=None if selection is None else selection.best_step[run],
         since_best=0 if selection is None else int(selection.since_best[run]),
         best_params=None if best_params is None else {name: p[run].detach().cpu().clone() for name, p in best_params.items()},
+        resumed_step=resumed_step,
     )
+
+
+@dataclass
+class Checkpoints:
+    """Where a pack hands its runs' states mid-budget, and how often: at the first logged step at least
+    `every_seconds` after the last hand-over (or the start)."""
+
+    every_seconds: float
+    on_state: Callable[[int, RunState], None]
+    last: float = field(default_factory=time.perf_counter)
+
+    def due(self) -> bool:
+        now = time.perf_counter()
+        if now - self.last < self.every_seconds:
+            return False
+        self.last = now
+        return True
 
 
 def linear_layer_norms(

@@ -9,6 +9,11 @@ far, the best-validation tracker and its best parameters, and the worker time
 spent. The minibatch order is not stored: it follows from the seed and the
 step (the batch generator is replayed).
 
+A pack also saves its runs' states every few minutes as checkpoints
+(`resources.checkpoint_minutes`): a study stopped mid-pack restores each run
+from its last checkpoint at the next launch. A restored run is the same run
+going on, so it keeps the worker time and the `resumed_step` its state carries.
+
 A state crosses the database as bytes (`to_bytes`); `from_bytes` reads them
 with torch.load(weights_only=True), which builds tensors and plain containers
 only, since a database is untrusted input.
@@ -43,6 +48,7 @@ class RunState:
     best_step: int | None = None
     since_best: int = 0
     best_params: dict[str, torch.Tensor] | None = None
+    resumed_step: int | None = None  # where the run's own training began: a promoted run's shorter budget
 
     def to_bytes(self) -> bytes:
         data = {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
@@ -62,8 +68,9 @@ class RunState:
             raise ValueError(f"a saved run state is not of format {FORMAT} (written by another version?)")
         data = dict(loaded["state"])
         names = {field.name for field in dataclasses.fields(cls)}
-        if set(data) != names:
-            raise ValueError(f"a saved run state has the wrong fields: {sorted(set(data) ^ names)}")
+        optional = {field.name for field in dataclasses.fields(cls) if field.default is not dataclasses.MISSING}
+        if not names - optional <= set(data) <= names:  # a state saved before an optional field existed has its default
+            raise ValueError(f"a saved run state has the wrong fields: {sorted((set(data) ^ names) - optional)}")
         try:
             data["trace"] = tuple(TracePoint(**{k: tuple(v) if isinstance(v, list) else v for k, v in point.items()})
                                   for point in data["trace"])

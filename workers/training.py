@@ -13,7 +13,7 @@ import copy
 import math
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import torch
 
@@ -26,6 +26,9 @@ from workers.selection import BestValidation, scored_tasks, validation_scores
 from records import Status, TracePoint, TrialResult
 from workers.workloads import build_workload
 from workers.workloads.base import Split, Workload
+
+if TYPE_CHECKING:
+    from workers.packed import Checkpoints
 
 FAST_PROBE_PARAMS = {"shared_layer.weight", "shared_layer.bias"}
 
@@ -135,13 +138,16 @@ def train(
     on_log: Callable[[TracePoint], None] | None = None,
     use_probe: bool = True,
     device: str = "cpu",
+    checkpoints: "Checkpoints | None" = None,
 ) -> TrialResult:
     """Train `config` to its step budget (or until it diverges) on `device`.
 
     A run that could share a pack trains as a pack of one (workers/packed.py), so that its values
     are the ones it would get in any pack; the rest (workers.packed.can_pack: GradNorm at other
-    shared parameters or with its own options, models with buffers, user workloads) train here alone, and never pack. `use_probe=False` trains alone on the
-    general per-task gradient path (for tests).
+    shared parameters or with its own options, models with buffers, user workloads) train here
+    alone, and never pack. `use_probe=False` trains alone on the general per-task gradient path
+    (for tests). `checkpoints`: where a packable run's state goes every few minutes (a run that
+    trains alone keeps none).
     """
     from workers.packed import train_pack  # the packed engine builds on this module
 
@@ -150,7 +156,8 @@ def train(
     check_trained_workload(config, workload)
     if use_probe and can_pack(config, PackFacts.of(workload.model)) is None:
         log = None if on_log is None else (lambda run, point: on_log(point))
-        return train_pack([config], on_log=log, device=device, workload=workload, started=started)[0]
+        return train_pack([config], on_log=log, device=device, workload=workload, started=started,
+                          checkpoints=checkpoints)[0]
     return train_alone(config, workload, on_log, use_probe, started)
 
 
