@@ -1,11 +1,11 @@
-"""Training-step time of GradNorm vs equal weights on toy T=2, toy T=10 and the digits network, side by side.
+"""Training-step time of GradNorm vs equal weights on toy T=2, toy T=10, digits and MultiMNIST, side by side.
 
 Prints ms/step for equal weights, GradNorm with the fast probe (per-task
 gradients read off the ordinary backward pass) and GradNorm with one autograd
 pass per task, and the overhead ratios. Runs alternate so that machine noise
 hits every variant alike.
 
-    python -m benchmarks.step_time [--steps 1500] [--repeats 3] [--threads 1] [--device cpu|cuda]
+    python -m benchmarks.step_time [--steps 1500] [--repeats 3] [--threads 1] [--device cpu|cuda] [--networks NAME ...]
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ NETWORKS = {
     "toy T=2": ("toy", {"tasks": 2, "train_size": 5000, "test_size": 100}),
     "toy T=10": ("toy", {"tasks": 10, "train_size": 5000, "test_size": 100}),
     "digits (4 tasks)": ("digits", {}),
+    "multimnist (LeNet, 3 tasks)": ("multimnist", {"third_task": "sum", "train_size": 2000, "validation_size": 100,
+                                                  "test_size": 100}),
 }
 
 
@@ -53,10 +55,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    parser.add_argument("--networks", nargs="+", choices=list(NETWORKS), default=list(NETWORKS), metavar="NAME",
+                        help=f"of {', '.join(NETWORKS)}")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {args.threads} thread(s), {args.device}, {args.steps} steps, median of {args.repeats}")
-    for network in NETWORKS:
+    for network in args.networks:
         timings: dict[str, list[float]] = {name: [] for name in VARIANTS}
         for _ in range(args.repeats):
             for name, (method, use_probe) in VARIANTS.items():
