@@ -104,6 +104,10 @@ class ResultsReader(abc.ABC):
         """The last state a trial that has not finished saved mid-budget (its study was stopped), or None."""
 
     @abc.abstractmethod
+    def checkpoint_count(self, study: str) -> int:
+        """How many trials that have not finished hold a checkpoint."""
+
+    @abc.abstractmethod
     def lease_holder(self, study: str) -> LeaseHolder | None:
         """The driver running the study now, if its lease has not expired."""
 

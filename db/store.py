@@ -29,7 +29,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
 
-from sqlalchemy import create_engine, delete, event, inspect, or_, select, update
+from sqlalchemy import create_engine, delete, event, func, inspect, or_, select, update
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.orm import Session
@@ -686,6 +686,17 @@ class ResultsDB(ResultsWriter):
     @_retried
     def checkpoint(self, study: str, key: str) -> bytes | None:
         return self._state(study, key, ~TrialRow.complete)
+
+    @_retried
+    def checkpoint_count(self, study: str) -> int:
+        if self.schema_version < 5:
+            return 0
+        row = self._study_row(study)
+        with self.session() as session:
+            return session.scalar(
+                select(func.count()).select_from(RunStateRow).join(TrialRow, TrialRow.id == RunStateRow.trial_id)
+                .where(TrialRow.study_id == row.id, ~TrialRow.complete)
+            )
 
     def _state(self, study: str, key: str, *conditions: Any) -> bytes | None:
         if self.schema_version < 5:  # states came with version 5

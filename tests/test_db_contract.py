@@ -341,7 +341,7 @@ def test_a_checkpoint_outlives_a_requeue_of_its_interrupted_trial_but_not_a_retr
     assert results.checkpoint("fig4", STATIC.key()) == b"at step 50"
     assert results.run_state("fig4", STATIC.key()) is None  # not a finished run's state
     assert results.requeue("fig4") == 1
-    assert results.checkpoint("fig4", STATIC.key()) == b"at step 50"
+    assert results.checkpoint("fig4", STATIC.key()) == b"at step 50" and results.checkpoint_count("fig4") == 1
 
     results.start_trial("fig4", GRADNORM.key(), GRADNORM.to_dict())
     results.record_state("fig4", GRADNORM.key(), b"before it diverged")
@@ -351,6 +351,6 @@ def test_a_checkpoint_outlives_a_requeue_of_its_interrupted_trial_but_not_a_retr
     assert results.checkpoint("fig4", GRADNORM.key()) is None
 
     record(results, STATIC, fake_result())
-    assert results.checkpoint("fig4", STATIC.key()) is None
+    assert results.checkpoint("fig4", STATIC.key()) is None and results.checkpoint_count("fig4") == 0
     assert results.delete_run_states("fig4", STATIC.key()) == 1
     assert results.run_state("fig4", STATIC.key()) is None

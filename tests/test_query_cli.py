@@ -152,3 +152,11 @@ def test_the_status_headline_states_the_driver_state_and_counts_that_agree_with_
     from study.cli.status import headline
 
     assert headline("s", planned, counts, driver, 0.5) == expected
+
+
+def test_the_status_headline_says_how_many_unfinished_trials_go_on_from_a_checkpoint():
+    from study.cli.status import headline
+
+    assert headline("s", 10, {"ok": 4, "running": 2, "pending": 1}, None, 0.5, checkpoints=3) == (
+        "s: interrupted, no driver running; 4/10 done, 0 failed, best 0.5; 6 trials to run at the next gns launch "
+        "(2 of them in flight when its driver stopped, 3 to go on from a checkpoint)")

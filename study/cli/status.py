@@ -32,7 +32,9 @@ def run(args: argparse.Namespace) -> int:
         best = results.best_value(args.study)
         holder = results.lease_holder(args.study)
         code = code_lines(results.code_fingerprints(args.study), results.code_changes(args.study))
-    print(headline(args.study, info.planned_trials, counts, None if holder is None else holder.describe(), best))
+        checkpoints = results.checkpoint_count(args.study)
+    print(headline(args.study, info.planned_trials, counts, None if holder is None else holder.describe(), best,
+                   checkpoints))
     for status, count in sorted(counts.items()):
         print(f"  {status}: {count}")
     print(f"  created {info.created_at:{TIME_FORMAT}}, last recorded {info.updated_at:{TIME_FORMAT}}")
@@ -41,9 +43,11 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def headline(study: str, planned: int | None, counts: dict[str, int], driver: str | None, best: float | None) -> str:
+def headline(study: str, planned: int | None, counts: dict[str, int], driver: str | None, best: float | None,
+             checkpoints: int = 0) -> str:
     """One line that says the study's state first (complete, running under a driver, or interrupted)
-    and counts consistent with it: without a driver nothing is running, whatever rows say RUNNING."""
+    and counts consistent with it: without a driver nothing is running, whatever rows say RUNNING.
+    `checkpoints`: how many unfinished trials saved one (the next launch restores them from there)."""
     ok = counts.get(Status.OK, 0)
     failed = sum(counts.get(status, 0) for status in Status if status.failed)
     total = planned if planned is not None else ok + failed
@@ -57,6 +61,7 @@ def headline(study: str, planned: int | None, counts: dict[str, int], driver: st
     if not left:
         return f"{study}: complete; {ok + failed}/{total} done, {failed} failed{best_part}"
     in_flight = sum(counts.get(status, 0) for status in (Status.RUNNING, Status.RECORDING))
+    notes = ([f"{in_flight} of them in flight when its driver stopped"] if in_flight else []) + (
+        [f"{checkpoints} to go on from a checkpoint"] if checkpoints else [])
     return (f"{study}: interrupted, no driver running; {ok + failed}/{total} done, {failed} failed{best_part}; "
-            f"{plural(left, 'trial')} to run at the next gns launch"
-            + (f" ({in_flight} of them in flight when its driver stopped)" if in_flight else ""))
+            f"{plural(left, 'trial')} to run at the next gns launch" + (f" ({', '.join(notes)})" if notes else ""))
