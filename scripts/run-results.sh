@@ -13,7 +13,8 @@ ORDER=(mm-alpha mm-fig4-uniform mm-fig4-log digits-raw-alpha digits-raw-fig4 dig
 studies=("${@:-${ORDER[@]}}")
 for study in "${studies[@]}"; do
   case $study in
-    mm-v3-*) db=multimnist-v3 ;;  # results v3 (best validation step): databases of their own
+    mm-v3-alpha|mm-v3-fig4-uniform) db=multimnist-v3 ;;  # results v3 (best validation step): databases of their own
+    mm-v3-*) db=multimnist-v3b ;;  # trained at 7d4764f (per-run convolutions, checkpoints): mm-v3-alpha copied in
     digits-v3-*) db=digits-v3 ;;
     toy*-v3-*) db=toy-v3 ;;
     mm-*) db=multimnist ;;
