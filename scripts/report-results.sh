@@ -10,7 +10,8 @@ studies=("$@")
 [ ${#studies[@]} -gt 0 ] || studies=($(ls docs/results/specs | sed 's/\.yaml$//'))
 for study in "${studies[@]}"; do
   case $study in
-    mm-v3-*) db=multimnist-v3 ;;  # results v3: databases of their own (scripts/run-results.sh)
+    mm-v3-alpha|mm-v3-fig4-uniform) db=multimnist-v3 ;;  # results v3: databases of their own (scripts/run-results.sh)
+    mm-v3-*) db=multimnist-v3b ;;
     digits-v3-*) db=digits-v3 ;;
     toy*-v3-*) db=toy-v3 ;;
     mm-*) db=multimnist ;;
