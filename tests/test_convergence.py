@@ -58,6 +58,9 @@ def test_a_group_still_falling_is_flagged_with_its_task_and_how_much():
     assert {(t.group, t.task) for t in check.trends} == {("equal", "a"), ("equal", "b"), ("gradnorm α=0.5", "a"),
                                                          ("gradnorm α=0.5", "b"), ("single-task 1", "b")}
     assert check.to_dict()["converged"] is False
+    assert "(or training.select: best_validation with patience)" in check.headline()  # these runs were read at the end
+    selected = convergence_check(runs.assign(selected_step=[750, 1000, 1000, 1000]), traces, budget=1000)
+    assert selected.headline().endswith("steps for equal (a -20.0 %); a longer budget may change this study's answer")
 
 
 def test_runs_stopped_by_patience_count_as_converged_and_old_traces_use_test_losses():

@@ -69,6 +69,7 @@ class ConvergenceCheck:
     trends: tuple[TaskTrend, ...]
     stops: tuple[GroupStops, ...]
     too_short: tuple[str, ...] = ()  # groups whose runs logged fewer than MIN_POINTS steps
+    selects_best: bool = False  # runs read at their best validation step (training.select: best_validation)
 
     @property
     def falling(self) -> tuple[TaskTrend, ...]:
@@ -98,7 +99,8 @@ class ConvergenceCheck:
         first = self.falling[0]
         return (f"unconverged: {self.split} losses were still falling over the last "
                 f"{first.window_end - first.window_start} of {self.budget} steps for {'; '.join(parts)}; "
-                "a longer budget (or training.select: best_validation with patience) may change this study's answer")
+                + ("a longer budget may change this study's answer" if self.selects_best else
+                   "a longer budget (or training.select: best_validation with patience) may change this study's answer"))
 
     def lines(self) -> list[str]:
         """What the check did and found, for the page and the terminal."""
@@ -189,8 +191,9 @@ def convergence_check(runs: pd.DataFrame, traces: pd.DataFrame, budget: int) -> 
                 continue
             change, t = fitted_change(curve.index.to_numpy(), curve.to_numpy())
             trends.append(TaskTrend(group, str(task), len(fitted), int(curve.index[0]), int(curve.index[-1]), change, t))
+    selects_best = "selected_step" in finished and finished["selected_step"].notna().any()
     return ConvergenceCheck("validation" if has_validation else "test", int(budget), tuple(trends), tuple(stops),
-                            tuple(too_short))
+                            tuple(too_short), bool(selects_best))
 
 
 def ratio_curve(task_window: pd.DataFrame, column: str) -> pd.Series | None:
