@@ -41,7 +41,7 @@ from study.ray_session import check_resources, start_ray
 from study.spec import StudySpec, parse_stored_spec
 from study.tune_runner import RunnerOptions, run_packs
 from workers import packing
-from workers.run_state import RunState
+from workers.run_state import RunState, resume_problem
 from workers.workloads import WorkloadShape, code_to_ship
 
 
@@ -519,28 +519,28 @@ def restored(spec: StudySpec, shape: WorkloadShape, trials: list[PlannedTrial],
     checkpoints: dict[str, bytes] = {}
     steps: set[int] = set()
     unusable = 0
-    for index, planned in enumerate(trials):
+    result = []
+    for planned in trials:
         blob = recorder.results.checkpoint(spec.study, planned.key) if packing.can_pack(planned.config, shape) is None else None
-        if blob is None:
-            continue
-        try:
-            step = RunState.from_bytes(blob).step
-        except ValueError:
-            step = None
-        config = planned.config
-        if step is None or not 0 < step < config.steps or step % (config.log_every or config.steps):
-            unusable += 1
-            continue
-        checkpoints[planned.key] = blob
-        steps.add(step)
-        trials[index] = replace(planned, resumes=planned.key, resumes_at=step, restores=True)
+        if blob is not None:
+            try:
+                step = RunState.from_bytes(blob).step
+            except ValueError:
+                step = None
+            if step is None or resume_problem(step, planned.config.steps, planned.config.log_every):
+                unusable += 1
+            else:
+                checkpoints[planned.key] = blob
+                steps.add(step)
+                planned = replace(planned, resumes=planned.key, resumes_at=step, restores=True)
+        result.append(planned)
     if checkpoints:
         recorder.progress.note(f"restoring {plural(len(checkpoints), 'run')} from checkpoints "
                                f"(step {', '.join(map(str, sorted(steps)))})")
     if unusable:
         recorder.progress.note(f"{plural(unusable, 'checkpoint')} could not be used (unreadable, or for another "
                                "budget): those runs train from step 0")
-    return trials, checkpoints
+    return result, checkpoints
 
 
 def continuable(planned: PlannedTrial, shape: WorkloadShape) -> PlannedTrial:

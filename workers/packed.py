@@ -40,7 +40,7 @@ from workers.config import TrialConfig
 from workers.convolution import conv_per_run
 from workers.model import PackFacts
 from workers.packing import can_pack, pack_group
-from workers.run_state import RunState
+from workers.run_state import RunState, resume_problem
 from workers.selection import BestValidation, scored_tasks, validation_scores
 from workers.training import (
     FinalEvaluation,
@@ -354,9 +354,9 @@ def restore_pack(
     if len(steps) != 1:
         raise ValueError(f"resume: a pack resumes from one step, these states are at {sorted(steps)}")
     (start,) = steps
-    if not 0 < start < first.steps or start % first.log_every:
-        raise ValueError(f"resume: step {start} is not a logged step (log_every {first.log_every}) before the budget "
-                         f"{first.steps}; a run resumes only where its trace and its averages are complete")
+    problem = resume_problem(start, first.steps, first.log_every)
+    if problem:
+        raise ValueError(f"resume: {problem}")
     if any(set(state.params) != set(net.params) for state in states):
         raise ValueError("resume: a state holds the parameters of another model")
     if (selection is None) != (states[0].best_score is None):

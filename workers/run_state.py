@@ -33,6 +33,14 @@ from records import TracePoint
 FORMAT = 1  # bump when the fields change; an older state is refused, never misread
 
 
+def resume_problem(step: int, steps: int, log_every: int) -> str | None:
+    """Why a run of `steps` logging every `log_every` cannot go on from a state at `step`; None if it can."""
+    if 0 < step < steps and step % log_every == 0:
+        return None
+    return (f"step {step} is not a logged step (log_every {log_every}) before the budget {steps}; a run resumes "
+            "only where its trace and its averages are complete")
+
+
 @dataclass(frozen=True)
 class RunState:
     step: int  # the budget the run trained to (`stopped_at` where its patience ran out before it)
