@@ -10,7 +10,7 @@ from __future__ import annotations
 import abc
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 from records import TrialResult
 
@@ -108,6 +108,11 @@ class ResultsReader(abc.ABC):
         """How many trials that have not finished hold a checkpoint."""
 
     @abc.abstractmethod
+    def proposals(self, study: str) -> dict[tuple[int, str, int], tuple[float, ...]]:
+        """A search study's recorded proposals: their draws by (seed, searcher, index) (study.searchers;
+        numbers checked, the rest untrusted). Empty for other kinds and for studies recorded before them."""
+
+    @abc.abstractmethod
     def lease_holder(self, study: str) -> LeaseHolder | None:
         """The driver running the study now, if its lease has not expired."""
 
@@ -173,6 +178,11 @@ class ResultsWriter(ResultsReader):
     @abc.abstractmethod
     def record_state(self, study: str, key: str, state: bytes) -> None:
         """Keep a trial's saved state (a longer run may continue from it), replacing an earlier one."""
+
+    @abc.abstractmethod
+    def record_proposals(self, study: str, proposals: Iterable[tuple[int, str, int, tuple[float, ...]]]) -> int:
+        """Keep a search's proposals (seed, searcher, index, draws) before their runs train; one already
+        kept stays as it is. How many were new."""
 
     @abc.abstractmethod
     def delete_run_states(self, study: str, key: str | None = None) -> int:

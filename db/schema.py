@@ -15,7 +15,7 @@ from sqlalchemy import (JSON, Boolean, DateTime, Float, ForeignKey, Index, Integ
                         UniqueConstraint)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-SCHEMA_VERSION = 5  # raise when the tables change; see MIGRATIONS for what a writer adds to an older one
+SCHEMA_VERSION = 6  # raise when the tables change; see MIGRATIONS for what a writer adds to an older one
 # What each version added: (table, column, SQL type). A writer adds them to an older database
 # (ALTER TABLE ... ADD COLUMN, nullable); a reader of an older one never selects them (they are
 # deferred), so results recorded before still read without a write.
@@ -23,8 +23,9 @@ MIGRATIONS = {
     3: (("gns_trials", "provenance", "JSON"), ("gns_studies", "code_changes", "JSON")),
     4: (("gns_traces", "validation_loss", "FLOAT"), ("gns_trials", "selected_step", "INTEGER")),
     5: (("gns_trials", "resumed_step", "INTEGER"),),  # and the gns_run_states table (create_all makes it)
+    6: (),  # the gns_proposals table (create_all makes it)
 }
-READABLE_VERSIONS = (2, 3, 4, 5)
+READABLE_VERSIONS = (2, 3, 4, 5, 6)
 
 
 class Base(DeclarativeBase):
@@ -144,6 +145,20 @@ class RunStateRow(Base):
 
     trial_id: Mapped[int] = mapped_column(ForeignKey("gns_trials.id", ondelete="CASCADE"), primary_key=True)
     state: Mapped[bytes] = mapped_column(LargeBinary)
+    recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ProposalRow(Base):
+    """A search's proposal, recorded by the driver before its run trains: the draws a replay reuses
+    (study.searchers), so that a relaunch or a report on another machine gives back the same runs."""
+
+    __tablename__ = "gns_proposals"
+
+    study_id: Mapped[int] = mapped_column(ForeignKey("gns_studies.id", ondelete="CASCADE"), primary_key=True)
+    seed: Mapped[int] = mapped_column(Integer, primary_key=True)
+    searcher: Mapped[str] = mapped_column(String(32), primary_key=True)
+    index: Mapped[int] = mapped_column("idx", Integer, primary_key=True)
+    draws: Mapped[list] = mapped_column(JSON)  # u before scaling, one per task
     recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 

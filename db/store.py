@@ -27,7 +27,7 @@ import uuid
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping
 
 from sqlalchemy import create_engine, delete, event, func, inspect, or_, select, update
 from sqlalchemy.engine import URL
@@ -39,8 +39,8 @@ from db.errors import DatabaseInputError, DatabaseUnavailable, DatabaseUnreachab
 from db.files import check_sqlite_file, create_wal_file, has_hot_journal, journal_of, read_only_url, recover_hot_journal
 from db.interface import LeaseHolder, RecordOutcome, ResultsWriter, StudyInfo
 from db.retry import is_outage, retrying
-from db.schema import (MIGRATIONS, READABLE_VERSIONS, SCHEMA_VERSION, Base, MetricRow, RunStateRow, SchemaInfo, StudyRow,
-                       TraceRow, TrialRow, TrialTaskRow)
+from db.schema import (MIGRATIONS, READABLE_VERSIONS, SCHEMA_VERSION, Base, MetricRow, ProposalRow, RunStateRow, SchemaInfo,
+                       StudyRow, TraceRow, TrialRow, TrialTaskRow)
 from db.urls import DEFAULT_URL, display, engine_options, parse_url, sqlite_file
 from records import METHODS, Status, TaskMetric, TrialResult, canonical_hash, product_version
 
@@ -60,6 +60,7 @@ CLAIM_POLL_S = 0.05
 
 
 MAX_STATE_BYTES = 256 * 1024 * 1024  # a saved run state (workers.run_state): a network and its Adam moments
+MAX_PROPOSAL_DRAWS = 1000  # a proposal's draws: one per task
 
 
 def spec_hash(spec: Mapping[str, Any]) -> str:
@@ -329,6 +330,7 @@ class ResultsDB(ResultsWriter):
             for table in (TraceRow, MetricRow, TrialTaskRow, RunStateRow):
                 session.execute(delete(table).where(table.trial_id.in_(trial_ids)))
             session.execute(delete(TrialRow).where(TrialRow.study_id == row.id))
+            session.execute(delete(ProposalRow).where(ProposalRow.study_id == row.id))
             session.execute(delete(StudyRow).where(StudyRow.id == row.id))
         self._remove_leftover_optuna_study(name)
 
@@ -717,6 +719,33 @@ class ResultsDB(ResultsWriter):
             return session.execute(delete(RunStateRow).where(RunStateRow.trial_id.in_(trials.scalar_subquery()))).rowcount
 
     @_retried
+    def record_proposals(self, study: str, proposals: Iterable[tuple[int, str, int, tuple[float, ...]]]) -> int:
+        rows = [(int(seed), str(searcher), int(index), [float(u) for u in draws]) for seed, searcher, index, draws in proposals]
+        for seed, searcher, index, draws in rows:
+            if not draws or len(draws) > MAX_PROPOSAL_DRAWS or not all(math.isfinite(u) for u in draws) or len(searcher) > 32:
+                raise ValueError(f"a proposal is a searcher name and 1 to {MAX_PROPOSAL_DRAWS} finite draws "
+                                 f"(got {searcher[:40]!r} #{index}: {draws[:4]})")
+        row = self._study_row(study)
+        with self.session() as session:
+            have = set(session.execute(select(ProposalRow.seed, ProposalRow.searcher, ProposalRow.index)
+                                       .where(ProposalRow.study_id == row.id)))
+            new = [r for r in rows if r[:3] not in have]
+            session.add_all(ProposalRow(study_id=row.id, seed=seed, searcher=searcher, index=index, draws=draws,
+                                        recorded_at=_now()) for seed, searcher, index, draws in new)
+        return len(new)
+
+    @_retried
+    def proposals(self, study: str) -> dict[tuple[int, str, int], tuple[float, ...]]:
+        if self.schema_version < 6:  # proposals came with version 6
+            return {}
+        row = self._study_row(study)
+        with self.session() as session:
+            rows = session.execute(select(ProposalRow.seed, ProposalRow.searcher, ProposalRow.index, ProposalRow.draws)
+                                   .where(ProposalRow.study_id == row.id)).all()
+        return {(seed, searcher, index): _draws_read(draws, (seed, searcher, index), self.display_url)
+                for seed, searcher, index, draws in rows}
+
+    @_retried
     def note_code_change(self, study: str, before: Mapping[str, Any], after: Mapping[str, Any]) -> None:
         row = self._study_row(study)
         changes = self.code_changes(study) + [{"at": _now().isoformat(), "from": dict(before), "to": dict(after)}]
@@ -977,6 +1006,16 @@ def _dead_here(holder: str | None) -> bool:
     except PermissionError:  # alive, another user's
         return False
     return False
+
+
+def _draws_read(draws: Any, where: tuple[int, str, int], display_url: str) -> tuple[float, ...]:
+    """A recorded proposal's draws (untrusted): a list of finite numbers, as floats."""
+    good = (isinstance(draws, list) and 0 < len(draws) <= MAX_PROPOSAL_DRAWS
+            and all(isinstance(u, (int, float)) and not isinstance(u, bool) and math.isfinite(u) for u in draws))
+    if not good:
+        raise DatabaseInputError(f"storage: {display_url} holds a damaged search proposal (seed {where[0]}, "
+                                 f"{where[1][:32]} #{where[2]}): its draws are not a list of finite numbers")
+    return tuple(float(u) for u in draws)
 
 
 def _at(values: tuple[float, ...], index: int) -> float | None:

@@ -34,7 +34,7 @@ from db import LEASE_TTL_S, DatabaseUnreachable, StudyBusy, ResultsReader, Resul
 from records import Status, TrialResult
 from study.choices import resolve_choices
 from study.errors import BadInput
-from study.plan import PlannedTrial, check_workload, plan_study, planned_count, recorded_outcomes
+from study.plan import PlannedTrial, Recorded, check_workload, plan_study, planned_count, recorded_outcomes
 from study.progress import Progress, plural
 from study.provenance import CodeFingerprint, code_fingerprint, what_changed
 from study.ray_session import check_resources, start_ray
@@ -105,7 +105,8 @@ def launch(spec: StudySpec, storage: str, options: LaunchOptions = LaunchOptions
                 with LeaseKeeper(results, spec.study) as keeper:
                     requeued = results.requeue(spec.study, failed=options.retry_failed)
                     runs = results.runs(spec.study)  # read once here, and once for the summary
-                    planned = plan_from_records(spec, shape, runs)
+                    planned = plan_from_records(spec, shape, results, runs)
+                    keep_proposals(results, spec.study, planned)
                     recorded_before = results.recorded_keys(spec.study) & {p.key for p in planned}
                     print(
                         f"study {spec.study!r} ({spec.kind}, {spec.workload}): {plural(total, 'trial')} planned, "
@@ -187,7 +188,7 @@ def _already_done(
                     raise BadInput(_other_code(spec.study, change))
                 return None  # the writer keeps the change with the study
             runs = results.runs(spec.study)
-            planned = plan_from_records(spec, shape, runs)
+            planned = plan_from_records(spec, shape, results, runs)
             keys = {p.key for p in planned}
             if len(keys) < planned_count(spec, planned) or not keys <= results.recorded_keys(spec.study):
                 return None
@@ -233,12 +234,20 @@ def provenance(code: CodeFingerprint) -> dict[str, Any]:
             "driver": {"optuna": optuna.__version__, "ray": ray.__version__, "python": platform.python_version()}}
 
 
-def plan_from_records(spec: StudySpec, shape: WorkloadShape, runs: pd.DataFrame) -> list[PlannedTrial]:
-    """The plan given the study's recorded runs: an adaptive kind's later rounds need their outcomes,
-    every other kind's plan needs nothing from them."""
+def plan_from_records(spec: StudySpec, shape: WorkloadShape, results: ResultsReader, runs: pd.DataFrame) -> list[PlannedTrial]:
+    """The plan given the study's recorded runs: an adaptive kind's later rounds need their outcomes
+    and the proposals made so far, every other kind's plan needs nothing from them."""
     if not spec.study_kind.adaptive:
         return plan_study(spec, shape)
-    return plan_study(spec, shape, recorded_outcomes(runs))
+    return plan_study(spec, shape, Recorded(recorded_outcomes(runs), results.proposals(spec.study)))
+
+
+def keep_proposals(results: ResultsWriter, study: str, planned: list[PlannedTrial]) -> None:
+    """Record the plan's search proposals before anything trains them (one kept before stays as it
+    is): a relaunch or a report on another machine replays the search from them."""
+    proposals = [(p.seed, p.searcher, p.index, p.draws) for p in (t.proposal for t in planned) if p is not None]
+    if proposals:
+        results.record_proposals(study, proposals)
 
 
 def failure_counts(runs: pd.DataFrame, keys: set[str]) -> tuple[dict[str, int], dict[str, str]]:
@@ -465,12 +474,13 @@ def run_rounds(
             return planned, True
         if not spec.study_kind.adaptive:
             return planned, False  # one round holds all its trials
-        planned = plan_from_records(spec, shape, recorder.results.runs(spec.study))
+        planned = plan_from_records(spec, shape, recorder.results, recorder.results.runs(spec.study))
+        keep_proposals(recorder.results, spec.study, planned)
         strays = recorder.keys - {p.key for p in planned}
         if strays:  # the replay must give back what it proposed, or the rounds would never end
             raise RuntimeError(f"study {spec.study!r}: replaying the search proposed other trials than it trained "
-                               f"({len(strays)} trained ones are missing from it); is this the Optuna and numpy the "
-                               "study was started with?")
+                               f"({len(strays)} trained ones are missing from it): a study begun before its proposals "
+                               "were recorded (gradnorm-study < schema 6), relaunched on another machine?")
 
 
 def make_packs(spec: StudySpec, shape: WorkloadShape, trials: list[PlannedTrial], slots: int) -> list[list[PlannedTrial]]:

@@ -7,19 +7,20 @@ every kind shares, the order of the plan, and the checks on the whole of it.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from records import Status
 from study.spec import SpecError, StudySpec
-from study.trials import PlannedTrial
+from study.trials import PlannedTrial, Recorded
 from workers.workload_options import PlanFacts, plan_facts
 
 if TYPE_CHECKING:
     from workers.workloads import WorkloadShape
 
-__all__ = ["PlannedTrial", "check_plan", "check_workload", "describe", "plan_study", "planned_count", "recorded_outcomes"]
+__all__ = ["PlannedTrial", "Recorded", "check_plan", "check_workload", "describe", "plan_study", "planned_count",
+           "recorded_outcomes"]
 
 
 def check_workload(spec: StudySpec) -> "WorkloadShape":
@@ -63,13 +64,14 @@ def _checked(spec: StudySpec, shape: "PlanFacts | WorkloadShape") -> "PlanFacts 
 
 
 def plan_study(
-    spec: StudySpec, shape: "PlanFacts | WorkloadShape | None" = None, outcomes: Mapping[str, float] | None = None
+    spec: StudySpec, shape: "PlanFacts | WorkloadShape | None" = None, recorded: Recorded | None = None
 ) -> list[PlannedTrial]:
     """Every trial of the study, GradNorm references before the runs that are compared with them.
 
-    An adaptive kind's later proposals depend on results: `outcomes` (recorded
-    keys: validation value, inf where the run failed) gives what is known, and
-    the plan holds every trial that can be proposed from it (study.searchers).
+    An adaptive kind's later proposals depend on results: `recorded` (the
+    recorded keys' validation values, and the proposals made so far) gives what
+    is known, and the plan holds every trial that can be proposed from it
+    (study.searchers).
 
     Raises SpecError for anything a launch would refuse (the workload is checked
     once by check_plan, unless the caller passes the shape check_workload gave it).
@@ -77,7 +79,7 @@ def plan_study(
     tasks = len((shape or check_plan(spec)).task_names)
     planned: list[PlannedTrial] = []
     for seed in spec.seeds:
-        planned += spec.study_kind.plan(spec, seed, tasks, outcomes or {})
+        planned += spec.study_kind.plan(spec, seed, tasks, recorded or Recorded())
     # GradNorm references first, whatever their seed (a stable sort keeps the rest in order).
     planned.sort(key=lambda p: p.config.method != "gradnorm")
     keys = [p.key for p in planned]

@@ -7,6 +7,13 @@ comes; a relaunch, or a report, replays the same proposals from the recorded
 values. So an adaptive search keeps the plan/key/exactly-once design of the
 other kinds: the same spec and results give the same keys.
 
+A replay also takes the draws recorded at launch (`known`; the driver keeps
+every proposal's draws in the database before its run trains), and computes
+only proposals past them. TPE's arithmetic differs in the last bits between
+CPUs (vectorized exp and log), which is enough to change its choice: without
+the recorded draws a relaunch or a report on another machine would propose
+other weightings than those that trained.
+
 Every searcher works in the same space: w = T * u / sum(u) with log u_i
 uniform in [log smallest, 0] for the draws of `random` (and of the other two
 where they draw at random).
@@ -37,7 +44,7 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Mapping
 
 import numpy as np
 
@@ -47,6 +54,8 @@ if TYPE_CHECKING:
 # An outcome: a recorded run's validation value; math.inf for a failed run (the worst);
 # None while the run is not recorded yet.
 Outcome = Callable[["Proposal"], "float | None"]
+# The draws a searcher proposed at one seed, recorded at launch: index -> u (untrusted: read from a database).
+Known = Mapping[int, "tuple[float, ...]"]
 
 
 @dataclass(frozen=True)
@@ -145,37 +154,67 @@ def trial_count(section: "Search", steps: int, log_every: int) -> int:
 
 
 def propose(section: "Search", tasks: int, steps: int, seed: int, searcher: str, outcome: Outcome,
-            log_every: int = 1) -> list[Proposal]:
-    """Every weighting `searcher` proposes at `seed` given the outcomes known so far, in order."""
+            log_every: int = 1, known: Known | None = None) -> list[Proposal]:
+    """Every weighting `searcher` proposes at `seed` given the outcomes known so far, in order; where
+    `known` holds a proposal's recorded draws, those (ValueError if they do not fit the space)."""
+    draws = _Draws(section, searcher, seed, tasks, known or {})
     if searcher == "random":
-        return _random(section, tasks, steps, seed)
+        return _random(section, steps, seed, draws)
     if searcher == "tpe":
-        return _tpe(section, tasks, steps, seed, outcome)
+        return _tpe(section, tasks, steps, seed, outcome, draws)
     if searcher == "halving":
-        return _halving(section, tasks, rungs_of(section, steps, log_every), seed, outcome)
+        return _halving(rungs_of(section, steps, log_every), section.budget_steps, seed, outcome, draws)
     raise ValueError(f"searcher: unknown searcher {searcher!r}")
 
 
-def _generator(section: "Search", searcher: str, seed: int, round_: int = 0) -> np.random.Generator:
-    """Each searcher, seed and round its own stream: no two searchers draw the same weightings."""
-    return np.random.default_rng([section.weight_seed, ("random", "tpe", "halving").index(searcher), seed, round_])
+@dataclass(frozen=True)
+class _Draws:
+    """One searcher's draws at one seed: recorded ones where known, else made here."""
+
+    section: "Search"
+    searcher: str
+    seed: int
+    tasks: int
+    known: Known
+
+    def batch(self, first: int, count: int, make: Callable[[], list[tuple[float, ...]]]) -> list[tuple[float, ...]]:
+        """Proposals first .. first+count-1: recorded, or `make()` when none of them is (a launch
+        records a batch whole, so a part of one is a damaged record)."""
+        recorded = [self.known.get(i) for i in range(first, first + count)]
+        if all(u is None for u in recorded):
+            return make()
+        if any(u is None for u in recorded):
+            raise ValueError(f"recorded proposals: {self.searcher} at seed {self.seed} holds only part of the batch "
+                             f"of proposals {first}-{first + count - 1}")
+        return [self._checked(first + i, u) for i, u in enumerate(recorded)]
+
+    def random(self, round_: int, count: int) -> list[tuple[float, ...]]:
+        """The round's uniform draws (on the log scale) from the searcher's own stream."""
+        generator = np.random.default_rng(
+            [self.section.weight_seed, ("random", "tpe", "halving").index(self.searcher), self.seed, round_])
+        logs = generator.uniform(math.log(self.section.smallest), 0.0, size=(count, self.tasks))
+        return [tuple(float(u) for u in row) for row in np.exp(logs)]
+
+    def _checked(self, index: int, draws: tuple[float, ...]) -> tuple[float, ...]:
+        """Recorded draws are untrusted: `tasks` numbers in [smallest, 1]."""
+        low = self.section.smallest
+        if len(draws) != self.tasks or not all(isinstance(u, float) and low <= u <= 1.0 for u in draws):
+            raise ValueError(f"recorded proposals: {self.searcher} #{index} at seed {self.seed} is not "
+                             f"{self.tasks} numbers in [{low:g}, 1]: {list(draws)[:8]}")
+        return draws
 
 
-def _draw(section: "Search", generator: np.random.Generator, count: int, tasks: int) -> list[tuple[float, ...]]:
-    logs = generator.uniform(math.log(section.smallest), 0.0, size=(count, tasks))
-    return [tuple(float(u) for u in row) for row in np.exp(logs)]
+def _random(section: "Search", steps: int, seed: int, draws: _Draws) -> list[Proposal]:
+    count = full_runs(section.budget_steps, steps)
+    return [Proposal("random", seed, i, 0, u, steps)
+            for i, u in enumerate(draws.batch(0, count, lambda: draws.random(0, count)))]
 
 
-def _random(section: "Search", tasks: int, steps: int, seed: int) -> list[Proposal]:
-    draws = _draw(section, _generator(section, "random", seed), full_runs(section.budget_steps, steps), tasks)
-    return [Proposal("random", seed, i, 0, u, steps) for i, u in enumerate(draws)]
-
-
-def _tpe(section: "Search", tasks: int, steps: int, seed: int, outcome: Outcome) -> list[Proposal]:
+def _tpe(section: "Search", tasks: int, steps: int, seed: int, outcome: Outcome, draws: _Draws) -> list[Proposal]:
     total = full_runs(section.budget_steps, steps)
     first = min(section.startup, total)
     proposals = [Proposal("tpe", seed, i, 0, u, steps)
-                 for i, u in enumerate(_draw(section, _generator(section, "tpe", seed), first, tasks))]
+                 for i, u in enumerate(draws.batch(0, first, lambda: draws.random(0, first)))]
     round_ = 0
     while len(proposals) < total:
         values = [outcome(p) for p in proposals]
@@ -183,7 +222,9 @@ def _tpe(section: "Search", tasks: int, steps: int, seed: int, outcome: Outcome)
             return proposals  # the next batch is modelled on these: wait for them
         round_ += 1
         size = min(section.batch, total - len(proposals))
-        batch = tpe_batch(section, tasks, seed, round_, [p.draws for p in proposals], values, size)
+        history = [p.draws for p in proposals]
+        batch = draws.batch(len(proposals), size,
+                            lambda: tpe_batch(section, tasks, seed, round_, history, values, size))  # noqa: B023 (called at once)
         proposals += [Proposal("tpe", seed, len(proposals) + i, round_, u, steps) for i, u in enumerate(batch)]
     return proposals
 
@@ -213,12 +254,12 @@ def tpe_batch(
     return batch
 
 
-def _halving(section: "Search", tasks: int, rungs: Rungs, seed: int, outcome: Outcome) -> list[Proposal]:
+def _halving(rungs: Rungs, budget_steps: int, seed: int, outcome: Outcome, draws: _Draws) -> list[Proposal]:
     lengths = rungs.lengths()
-    first = rungs.first_rung(section.budget_steps)
+    first = rungs.first_rung(budget_steps)
     sizes = rungs.sizes(first)
-    draws = _draw(section, _generator(section, "halving", seed), first, tasks)
-    rung = [Proposal("halving", seed, i, 0, u, lengths[0], rung=0) for i, u in enumerate(draws)]
+    rung = [Proposal("halving", seed, i, 0, u, lengths[0], rung=0)
+            for i, u in enumerate(draws.batch(0, first, lambda: draws.random(0, first)))]
     proposals = list(rung)
     for k in range(1, rungs.count):
         values = [outcome(p) for p in rung]

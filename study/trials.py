@@ -7,13 +7,14 @@ keys the database does not hold yet.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Mapping
 
 from study.spec_checks import SpecError
 from workers.config import TrialConfig
 
 if TYPE_CHECKING:
+    from study.searchers import Proposal
     from study.spec import StudySpec
 
 
@@ -30,6 +31,21 @@ class PlannedTrial:
     restores: bool = False
     # a later run may continue from this one: its state is saved with its result
     keeps_state: bool = False
+    # a search's run: the searcher's proposal it trains (its draws are recorded before it trains)
+    proposal: "Proposal | None" = None
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """What a study has recorded that an adaptive kind plans from (study.kinds.search).
+
+    `outcomes`: each recorded key's validation value (inf where the run failed). `draws`: every
+    proposal's draws recorded at launch, by (seed, searcher, index); a replay reuses them, so it gives
+    back the runs that trained whatever machine replays it (study.searchers).
+    """
+
+    outcomes: Mapping[str, float] = field(default_factory=dict)
+    draws: Mapping[tuple[int, str, int], tuple[float, ...]] = field(default_factory=dict)
 
 
 def planned_trial(spec: "StudySpec", seed: int, depends_on: str | None = None, **fields: Any) -> PlannedTrial:

@@ -333,6 +333,31 @@ def test_a_saved_run_state_is_kept_with_its_trial_until_the_study_drops_it(resul
     assert results.run_state("fig4", GRADNORM.key()) is None
 
 
+def test_search_proposals_are_kept_once_bit_for_bit_and_go_with_their_study(results, database_url):
+    """The draws a replay reuses: exact floats back (JSON), a proposal kept stays as first kept,
+    per study; a damaged one is refused on read with a one-line error."""
+    first = (0, "tpe", 0, (0.1 + 0.2, 1 / 3, 5e-324))  # not short decimals: every bit must come back
+    assert results.record_proposals("fig4", [first, (1, "random", 3, (1.0, 0.25, 0.5))]) == 2
+    assert results.record_proposals("fig4", [(0, "tpe", 0, (0.9, 0.9, 0.9)), (0, "tpe", 1, (0.5, 0.5, 0.5))]) == 1
+    with ResultsDB(database_url, create=False) as reader:
+        assert reader.proposals("fig4") == {(0, "tpe", 0): (0.1 + 0.2, 1 / 3, 5e-324), (1, "random", 3): (1.0, 0.25, 0.5),
+                                            (0, "tpe", 1): (0.5, 0.5, 0.5)}
+    with pytest.raises(ValueError, match="finite draws"):
+        results.record_proposals("fig4", [(0, "tpe", 2, (math.nan, 1.0))])
+    results.create_study("other", "search", SPEC)
+    assert results.proposals("other") == {}
+    from db.schema import ProposalRow
+
+    with results.session() as session:  # what a damaged or hand-edited database could hold
+        session.execute(insert(ProposalRow).values(study_id=results._study_row("other").id, seed=0, searcher="tpe",
+                                                   index=0, draws=["0.5", None], recorded_at=datetime.now(timezone.utc)))
+    with pytest.raises(DatabaseInputError, match=r"damaged search proposal \(seed 0, tpe #0\)"):
+        results.proposals("other")
+    results.delete_study("fig4")
+    results.create_study("fig4", "search", SPEC)
+    assert results.proposals("fig4") == {}
+
+
 def test_a_checkpoint_outlives_a_requeue_of_its_interrupted_trial_but_not_a_retry_of_a_failed_one(results):
     """A RUNNING trial's checkpoint is read back only while it is unfinished; a requeue (its driver died)
     keeps it for the next launch; --retry-failed drops a failed trial's, which trains from step 0."""

@@ -1,6 +1,7 @@
 """`gns launch` end to end on a real local Ray: recording, retries, resume, exactly once."""
 
 import contextlib
+import math
 import os
 import signal
 import subprocess
@@ -277,7 +278,7 @@ def test_an_interrupted_study_relaunched_ends_with_every_key_exactly_once(capsys
 
 
 @pytest.mark.slow
-def test_search_study_runs_in_rounds_once_each_and_the_report_replays_it(capsys, tmp_path, sqlite_url):
+def test_search_study_runs_in_rounds_once_each_and_the_report_replays_it(capsys, tmp_path, sqlite_url, monkeypatch):
     """Random, TPE and halving at 90 steps of budget (3 runs of 30): rounds planned from recorded results."""
     import json
 
@@ -299,8 +300,11 @@ def test_search_study_runs_in_rounds_once_each_and_the_report_replays_it(capsys,
     with ResultsDB(sqlite_url, create=False) as results:
         runs = results.runs("tiny")
         assert Counter(runs["steps"]) == {30: 1 + 3 + 3 + 1 + 1 + 1, 10: 5}
-        # the report replays the launch's search: the same keys, in the order proposed
-        order = search_order(spec, runs)
+        # every proposal's draws were recorded before it trained: 3 random, 3 TPE, halving's 5 and 1
+        proposals = results.proposals("tiny")
+        assert Counter(searcher for _, searcher, _ in proposals) == {"random": 3, "tpe": 3, "halving": 6}
+        # the report replays the launch's search from them: the same keys, in the order proposed
+        order = search_order(spec, runs, proposals)
         assert set(order["key"]) == set(runs.loc[runs["method"] == "static", "key"])
         halving = order[order["searcher"] == "halving"].merge(runs, on="key")
         rung0 = halving[halving["steps_x"] == 10]
@@ -321,9 +325,16 @@ def test_search_study_runs_in_rounds_once_each_and_the_report_replays_it(capsys,
     assert set(summary["search"]["searchers"]) == {"random", "tpe", "halving"}
     assert summary["search"]["searchers"]["halving"]["steps_spent"] == 70  # each step paid once
     assert report.summary["problems"] == []
-    # a relaunch finds every round recorded: nothing to run, no Ray
+    # a relaunch finds every round recorded: nothing to run, no Ray; also on a machine whose TPE
+    # chooses other weightings (other CPUs' last bits can make it): it replays the recorded proposals
+    import study.searchers
+
+    honest = study.searchers.tpe_batch
+    monkeypatch.setattr(study.searchers, "tpe_batch", lambda *args: [tuple(math.sqrt(u) for u in draws)
+                                                                     for draws in honest(*args)])
     code, err = launch(capsys, spec_path, sqlite_url)
     assert code == 0 and "all 15 planned trials are recorded; nothing to run" in err
+    monkeypatch.undo()
     # gns report prints the page's findings: a line per searcher, and GradNorm-Static's
     assert main(["report", "tiny", "--storage", sqlite_url, "--out", str(tmp_path / "cli-report")]) == 0
     printed = capsys.readouterr().out

@@ -77,15 +77,17 @@ def test_a_database_of_the_previous_schema_reads_unchanged_and_a_writer_upgrades
     before = file_digest(path)
     assert main(["status", "toy2-fig4-paper", "--storage", str(path)]) == 0
     assert "code: not recorded (its trials were recorded before" in capsys.readouterr().out
+    with ResultsDB(str(path), create=False) as reader:  # the tables of later versions are never asked for
+        assert reader.proposals("toy2-fig4-paper") == {} and reader.checkpoint_count("toy2-fig4-paper") == 0
     assert file_digest(path) == before
-    with ResultsDB(str(path)) as writer:  # a writer adds versions 3 to 5's columns and table, keeps every row
-        assert writer.schema_version == 5 and len(writer.runs("toy2-fig4-paper")) == 36
+    with ResultsDB(str(path)) as writer:  # a writer adds versions 3 to 6's columns and tables, keeps every row
+        assert writer.schema_version == 6 and len(writer.runs("toy2-fig4-paper")) == 36
         config = TrialConfig(method="equal", seed=99)
         writer.record("toy2-fig4-paper", config.key(), config.to_dict(), fake_result(),
                       provenance={"code": CodeFingerprint("x", "c" * 64).to_dict()})
         assert writer.code_fingerprints("toy2-fig4-paper") == [(CodeFingerprint("x", "c" * 64).to_dict(), 1)]
     with ResultsDB(str(path), create=False) as reader:
-        assert reader.schema_version == 5 and len(reader.runs("toy2-fig4-paper")) == 37
+        assert reader.schema_version == 6 and len(reader.runs("toy2-fig4-paper")) == 37
         assert reader.runs("toy2-fig4-paper")[["selected_step", "resumed_step"]].isna().all().all()
         assert reader.traces("toy2-fig4-paper")["validation_loss"].isna().all()  # not logged before version 4
 

@@ -6,7 +6,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from study.plan import plan_study, planned_count, recorded_outcomes
+from study.plan import Recorded, plan_study, planned_count, recorded_outcomes
 from study.searchers import Proposal, Rungs, full_runs, propose, scale_to_task_count, trial_count
 from study.kinds.search import DEFAULT_BUDGET_RUNS, Search
 from study.spec import parse_spec
@@ -58,7 +58,7 @@ def test_a_continued_halving_plans_its_promotions_from_their_parents_states():
     assert spec.section.promoted == "continue" and trial_count(spec.section, 90, 10) == 17 + 5 + 1
     outcomes = {}
     while True:
-        planned = plan_study(spec, outcomes=outcomes)
+        planned = plan_study(spec, recorded=Recorded(outcomes))
         new = [p for p in planned if p.key not in outcomes]
         if not new:
             break
@@ -152,12 +152,48 @@ def test_tpe_waits_for_each_round_replays_exactly_and_models_the_results():
     assert np.median(modelled) < np.median(random_start) and np.median(modelled) < np.median(random_search)
 
 
+def test_a_replay_takes_the_recorded_draws_whatever_this_machines_tpe_would_propose(monkeypatch):
+    """A relaunch or a report on another CPU: TPE's floats differ in the last bits there, so the
+    recorded draws, not a new TPE, give back the runs that trained."""
+    import study.searchers as searchers
+
+    section = Search(budget_steps=8 * 90, batch=2, startup=2)
+    launched = propose(section, 2, 90, 0, "tpe", first_weight)
+    known = {p.index: p.draws for p in launched}
+    assert len(launched) == 8
+
+    honest = searchers.tpe_batch
+
+    def other_cpu(*args, **kwargs):  # the same model, one ulp apart
+        return [tuple(math.nextafter(u, 2.0) for u in draws) for draws in honest(*args, **kwargs)]
+
+    monkeypatch.setattr(searchers, "tpe_batch", other_cpu)
+    assert [p.draws for p in propose(section, 2, 90, 0, "tpe", first_weight)] != [p.draws for p in launched]
+    replayed = propose(section, 2, 90, 0, "tpe", first_weight, known=known)
+    assert [p.draws for p in replayed] == [p.draws for p in launched]
+    # past the recorded proposals, this machine's TPE models the next round on the recorded ones
+    partly = propose(section, 2, 90, 0, "tpe", first_weight, known={i: known[i] for i in range(4)})
+    assert [p.draws for p in partly[:4]] == [p.draws for p in launched[:4]]
+    assert [p.draws for p in partly[4:6]] == [tuple(math.nextafter(u, 2.0) for u in p.draws) for p in launched[4:6]]
+
+
+def test_recorded_draws_are_untrusted():
+    section = Search(budget_steps=4 * 90, searchers=("random",))
+    with pytest.raises(ValueError, match=r"random #1 at seed 0 is not 2 numbers in \[0.001, 1\]"):
+        propose(section, 2, 90, 0, "random", lambda p: None, known={0: (0.5, 0.5), 1: (0.5, 3.0), 2: (1.0, 1.0), 3: (1.0, 1.0)})
+    with pytest.raises(ValueError, match="random #0 at seed 0 is not 2 numbers"):
+        propose(section, 2, 90, 0, "random", lambda p: None, known={i: (0.5,) for i in range(4)})
+    # a batch recorded in part is a damaged record, not a cue to draw the rest anew
+    with pytest.raises(ValueError, match="holds only part of the batch of proposals 0-3"):
+        propose(section, 2, 90, 0, "random", lambda p: None, known={0: (0.5, 0.5)})
+
+
 def test_planning_in_rounds_reaches_the_counted_total_with_distinct_keys():
     spec = search_spec(budget_steps=360, batch=1, startup=1)
     outcomes: dict[str, float] = {}
     sizes = []
     while True:
-        planned = plan_study(spec, outcomes=outcomes)
+        planned = plan_study(spec, recorded=Recorded(outcomes))
         sizes.append(len(planned))
         new = [p for p in planned if p.key not in outcomes]
         if not new:

@@ -16,7 +16,7 @@ imported by its `report` function when a report is drawn.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -24,12 +24,12 @@ if TYPE_CHECKING:
     from db import ResultsReader
     from study.report.page import Section
     from study.spec import StudySpec
-    from study.trials import PlannedTrial
+    from study.trials import PlannedTrial, Recorded
     from workers.workloads import WorkloadShape
 
-# plan(spec, seed, tasks, outcomes): the trials of one seed; outcomes are the recorded keys'
-# validation values (inf where a run failed), read only by adaptive kinds.
-Plan = Callable[["StudySpec", int, int, Mapping[str, float]], list["PlannedTrial"]]
+# plan(spec, seed, tasks, recorded): the trials of one seed; `recorded` (study.trials.Recorded: the
+# recorded keys' validation values and proposals) is read only by adaptive kinds.
+Plan = Callable[["StudySpec", int, int, "Recorded"], list["PlannedTrial"]]
 # report(results, study, runs, summary, stored spec): the page's sections; adds to `summary`.
 Report = Callable[["ResultsReader", str, "pd.DataFrame", dict, dict], list["Section"]]
 

@@ -4,11 +4,11 @@ at every seed; other studies take the alpha it chooses on validation (study.choi
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 from study.kinds import StudyKind
 from study.spec_checks import distinct_values, fail, trial_check
-from study.trials import PlannedTrial, gradnorm_fields, planned_trial
+from study.trials import PlannedTrial, Recorded, gradnorm_fields, planned_trial
 from workers.config import check_field
 
 if TYPE_CHECKING:
@@ -27,7 +27,7 @@ class AlphaSweep:
             trial_check(check_field, "alpha", alpha, path=f"alphas[{i}]")
 
 
-def plan(spec: "StudySpec", seed: int, tasks: int, outcomes: Mapping[str, float]) -> list[PlannedTrial]:
+def plan(spec: "StudySpec", seed: int, tasks: int, recorded: Recorded) -> list[PlannedTrial]:
     planned = [planned_trial(spec, seed, method="equal")]
     return planned + [planned_trial(spec, seed, method="gradnorm", **gradnorm_fields(spec, alpha))
                       for alpha in spec.section.alphas]

@@ -5,11 +5,11 @@ weights, against single-task runs where listed. Also the report of a study of si
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 from study.kinds import StudyKind
 from study.spec_checks import SpecError, distinct_values, fail, trial_check
-from study.trials import PlannedTrial, planned_trial, reference, retrained
+from study.trials import PlannedTrial, Recorded, planned_trial, reference, retrained
 from workers.config import check_field
 
 if TYPE_CHECKING:
@@ -51,7 +51,7 @@ class Methods:
                 trial_check(check_field, "balancer_lr", lr, path=f"uncertainty_lrs[{i}]")
 
 
-def plan(spec: "StudySpec", seed: int, tasks: int, outcomes: Mapping[str, float]) -> list[PlannedTrial]:
+def plan(spec: "StudySpec", seed: int, tasks: int, recorded: Recorded) -> list[PlannedTrial]:
     section: Methods = spec.section
     planned: list[PlannedTrial] = []
     gradnorm: PlannedTrial | None = None

@@ -5,13 +5,13 @@ GradNorm-Static beside them."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from study.kinds import StudyKind
 from study.spec_checks import at_least, distinct_values, fail, positive, trials_bounded, unknown, within
-from study.trials import PlannedTrial, baselines, planned_trial, reference
+from study.trials import PlannedTrial, Recorded, baselines, planned_trial, reference
 from workers.config import DEFAULT_LOG_EVERY, MAX_SEED
 
 if TYPE_CHECKING:
@@ -90,7 +90,7 @@ def random_static_weights(
     return draws * (tasks / draws.sum(axis=1, keepdims=True))
 
 
-def plan(spec: "StudySpec", seed: int, tasks: int, outcomes: Mapping[str, float]) -> list[PlannedTrial]:
+def plan(spec: "StudySpec", seed: int, tasks: int, recorded: Recorded) -> list[PlannedTrial]:
     section: RandomStatic = spec.section
     # The reference first: an interrupted study can already draw Figure 4 from the runs it has.
     gradnorm = reference(spec, seed)

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 from study.kinds import StudyKind
 from study.kinds.random_static import DEFAULT_SMALLEST  # the log-uniform sampler's space
 from study.searchers import Proposal, Rungs, propose, rungs_of, trial_count
 from study.spec_checks import MAX_LIST, at_least, distinct_values, fail, trials_bounded, unknown, within
-from study.trials import PlannedTrial, baselines, planned_trial, reference
+from study.trials import PlannedTrial, Recorded, baselines, planned_trial, reference
 from workers.config import DEFAULT_LOG_EVERY, MAX_SEED
 
 if TYPE_CHECKING:
@@ -70,25 +70,26 @@ class Search:
             fail("promoted", unknown("promotion", self.promoted, PROMOTIONS))
 
 
-def plan(spec: "StudySpec", seed: int, tasks: int, outcomes: Mapping[str, float]) -> list[PlannedTrial]:
+def plan(spec: "StudySpec", seed: int, tasks: int, recorded: Recorded) -> list[PlannedTrial]:
     section: Search = spec.section
     gradnorm = reference(spec, seed)
-    proposed = [trial for _, trial in search_proposals(spec, seed, tasks, outcomes)]
+    proposed = [trial for _, trial in search_proposals(spec, seed, tasks, recorded)]
     return [gradnorm, *proposed, *baselines(spec, seed, gradnorm, section.inverse_initial_loss, section.gradnorm_static)]
 
 
-def search_proposals(
-    spec: "StudySpec", seed: int, tasks: int, outcomes: Mapping[str, float]
-) -> list[tuple[Proposal, PlannedTrial]]:
-    """Each searcher's proposals at `seed` that the outcomes known so far determine, with their trials.
+def search_proposals(spec: "StudySpec", seed: int, tasks: int, recorded: Recorded) -> list[tuple[Proposal, PlannedTrial]]:
+    """Each searcher's proposals at `seed` that the outcomes known so far determine, with their trials
+    (each trial carries its proposal, whose draws a launch records before it trains).
 
     The report replays the search with this (only the task count is needed, not the workload).
     """
     pairs = []
     for searcher in spec.section.searchers:
+        known = {index: u for (s, name, index), u in recorded.draws.items() if s == seed and name == searcher}
         proposals = propose(spec.section, tasks, spec.training.steps, seed, searcher,
-                            lambda proposal: outcomes.get(search_trial(spec, proposal).key), halving_log_every(spec))
-        trials = [search_trial(spec, proposal) for proposal in proposals]
+                            lambda proposal: recorded.outcomes.get(search_trial(spec, proposal).key),
+                            halving_log_every(spec), known)
+        trials = [dataclasses.replace(search_trial(spec, proposal), proposal=proposal) for proposal in proposals]
         last_rung = spec.section.rungs - 1
         for proposal, trial in zip(proposals, trials):
             if searcher == "halving" and spec.section.promoted == "continue":

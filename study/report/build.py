@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import pandas as pd
 
@@ -22,7 +22,7 @@ from study.errors import BadInput
 from study.provenance import code_lines
 from study import kinds
 from study.kinds.search import halving_log_every, search_proposals
-from study.plan import recorded_outcomes
+from study.plan import Recorded, recorded_outcomes
 from study.report.best_found import best_found_data, best_found_plot
 from study.report.frames import task_names
 from study.report.alpha_cost import AlphaCost, sweep_cost
@@ -161,13 +161,22 @@ def search_sections(
     except BadInput as error:
         summary["problems"].append(f"The stored spec cannot be read ({error}): the search cannot be replayed.")
         return []
-    order = search_order(parsed, runs)
+    draws = results.proposals(study)
+    try:
+        order = search_order(parsed, runs, draws)
+    except ValueError as error:  # recorded proposals that do not fit the stored spec (untrusted)
+        summary["problems"].append(f"The search cannot be replayed: {error}.")
+        return []
     data = best_found_data(runs, order, parsed.training.steps, _alpha_cost(results, spec, summary))
     summary["problems"] += data.problems
     strays = set(runs.loc[runs["method"] == "static", "key"]) - set(order["key"])
     if strays:
         summary["problems"].append(f"{len(strays)} recorded static runs are not among the replayed search's proposals "
                                    "(recorded by another version?); they are left out.")
+    if len(runs) and not draws:
+        summary["problems"].append("This study's proposals were not recorded at launch (a study begun before they "
+                                   "were): its search is replayed on this machine, and TPE's proposals can differ in "
+                                   "the last bits between CPUs, enough to choose other weightings than those trained.")
     stats = replace(data.stats, budget_steps=parsed.section.budget_steps)
     summary["search"] = {**stats.to_dict(), "curve": data.curve.to_dict(orient="records")}
     text = search_explanation(parsed, stats.seeds) + stats.findings() + alpha_source(spec)
@@ -212,13 +221,14 @@ def _alpha_cost(results: ResultsReader, spec: dict[str, Any], summary: dict[str,
     return sweep_cost(source, results.runs(source))
 
 
-def search_order(spec: StudySpec, runs: pd.DataFrame) -> pd.DataFrame:
-    """The search replayed from the recorded outcomes: each searcher's proposals in order, with keys."""
-    outcomes = recorded_outcomes(runs)
+def search_order(spec: StudySpec, runs: pd.DataFrame, draws: Mapping[tuple[int, str, int], tuple[float, ...]]) -> pd.DataFrame:
+    """The search replayed from the recorded outcomes and proposals (`draws`, by seed, searcher and
+    index): each searcher's proposals in order, with keys."""
+    recorded = Recorded(recorded_outcomes(runs), draws)
     tasks = len(task_names(runs)) if len(runs) else 0
     rows = []
     for seed in spec.seeds if tasks else ():
-        for proposal, trial in search_proposals(spec, seed, tasks, outcomes):
+        for proposal, trial in search_proposals(spec, seed, tasks, recorded):
             rows.append({"searcher": proposal.searcher, "seed": seed, "index": proposal.index, "key": trial.key,
                          "steps": proposal.steps, "rung": proposal.rung})
     return pd.DataFrame(rows, columns=["searcher", "seed", "index", "key", "steps", "rung"])
