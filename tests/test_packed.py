@@ -34,6 +34,8 @@ def assert_same(packed, alone):
         assert mine.test_losses == pytest.approx(theirs.test_losses, rel=1e-5)
         assert mine.weights == pytest.approx(theirs.weights, rel=1e-5)
         assert (mine.grad_norms is None) == (theirs.grad_norms is None)
+        if mine.grad_norms is not None:  # the pack's ||grad_W L_i||, read off its one backward pass
+            assert mine.grad_norms == pytest.approx(theirs.grad_norms, rel=1e-5)
     assert [(m.metric, m.task) for m in packed.test_metrics] == [(m.metric, m.task) for m in alone.test_metrics]
 
 

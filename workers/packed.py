@@ -40,6 +40,7 @@ from workers.config import TrialConfig
 from workers.convolution import conv_per_run
 from workers.model import PackFacts
 from workers.packing import can_pack, pack_group
+from workers.probe import squared_weight_grad_norms
 from workers.run_state import RunState, resume_problem
 from workers.selection import BestValidation, scored_tasks, validation_scores
 from workers.training import (
@@ -75,8 +76,13 @@ class PackedNet:
     def _part(self, prefix: str) -> dict[str, torch.Tensor]:
         return {name[len(prefix):]: p for name, p in self.params.items() if name.startswith(prefix)}
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+    def forward(self, x: torch.Tensor, branches: list[torch.Tensor] | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
         """(W's input [K, N, in], W's output [K, N, out], each task's output [K, N, ...]).
+
+        With `branches` (a list, filled here), each head runs on its own view of W's output, kept in
+        `branches` with its gradient retained: after the backward pass of sum_i w_i L_i, view i's
+        .grad is w_i dL_i/dy, read off that one pass (workers/probe.py does the same for one run).
 
         One run alone is computed as two (a copy beside it, dropped): torch's kernels for a batch of
         one run differ from those for two or more (a matrix-vector product for a one-output head, a
@@ -93,8 +99,17 @@ class PackedNet:
         model = self.model
         body = self.run(model.body, "body.", x, batched=False)
         shared = self.run(model.shared_layer, "shared_layer.", body, batched=True)
-        trunk = self.run(model.after_shared, "after_shared.", shared, batched=True)
-        outputs = [self.run(head, f"heads.{i}.", trunk, batched=True) for i, head in enumerate(model.heads)]
+        if branches is None:
+            trunk = self.run(model.after_shared, "after_shared.", shared, batched=True)
+            outputs = [self.run(head, f"heads.{i}.", trunk, batched=True) for i, head in enumerate(model.heads)]
+            return body, shared, outputs
+        outputs = []
+        for i, head in enumerate(model.heads):  # after_shared is stateless (MultiTaskNet): once per head
+            view = shared.view_as(shared)
+            view.retain_grad()
+            branches.append(view)
+            outputs.append(self.run(head, f"heads.{i}.", self.run(model.after_shared, "after_shared.", view, batched=True),
+                                    batched=True))
         return body, shared, outputs
 
     def run(self, module: torch.nn.Module, prefix: str, inputs: torch.Tensor, batched: bool) -> torch.Tensor:
@@ -283,7 +298,8 @@ def train_pack(
 
     for step in range(start, first.steps):
         batch = workload.train.take(next(batch_indices))
-        layer_input, layer_output, outputs = net.forward(batch.inputs)
+        branches: list[torch.Tensor] | None = [] if balancer.needs_task_grad_norms else None
+        layer_input, _, outputs = net.forward(batch.inputs, branches)
         losses = per_run_losses(workload, outputs, batch.targets)
         broken = alive & ~torch.isfinite(losses).all(dim=1)
         if broken.any():
@@ -295,14 +311,13 @@ def train_pack(
             initial_losses = losses.detach().clone()
             log(0, initial_losses.to("cpu", torch.float64))
         weights = torch.where(alive[:, None], balancer.weights.to(device), torch.zeros_like(losses))
-        weighted = weights * losses
-        task_grad_norms = None
-        if balancer.needs_task_grad_norms:
-            divisor = torch.where(alive[:, None], weights, torch.ones_like(weights))  # a dead run's w is 0
-            task_grad_norms = linear_layer_norms(weighted, layer_input, layer_output, divisor)
         for p in net.params.values():
             p.grad = None
-        weighted.sum().backward()
+        (weights * losses).sum().backward()
+        task_grad_norms = None
+        if branches is not None:
+            divisor = torch.where(alive[:, None], weights, torch.ones_like(weights))  # a dead run's w is 0
+            task_grad_norms = linear_layer_norms(branches, layer_input, divisor)
         balancer.step(losses.detach(), task_grad_norms, alive)
         broken = alive & ~torch.isfinite(balancer.weights.to(device)).all(dim=1)
         if broken.any():
@@ -429,22 +444,14 @@ class Checkpoints:
         return True
 
 
-def linear_layer_norms(
-    weighted: torch.Tensor, layer_input: torch.Tensor, layer_output: torch.Tensor, weights: torch.Tensor
-) -> torch.Tensor:
-    """||grad_W L_i|| per run and task [K, T] at a linear shared layer W (y = x W^T + b).
-
-    delta_ki = d(w_ki L_ki)/dy_k, one partial backward through the heads per task;
-    grad_W (w_ki L_ki) = delta_ki^T x_k; divided by w_ki as GradNorm keeps w > 0.
-    """
-    deltas = torch.stack([
-        torch.autograd.grad(weighted[:, task].sum(), layer_output, retain_graph=True)[0]
-        for task in range(weighted.shape[1])
-    ], dim=1)  # [K, T, N, out]
+def linear_layer_norms(branches: list[torch.Tensor], layer_input: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """||grad_W L_i|| per run and task [K, T] at a linear shared layer W (y = x W^T + b), after the
+    backward pass: branch i's gradient is delta_ki = d(w_ki L_ki)/dy_k; grad_W (w_ki L_ki) = delta_ki^T x_k;
+    divided by w_ki (GradNorm keeps w > 0)."""
     inputs = layer_input.detach().reshape(layer_input.shape[0], -1, layer_input.shape[-1])  # [K, N, in]
-    deltas = deltas.reshape(deltas.shape[0], deltas.shape[1], inputs.shape[1], -1)
-    weight_grads = deltas.transpose(2, 3) @ inputs[:, None]  # [K, T, out, in]
-    return weight_grads.pow(2).sum(dim=(2, 3)).sqrt() / weights.to(weight_grads.device)
+    grads = [torch.zeros_like(b) if b.grad is None else b.grad for b in branches]  # a head outside the loss: 0
+    deltas = torch.stack(grads, dim=1).reshape(inputs.shape[0], len(grads), inputs.shape[1], -1)  # [K, T, N, out]
+    return squared_weight_grad_norms(deltas, inputs).sqrt() / weights.to(deltas.device)
 
 
 def evaluate_pack(net: PackedNet, workload: Workload, split: Split) -> torch.Tensor:

@@ -58,8 +58,17 @@ class LinearLayerProbe:
         # a head that took no part in the loss leaves its hook uncalled: zero gradient
         grads = [torch.zeros(self._output_shape, device=layer_input.device) if g is None else g for g in self._output_grads]
         deltas = torch.stack(grads).reshape(len(grads), layer_input.shape[0], -1)  # [T, N, out]
-        weight_grads = deltas.transpose(1, 2) @ layer_input  # [T, out, in]: grad_W (w_i L_i)
-        squared = weight_grads.pow(2).sum(dim=(1, 2))
+        squared = squared_weight_grad_norms(deltas, layer_input)
         if self.include_bias:
             squared = squared + deltas.sum(dim=1).pow(2).sum(dim=1)
         return squared.sqrt() / weights.to(squared.device)
+
+
+def squared_weight_grad_norms(deltas: torch.Tensor, layer_input: torch.Tensor) -> torch.Tensor:
+    """||grad_W||^2 per task of a linear layer y = x W^T + b, from the gradients at its output.
+
+    deltas [..., T, N, out] (one per task), layer_input [..., N, in] (x): grad_W = delta^T x,
+    one batched matrix product; the result is [..., T].
+    """
+    weight_grads = deltas.transpose(-1, -2) @ layer_input.unsqueeze(-3)  # [..., T, out, in]
+    return weight_grads.pow(2).sum(dim=(-2, -1))
