@@ -322,8 +322,9 @@ def train_pack(
         broken = alive & ~torch.isfinite(balancer.weights.to(device)).all(dim=1)
         if broken.any():
             fail(broken, step, "loss weights", balancer.weights)
-        for p in net.params.values():  # a dead run's slot stays zero (its gradient may be NaN)
-            p.grad[~alive] = 0
+        if not alive.all():  # a dead run's slot stays zero (its gradient may be NaN)
+            for p in net.params.values():
+                p.grad[~alive] = 0
         optimizer.step()
         bury_dead()
         train_sums += losses.detach().to("cpu", torch.float64)
