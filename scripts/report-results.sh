@@ -4,20 +4,13 @@
 # inlined, is left in reports/<study>/). Usage: scripts/report-results.sh [study ...]
 set -u
 cd "$(dirname "$0")/.."
+source scripts/results-db.sh
 GNS=${GNS:-.venv/bin/gns}
 DB_DIR=${DB_DIR:-docs/results}  # where the <workload>.db files are
 studies=("$@")
 [ ${#studies[@]} -gt 0 ] || studies=($(ls docs/results/specs | sed 's/\.yaml$//'))
 for study in "${studies[@]}"; do
-  case $study in
-    mm-v3-alpha|mm-v3-fig4-uniform) db=multimnist-v3 ;;  # results v3: databases of their own (scripts/run-results.sh)
-    mm-v3-*) db=multimnist-v3b ;;
-    digits-v3-*) db=digits-v3 ;;
-    toy*-v3-*) db=toy-v3 ;;
-    mm-*) db=multimnist ;;
-    digits-*) db=digits ;;
-    *) db=toy ;;
-  esac
+  db=$(results_db "$study")
   $GNS report "$study" --storage "sqlite:///$DB_DIR/$db.db" --out "reports/$study" > /dev/null || { echo "!! $study: not reported"; continue; }
   mkdir -p "docs/results/$study"
   cp reports/"$study"/*.csv reports/"$study"/summary.json "docs/results/$study/"
