@@ -19,6 +19,7 @@ from tests.fake_results import fake_result
 from tests.helpers import file_digest
 from tests.test_user_code import FACTORY, clean_env, write_package
 from workers.config import TrialConfig
+from workers.environment import cpu_model
 from workers.modules import allow_imports_from
 
 ROOT = Path(__file__).parents[1]
@@ -114,6 +115,7 @@ def test_a_changed_factory_is_refused_at_relaunch_unless_allowed_and_the_overrid
     import torch
 
     assert provenance["worker"]["torch"] == torch.__version__ and provenance["worker"]["device"] == "cpu"
+    assert provenance["worker"]["cpu"] == cpu_model() and cpu_model() not in ("", "unknown")  # results differ by CPU
     assert set(provenance["driver"]) == {"optuna", "ray", "python"}
 
     # the user edits the model (hidden 16 -> 24), as in the issue
