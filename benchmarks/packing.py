@@ -1,13 +1,13 @@
-"""A toy Figure-4 study three ways, side by side: packed trials, one run per Tune trial, train() in a loop.
+"""A Figure-4 study three ways, side by side: packed trials, one run per Tune trial, train() in a loop.
 
-The same plan (one GradNorm reference and N static weightings of toy T=2, one
-seed) runs (1) through `gns launch` with packing on (`resources.pack: auto`),
+The same plan (one GradNorm reference and N static weightings of toy T=2 or
+MultiMNIST, one seed) runs (1) through `gns launch` with packing on (`resources.pack: auto`),
 (2) through `gns launch` with one run per Tune trial (`pack: 1`), both on a
 local Ray using every CPU, each into its own temporary SQLite database, and
 (3) by calling `train()` on each run in turn in this process (one thread,
 no Ray, nothing recorded). Prints runs per minute each way and the ratios.
 
-    python -m benchmarks.packing [--runs 100] [--steps 500] [--device cpu|cuda]
+    python -m benchmarks.packing [--runs 100] [--steps 500] [--workload toy|multimnist] [--device cpu|cuda]
 """
 
 from __future__ import annotations
@@ -28,12 +28,19 @@ from workers.threads import set_threads
 from workers.training import train
 
 
-def study_spec(runs: int, steps: int, pack: int | str, gpu: float) -> dict:
+WORKLOADS = {  # name: (what to print, workload options)
+    "toy": ("toy T=2", {"tasks": 2, "train_size": 5000, "test_size": 500}),
+    "multimnist": ("MultiMNIST (LeNet, 3 tasks)", {"third_task": "sum", "train_size": 2000, "validation_size": 100,
+                                                  "test_size": 500}),
+}
+
+
+def study_spec(runs: int, steps: int, pack: int | str, gpu: float, workload: str = "toy") -> dict:
     return {
         "study": f"bench-pack-{pack}",
         "kind": "random-static",
-        "workload": "toy",
-        "workload_options": {"tasks": 2, "train_size": 5000, "test_size": 500},
+        "workload": workload,
+        "workload_options": WORKLOADS[workload][1],
         "training": {"steps": steps, "log_every": steps},
         "random_static": {"runs": runs, "gradnorm_static": False},
         "resources": {"cpu": 1, "gpu": gpu, "pack": pack},
@@ -44,22 +51,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=100, help="static weightings (plus one GradNorm run)")
     parser.add_argument("--steps", type=int, default=500)
+    parser.add_argument("--workload", default="toy", choices=list(WORKLOADS))
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     args = parser.parse_args()
     gpu = 0.5 if args.device == "cuda" else 0.0
-    print(f"toy T=2 Figure-4 plan: {args.runs} static + 1 GradNorm runs of {args.steps} steps; "
+    print(f"{WORKLOADS[args.workload][0]} Figure-4 plan: {args.runs} static + 1 GradNorm runs of {args.steps} steps; "
           f"{os.cpu_count()} CPUs, device {args.device}, torch {torch.__version__}")
 
     timings = {}
     for label, pack in (("packed (pack: auto)", "auto"), ("one run per trial (pack: 1)", 1)):
-        spec = parse_spec(study_spec(args.runs, args.steps, pack, gpu))
+        spec = parse_spec(study_spec(args.runs, args.steps, pack, gpu, args.workload))
         with tempfile.TemporaryDirectory() as folder:
             summary = launch(spec, f"sqlite:///{Path(folder) / 'bench.db'}", stream=io.StringIO())
         assert summary.recorded_now == args.runs + 1 and not summary.failures, summary
         timings[label] = summary.wall_time_s
 
     set_threads(1)
-    planned = plan_study(parse_spec(study_spec(args.runs, args.steps, 1, gpu)))
+    planned = plan_study(parse_spec(study_spec(args.runs, args.steps, 1, gpu, args.workload)))
     started = time.perf_counter()
     for trial in planned:
         train(trial.config, device=args.device)
