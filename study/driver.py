@@ -30,13 +30,14 @@ import pandas as pd
 import ray
 from sqlalchemy.engine import URL
 
-from db import LEASE_TTL_S, DatabaseUnreachable, StudyBusy, ResultsReader, ResultsWriter, check_target, open_reader, open_writer, spec_hash
+from db import LEASE_TTL_S, DatabaseInputError, DatabaseUnreachable, StudyBusy, ResultsReader, ResultsWriter, check_target, open_reader, open_writer, spec_hash
 from records import Status, TrialResult
 from study.choices import resolve_choices
 from study.errors import BadInput
 from study.plan import PlannedTrial, Recorded, check_workload, plan_study, planned_count, recorded_outcomes
 from study.progress import Progress, plural
 from study.provenance import CodeFingerprint, code_fingerprint, what_changed
+from study.searchers import DamagedProposals
 from study.ray_session import check_resources, start_ray
 from study.spec import StudySpec, parse_stored_spec
 from study.tune_runner import RunnerOptions, run_packs
@@ -239,7 +240,10 @@ def plan_from_records(spec: StudySpec, shape: WorkloadShape, results: ResultsRea
     and the proposals made so far, every other kind's plan needs nothing from them."""
     if not spec.study_kind.adaptive:
         return plan_study(spec, shape)
-    return plan_study(spec, shape, Recorded(recorded_outcomes(runs), results.proposals(spec.study)))
+    try:
+        return plan_study(spec, shape, Recorded(recorded_outcomes(runs), results.proposals(spec.study)))
+    except DamagedProposals as error:  # the database is untrusted
+        raise DatabaseInputError(f"storage: {results.display_url}, study {spec.study!r}: {error}") from None
 
 
 def keep_proposals(results: ResultsWriter, study: str, planned: list[PlannedTrial]) -> None:

@@ -58,6 +58,10 @@ Outcome = Callable[["Proposal"], "float | None"]
 Known = Mapping[int, "tuple[float, ...]"]
 
 
+class DamagedProposals(ValueError):
+    """Recorded draws that do not fit the search's space, or a batch recorded in part."""
+
+
 @dataclass(frozen=True)
 class Proposal:
     searcher: str
@@ -156,7 +160,7 @@ def trial_count(section: "Search", steps: int, log_every: int) -> int:
 def propose(section: "Search", tasks: int, steps: int, seed: int, searcher: str, outcome: Outcome,
             log_every: int = 1, known: Known | None = None) -> list[Proposal]:
     """Every weighting `searcher` proposes at `seed` given the outcomes known so far, in order; where
-    `known` holds a proposal's recorded draws, those (ValueError if they do not fit the space)."""
+    `known` holds a proposal's recorded draws, those (DamagedProposals if they do not fit the space)."""
     draws = _Draws(section, searcher, seed, tasks, known or {})
     if searcher == "random":
         return _random(section, steps, seed, draws)
@@ -184,7 +188,7 @@ class _Draws:
         if all(u is None for u in recorded):
             return make()
         if any(u is None for u in recorded):
-            raise ValueError(f"recorded proposals: {self.searcher} at seed {self.seed} holds only part of the batch "
+            raise DamagedProposals(f"recorded proposals: {self.searcher} at seed {self.seed} holds only part of the batch "
                              f"of proposals {first}-{first + count - 1}")
         return [self._checked(first + i, u) for i, u in enumerate(recorded)]
 
@@ -199,7 +203,7 @@ class _Draws:
         """Recorded draws are untrusted: `tasks` numbers in [smallest, 1]."""
         low = self.section.smallest
         if len(draws) != self.tasks or not all(isinstance(u, float) and low <= u <= 1.0 for u in draws):
-            raise ValueError(f"recorded proposals: {self.searcher} #{index} at seed {self.seed} is not "
+            raise DamagedProposals(f"recorded proposals: {self.searcher} #{index} at seed {self.seed} is not "
                              f"{self.tasks} numbers in [{low:g}, 1]: {list(draws)[:8]}")
         return draws
 

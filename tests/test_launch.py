@@ -19,6 +19,7 @@ from study.cli import main
 from study.plan import plan_study
 from study.report.search_stats import SearchStats
 from study.spec import parse_spec
+from tests.fake_results import fake_result
 from tests.helpers import GENEROUS_S, file_digest, wait_until
 
 pytestmark = pytest.mark.ray
@@ -275,6 +276,30 @@ def test_an_interrupted_study_relaunched_ends_with_every_key_exactly_once(capsys
     complete = Counter(t.user_attrs["key"] for t in trials if t.state.name == "COMPLETE")
     assert set(complete) == planned and set(complete.values()) == {1}
     assert all(t.user_attrs["status"] == "stale" for t in trials if t.state.name != "COMPLETE")
+
+
+def test_damaged_recorded_proposals_stop_a_relaunch_before_ray_and_the_report_says_why(capsys, tmp_path, sqlite_url):
+    """The database is untrusted: draws that do not fit the search's space are named, exit 2, nothing run."""
+    spec_text = {"study": "tiny", "kind": "search", "workload": "toy", "workload_options": TINY_TOY,
+                 "training": {"steps": 30, "log_every": 10}, "search": {"budget_steps": 90, "searchers": ["random"]}}
+    spec_path = tmp_path / "search.yaml"
+    spec_path.write_text(yaml.safe_dump(spec_text))
+    spec = parse_spec(spec_text)
+    with ResultsDB(sqlite_url) as results:
+        results.create_study("tiny", "search", spec.to_dict(), planned_trials=6)
+        gradnorm = next(p for p in plan_study(spec) if p.config.method == "gradnorm")
+        results.record("tiny", gradnorm.key, gradnorm.config.to_dict(), fake_result())
+        # random search's 3 proposals at seed 0, the second with a weight outside [smallest, 1]
+        results.record_proposals("tiny", [(0, "random", 0, (0.5, 0.5)), (0, "random", 1, (0.5, 7.0)),
+                                          (0, "random", 2, (0.5, 0.5))])
+    code, err = launch(capsys, spec_path, sqlite_url)
+    assert code == 2 and "study 'tiny': recorded proposals: random #1 at seed 0 is not 2 numbers in [0.001, 1]" in err
+    assert "starting a local Ray" not in err
+    from study.report.build import build_report
+
+    with ResultsDB(sqlite_url, create=False) as results:
+        report = build_report(results, "tiny", tmp_path / "report", png=False)
+    assert any(line.startswith("The search cannot be replayed: recorded proposals: random #1") for line in report.summary["problems"])
 
 
 @pytest.mark.slow

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from study.plan import Recorded, plan_study, planned_count, recorded_outcomes
-from study.searchers import Proposal, Rungs, full_runs, propose, scale_to_task_count, trial_count
+from study.searchers import DamagedProposals, Proposal, Rungs, full_runs, propose, scale_to_task_count, trial_count
 from study.kinds.search import DEFAULT_BUDGET_RUNS, Search
 from study.spec import parse_spec
 
@@ -179,12 +179,12 @@ def test_a_replay_takes_the_recorded_draws_whatever_this_machines_tpe_would_prop
 
 def test_recorded_draws_are_untrusted():
     section = Search(budget_steps=4 * 90, searchers=("random",))
-    with pytest.raises(ValueError, match=r"random #1 at seed 0 is not 2 numbers in \[0.001, 1\]"):
+    with pytest.raises(DamagedProposals, match=r"random #1 at seed 0 is not 2 numbers in \[0.001, 1\]"):
         propose(section, 2, 90, 0, "random", lambda p: None, known={0: (0.5, 0.5), 1: (0.5, 3.0), 2: (1.0, 1.0), 3: (1.0, 1.0)})
-    with pytest.raises(ValueError, match="random #0 at seed 0 is not 2 numbers"):
+    with pytest.raises(DamagedProposals, match="random #0 at seed 0 is not 2 numbers"):
         propose(section, 2, 90, 0, "random", lambda p: None, known={i: (0.5,) for i in range(4)})
     # a batch recorded in part is a damaged record, not a cue to draw the rest anew
-    with pytest.raises(ValueError, match="holds only part of the batch of proposals 0-3"):
+    with pytest.raises(DamagedProposals, match="holds only part of the batch of proposals 0-3"):
         propose(section, 2, 90, 0, "random", lambda p: None, known={0: (0.5, 0.5)})
 
 

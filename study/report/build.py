@@ -43,7 +43,7 @@ from study.report.figure4 import figure4_data, figure4_plot, weights_parallel_pl
 from study.report.figure7 import figure7_data, figure7_plot
 from study.report.page import Section, WrittenReport, write_report
 from study.report.tables import (DELTA_M, SINGLE_TASK, chosen_on_validation, method_table, table_html, table_stats)
-from study.searchers import rungs_of
+from study.searchers import DamagedProposals, rungs_of
 from study.spec import STUDY_NAME, StudySpec, parse_stored_spec
 
 
@@ -164,7 +164,7 @@ def search_sections(
     draws = results.proposals(study)
     try:
         order = search_order(parsed, runs, draws)
-    except ValueError as error:  # recorded proposals that do not fit the stored spec (untrusted)
+    except DamagedProposals as error:  # recorded proposals that do not fit the stored spec (untrusted)
         summary["problems"].append(f"The search cannot be replayed: {error}.")
         return []
     data = best_found_data(runs, order, parsed.training.steps, _alpha_cost(results, spec, summary))
