@@ -5,7 +5,9 @@ MultiMNIST, one seed) runs (1) through `gns launch` with packing on (`resources.
 (2) through `gns launch` with one run per Tune trial (`pack: 1`), both on a
 local Ray using every CPU, each into its own temporary SQLite database, and
 (3) by calling `train()` on each run in turn in this process (one thread,
-no Ray, nothing recorded). Prints runs per minute each way and the ratios.
+no Ray, nothing recorded; a packable run is a pack of one beside a shadow
+copy there), and (4) the same through the one-run loop without the shadow
+(`use_probe=False`). Prints runs per minute each way and the ratios.
 
     python -m benchmarks.packing [--runs 100] [--steps 500] [--workload toy|multimnist] [--device cpu|cuda]
 """
@@ -68,18 +70,22 @@ def main() -> None:
 
     set_threads(1)
     planned = plan_study(parse_spec(study_spec(args.runs, args.steps, 1, gpu, args.workload)))
-    started = time.perf_counter()
-    for trial in planned:
-        train(trial.config, device=args.device)
-    timings["train() in a loop (1 process, no Ray)"] = time.perf_counter() - started
+    # train() of a packable run is a pack of one beside a shadow copy (pack-invariant values);
+    # use_probe=False is the one-run loop without that copy: what the engine costs without packing
+    for label, use_probe in (("train() in a loop (1 process, no Ray)", True), ("one-run loop (no shadow, no Ray)", False)):
+        started = time.perf_counter()
+        for trial in planned:
+            train(trial.config, device=args.device, use_probe=use_probe)
+        timings[label] = time.perf_counter() - started
 
     runs = args.runs + 1
     print(f"{'way':<40} {'wall s':>8} {'runs/min':>9}")
     for label, seconds in timings.items():
         print(f"{label:<40} {seconds:8.1f} {runs / seconds * 60:9.1f}")
-    packed, single, loop = timings.values()
+    packed, single, loop, bare = timings.values()
     print(f"packed vs one run per trial: x{single / packed:.2f} throughput")
     print(f"packed vs train() in a loop: x{loop / packed:.2f}")
+    print(f"packed vs the one-run loop:  x{bare / packed:.2f} (both CPUs against one)")
     print(f"one run per trial vs loop:   x{loop / single:.2f}")
 
 
