@@ -360,6 +360,9 @@ def test_search_study_runs_in_rounds_once_each_and_the_report_replays_it(capsys,
     code, err = launch(capsys, spec_path, sqlite_url)
     assert code == 0 and "all 15 planned trials are recorded; nothing to run" in err
     monkeypatch.undo()
+    # gns status says the proposals are recorded, so the replay is the same on any machine
+    assert main(["status", "tiny", "--storage", sqlite_url]) == 0
+    assert "search: 12 proposals recorded; a report or relaunch replays them on any machine" in capsys.readouterr().out
     # gns report prints the page's findings: a line per searcher, and GradNorm-Static's
     assert main(["report", "tiny", "--storage", sqlite_url, "--out", str(tmp_path / "cli-report")]) == 0
     printed = capsys.readouterr().out

@@ -72,6 +72,16 @@ def test_the_report_and_status_name_the_code_and_warn_when_trials_mix_versions(c
                                                     "(every fingerprinted trial: 3)"]
 
 
+def test_status_warns_that_a_search_begun_before_proposals_were_recorded_replays_per_machine(capsys, tmp_path):
+    path = tmp_path / "digits.db"
+    shutil.copy(ROOT / "docs/results/digits.db", path)  # digits-std-search: schema 2, proposals not recorded
+    assert main(["status", "digits-std-search", "--storage", str(path)]) == 0
+    assert ("warning: its search proposals were not recorded (begun before schema 6): a report or relaunch replays "
+            "the search on the machine it runs on") in capsys.readouterr().out
+    assert main(["status", "digits-std-alpha", "--storage", str(path)]) == 0  # not a search: nothing to say
+    assert "proposals" not in capsys.readouterr().out
+
+
 def test_a_database_of_the_previous_schema_reads_unchanged_and_a_writer_upgrades_it(capsys, tmp_path):
     path = tmp_path / "v2.db"
     shutil.copy(ROOT / "docs/results/toy.db", path)  # recorded by the previous release (schema version 2)

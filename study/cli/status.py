@@ -33,6 +33,7 @@ def run(args: argparse.Namespace) -> int:
         holder = results.lease_holder(args.study)
         code = code_lines(results.code_fingerprints(args.study), results.code_changes(args.study))
         checkpoints = results.checkpoint_count(args.study)
+        replay = search_replay_line(len(results.proposals(args.study)), counts) if info.kind == "search" else None
     print(headline(args.study, info.planned_trials, counts, None if holder is None else holder.describe(), best,
                    checkpoints))
     for status, count in sorted(counts.items()):
@@ -40,7 +41,20 @@ def run(args: argparse.Namespace) -> int:
     print(f"  created {info.created_at:{TIME_FORMAT}}, last recorded {info.updated_at:{TIME_FORMAT}}")
     for line in code:
         print(f"  {line}")
+    if replay:
+        print(f"  {replay}")
     return 0
+
+
+def search_replay_line(proposals: int, counts: dict[str, int]) -> str | None:
+    """Whether a search study's report and relaunch replay its recorded proposals (the same on any
+    machine) or recompute them here (TPE can choose otherwise on another CPU)."""
+    if proposals:
+        return f"search: {plural(proposals, 'proposal')} recorded; a report or relaunch replays them on any machine"
+    if sum(counts.values()):
+        return ("warning: its search proposals were not recorded (begun before schema 6): a report or relaunch "
+                "replays the search on the machine it runs on, and TPE can propose other weightings on another CPU")
+    return None
 
 
 def headline(study: str, planned: int | None, counts: dict[str, int], driver: str | None, best: float | None,
