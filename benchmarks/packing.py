@@ -1,4 +1,4 @@
-"""A Figure-4 study three ways, side by side: packed trials, one run per Tune trial, train() in a loop.
+"""A Figure-4 study four ways, side by side: packed trials, one run per Tune trial, train() in a loop, the one-run loop.
 
 The same plan (one GradNorm reference and N static weightings of toy T=2 or
 MultiMNIST, one seed) runs (1) through `gns launch` with packing on (`resources.pack: auto`),
