@@ -122,6 +122,11 @@ class ResultsReader(abc.ABC):
         (trials recorded before fingerprints existed are not counted)."""
 
     @abc.abstractmethod
+    def machines(self, study: str) -> list[tuple[dict[str, str], int]]:
+        """Each distinct machine the study's recorded trials trained on ({cpu, device, torch}, a field
+        the trial did not record reads "not recorded"), and how many trials."""
+
+    @abc.abstractmethod
     def code_changes(self, study: str) -> list[dict[str, Any]]:
         """The study's code changes made on purpose (--allow-code-change): {at, from, to} each."""
 

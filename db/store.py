@@ -42,7 +42,7 @@ from db.retry import is_outage, retrying
 from db.schema import (MIGRATIONS, READABLE_VERSIONS, SCHEMA_VERSION, Base, MetricRow, ProposalRow, RunStateRow, SchemaInfo,
                        StudyRow, TraceRow, TrialRow, TrialTaskRow)
 from db.urls import DEFAULT_URL, display, engine_options, parse_url, sqlite_file
-from records import METHODS, Status, TaskMetric, TrialResult, canonical_hash, product_version
+from records import MACHINE_FIELDS, METHODS, NOT_RECORDED, Status, TaskMetric, TrialResult, canonical_hash, product_version
 
 if TYPE_CHECKING:  # Optuna is loaded by writers only, pandas by the reads that return DataFrames
     import optuna
@@ -755,19 +755,24 @@ class ResultsDB(ResultsWriter):
 
     @_retried
     def code_fingerprints(self, study: str) -> list[tuple[dict[str, Any], int]]:
+        return _distinct_counts(self._provenances(study, "code"))
+
+    @_retried
+    def machines(self, study: str) -> list[tuple[dict[str, str], int]]:
+        machines = [{name: str(worker.get(name) or NOT_RECORDED)[:128] for name in MACHINE_FIELDS}
+                    for worker in self._provenances(study, "worker")]
+        return _distinct_counts(machines)
+
+    def _provenances(self, study: str, part: str) -> list[dict[str, Any]]:
+        """The `part` of each recorded trial's provenance that holds one (a dict; rows are untrusted)."""
         row = self._study_row(study)
-        if self.schema_version < 3:  # recorded before fingerprints existed
+        if self.schema_version < 3:  # recorded before provenance existed
             return []
         with self.session() as session:
             provenances = session.scalars(
                 select(TrialRow.provenance).where(TrialRow.study_id == row.id, TrialRow.complete)).all()
-        counts: dict[str, tuple[dict[str, Any], int]] = {}
-        for provenance in provenances:
-            code = provenance.get("code") if isinstance(provenance, dict) else None
-            if isinstance(code, dict):
-                seen = counts.get(canonical_hash(code), (code, 0))
-                counts[canonical_hash(code)] = (code, seen[1] + 1)
-        return list(counts.values())
+        parts = [provenance.get(part) if isinstance(provenance, dict) else None for provenance in provenances]
+        return [found for found in parts if isinstance(found, dict)]
 
     @_retried
     def code_changes(self, study: str) -> list[dict[str, Any]]:
@@ -867,6 +872,15 @@ def _add_result_rows(session: Session, trial_id: int, result: TrialResult) -> No
     ]
     if trace_rows:
         session.execute(TraceRow.__table__.insert(), trace_rows)
+
+
+def _distinct_counts(items: list[dict[str, Any]]) -> list[tuple[dict[str, Any], int]]:
+    """Each distinct dict among `items` and how often it occurs, in the order first seen."""
+    counts: dict[str, tuple[dict[str, Any], int]] = {}
+    for item in items:
+        seen = counts.get(canonical_hash(item), (item, 0))
+        counts[canonical_hash(item)] = (item, seen[1] + 1)
+    return list(counts.values())
 
 
 def _provenance(provenance: Mapping[str, Any] | None, result: TrialResult | None) -> dict[str, Any] | None:

@@ -18,6 +18,11 @@ from typing import Any, Mapping
 
 from records.methods import METHODS  # noqa: F401 (re-exported: every method a trial can name)
 
+# What of a trial's environment decides its float32 rounding, so that two machines' runs may differ in
+# the last bits (and over thousands of steps in more): the CPU model, the device and torch's version.
+MACHINE_FIELDS = ("cpu", "device", "torch")
+NOT_RECORDED = "not recorded"  # a machine field a trial did not record
+
 
 class Status(enum.StrEnum):
     """Where a trial key stands. Stored as its text value."""
@@ -108,7 +113,8 @@ class TrialResult:
     # Continued from a saved state of a shorter run (halving's promotions): the step it went on
     # from, so its new training is steps_completed - resumed_step (None: trained from step 0).
     resumed_step: int | None = None
-    # Where it trained: torch and Python versions, the device (workers.environment); empty if unknown.
+    # Where it trained: torch and Python versions, the device, the CPU model (workers.environment);
+    # empty if unknown.
     environment: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:

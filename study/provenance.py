@@ -19,11 +19,12 @@ refused in one line naming the part that changed, unless the user passes
 from __future__ import annotations
 
 import hashlib
+import itertools
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from records import product_version
+from records import MACHINE_FIELDS, NOT_RECORDED, product_version
 from workers.modules import module_origin
 
 TRAINING_PACKAGES = ("workers", "records")  # what turns a config into a result
@@ -117,3 +118,29 @@ def code_lines(fingerprints: list[tuple[dict[str, Any], int]], changes: list[dic
     for change in changes:
         lines.append(f"code changed on purpose (--allow-code-change) at {str(change.get('at', '?'))[:19]}")
     return lines
+
+
+
+
+def machine_lines(machines: list[tuple[dict[str, str], int]]) -> list[str]:
+    """What `gns status` and the report say of the machines a study's recorded trials trained on; a
+    warning when two of them differ in a field both recorded: float32 rounds differently per CPU,
+    device and torch version, and thousands of steps amplify it, so runs from two machines differ by
+    more than their weightings. (Trials from before the CPU model was recorded do not count as another
+    machine for that alone.)"""
+    if not machines:
+        return ["machine: not recorded (its trials were recorded before gradnorm-study kept it)"]
+    shown = "; ".join(f"{describe_machine(machine)} ({count} trials)" for machine, count in machines)
+    if any(machines_differ(a, b) for (a, _), (b, _) in itertools.combinations(machines, 2)):
+        return [f"warning: the trials trained on {len(machines)} different machines; float32 rounds differently on "
+                f"each and training amplifies it, so runs compared across them differ by more than their weightings: "
+                f"{shown}"]
+    return [f"machine: {shown}"]
+
+
+def machines_differ(a: dict[str, str], b: dict[str, str]) -> bool:
+    return any(a[name] != b[name] for name in a if NOT_RECORDED not in (a[name], b.get(name, NOT_RECORDED)))
+
+
+def describe_machine(machine: dict[str, str]) -> str:
+    return ", ".join(f"{name} {machine.get(name, NOT_RECORDED)}" for name in MACHINE_FIELDS)

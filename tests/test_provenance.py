@@ -1,6 +1,7 @@
 """Which code a study's runs trained with: fingerprints by hand, a changed factory refused at relaunch
 unless allowed (and the override kept), results from before fingerprints still read."""
 
+import dataclasses
 import shutil
 import subprocess
 import sys
@@ -14,7 +15,7 @@ from db import ResultsDB
 from db.schema import TrialRow
 from records import product_version
 from study.cli import main
-from study.provenance import CodeFingerprint, code_fingerprint, code_lines, sources_digest, what_changed
+from study.provenance import CodeFingerprint, code_fingerprint, code_lines, machine_lines, sources_digest, what_changed
 from tests.fake_results import fake_result
 from tests.helpers import file_digest
 from tests.test_user_code import FACTORY, clean_env, write_package
@@ -70,6 +71,42 @@ def test_the_report_and_status_name_the_code_and_warn_when_trials_mix_versions(c
             "gradnorm-study 0.1.0 training code bbbbbbbbbbbb (1 trials)") in out
     assert code_lines([(old.to_dict(), 3)], []) == ["code: gradnorm-study 0.1.0 training code aaaaaaaaaaaa "
                                                     "(every fingerprinted trial: 3)"]
+
+
+def test_status_and_the_report_name_the_machines_and_warn_when_two_round_differently(capsys, tmp_path, database_url):
+    """Trials from two CPU models warn; a trial from before the CPU model was recorded is listed, never
+    taken for a third machine; damaged provenance rows are ignored, not trusted."""
+    from study.report.build import build_report
+
+    epyc = {"torch": "2.13.0+cpu", "python": "3.11.9", "device": "cpu", "cpu": "AMD EPYC 7B13"}
+    xeon, older = {**epyc, "cpu": "Intel Xeon 8481C"}, {k: v for k, v in epyc.items() if k != "cpu"}
+    with ResultsDB(database_url) as results:
+        results.create_study("machines", "methods", {"study": "machines", "kind": "methods", "workload": "toy"})
+        for seed, environment in enumerate((epyc, epyc, older, xeon)):
+            config = TrialConfig(method="equal", seed=seed)
+            result = dataclasses.replace(fake_result(), environment=environment)
+            results.record("machines", config.key(), config.to_dict(), result, provenance={})
+        config = TrialConfig(method="equal", seed=9)  # no environment at all: nothing to count
+        results.record("machines", config.key(), config.to_dict(), fake_result(), provenance={"worker": "garbage"})
+        machines = results.machines("machines")
+        assert machines == [({"cpu": "AMD EPYC 7B13", "device": "cpu", "torch": "2.13.0+cpu"}, 2),
+                            ({"cpu": "not recorded", "device": "cpu", "torch": "2.13.0+cpu"}, 1),
+                            ({"cpu": "Intel Xeon 8481C", "device": "cpu", "torch": "2.13.0+cpu"}, 1)]
+        report = build_report(results, "machines", tmp_path / "report", png=False)
+    warning = ("warning: the trials trained on 3 different machines; float32 rounds differently on each and training "
+               "amplifies it, so runs compared across them differ by more than their weightings: "
+               "cpu AMD EPYC 7B13, device cpu, torch 2.13.0+cpu (2 trials); "
+               "cpu not recorded, device cpu, torch 2.13.0+cpu (1 trials); "
+               "cpu Intel Xeon 8481C, device cpu, torch 2.13.0+cpu (1 trials)")
+    assert report.summary["machines"]["lines"] == [warning] and warning in report.summary["problems"]
+    assert main(["status", "machines", "--storage", database_url]) == 0
+    assert f"  {warning}\n" in capsys.readouterr().out
+    # one CPU, and trials that did not record theirs: one machine as far as anyone knows, no warning
+    assert machine_lines(machines[:2]) == ["machine: cpu AMD EPYC 7B13, device cpu, torch 2.13.0+cpu (2 trials); "
+                                           "cpu not recorded, device cpu, torch 2.13.0+cpu (1 trials)"]
+    assert machine_lines([]) == ["machine: not recorded (its trials were recorded before gradnorm-study kept it)"]
+    on_gpu = {"cpu": "AMD EPYC 7B13", "device": "cuda:0 (NVIDIA H100)", "torch": "2.13.0+cpu"}
+    assert machine_lines([(machines[0][0], 1), (on_gpu, 1)])[0].startswith("warning: the trials trained on 2 ")
 
 
 def test_status_warns_that_a_search_begun_before_proposals_were_recorded_replays_per_machine(capsys, tmp_path):

@@ -13,7 +13,7 @@ from records import Status
 from study.cli.common import add_storage_argument
 from study.output import TIME_FORMAT
 from study.progress import plural
-from study.provenance import code_lines
+from study.provenance import code_lines, machine_lines
 
 
 def add_parser(subparsers) -> None:
@@ -32,6 +32,7 @@ def run(args: argparse.Namespace) -> int:
         best = results.best_value(args.study)
         holder = results.lease_holder(args.study)
         code = code_lines(results.code_fingerprints(args.study), results.code_changes(args.study))
+        machine = machine_lines(results.machines(args.study))
         checkpoints = results.checkpoint_count(args.study)
         replay = search_replay_line(len(results.proposals(args.study)), counts) if info.kind == "search" else None
     print(headline(args.study, info.planned_trials, counts, None if holder is None else holder.describe(), best,
@@ -39,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     for status, count in sorted(counts.items()):
         print(f"  {status}: {count}")
     print(f"  created {info.created_at:{TIME_FORMAT}}, last recorded {info.updated_at:{TIME_FORMAT}}")
-    for line in code:
+    for line in code + machine:
         print(f"  {line}")
     if replay:
         print(f"  {replay}")

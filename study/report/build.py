@@ -19,7 +19,7 @@ import pandas as pd
 from db import ResultsReader
 from records import Status
 from study.errors import BadInput
-from study.provenance import code_lines
+from study.provenance import code_lines, machine_lines
 from study import kinds
 from study.kinds.search import halving_log_every, search_proposals
 from study.plan import Recorded, recorded_outcomes
@@ -87,6 +87,12 @@ def build_report(
     if len(fingerprints) > 1:  # results of two versions of the code side by side: the reader must know
         summary["problems"].append(summary["code"]["lines"][0])
     sections.append(Section("code", "Code the trials trained with", summary["code"]["lines"]))
+    machines = results.machines(study)
+    summary["machines"] = {"machines": [{**machine, "trials": count} for machine, count in machines],
+                           "lines": machine_lines(machines)}
+    if summary["machines"]["lines"][0].startswith("warning"):  # rounding noise between machines: say so
+        summary["problems"].append(summary["machines"]["lines"][0])
+    sections.append(Section("machines", "Machines the trials trained on", summary["machines"]["lines"]))
     title = f"{study}: {info.kind} on {info.spec.get('workload', '?')}"
     written = write_report(out_dir, title, summary, info.spec, sections, png=png, say=say)
     return Report(written, summary)
