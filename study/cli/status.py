@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import argparse
 
+import numpy as np
+import pandas as pd
+
 from db import open_reader
 from records import Status
 from study.cli.common import add_storage_argument
@@ -34,17 +37,31 @@ def run(args: argparse.Namespace) -> int:
         code = code_lines(results.code_fingerprints(args.study), results.code_changes(args.study))
         machine = machine_lines(results.machines(args.study))
         checkpoints = results.checkpoint_count(args.study)
+        compute = compute_line(results.runs(args.study)["wall_time_s"])
         replay = search_replay_line(len(results.proposals(args.study)), counts) if info.kind == "search" else None
     print(headline(args.study, info.planned_trials, counts, None if holder is None else holder.describe(), best,
                    checkpoints))
     for status, count in sorted(counts.items()):
         print(f"  {status}: {count}")
     print(f"  created {info.created_at:{TIME_FORMAT}}, last recorded {info.updated_at:{TIME_FORMAT}}")
-    for line in code + machine:
+    for line in ([compute] if compute else []) + code + machine:
         print(f"  {line}")
     if replay:
         print(f"  {replay}")
     return 0
+
+
+def compute_line(wall_times: pd.Series) -> str | None:
+    """The training time a study's recorded trials add up to (each trained on one core or GPU share; a
+    pack's runs share its time, so the sum is the pack's). Values that are not a time are left out."""
+    seconds = pd.to_numeric(wall_times, errors="coerce")
+    seconds = seconds[np.isfinite(seconds) & (seconds >= 0)]
+    if not len(seconds):
+        return None
+    total = float(seconds.sum())
+    spent = f"{total / 3600:.2f} h" if total >= 3600 else f"{total / 60:.1f} min" if total >= 60 else f"{total:.1f} s"
+    return (f"compute: {spent} of training summed over "
+            f"{plural(len(seconds), 'recorded trial')} (each on one core or GPU share; a pack's runs share its time)")
 
 
 def search_replay_line(proposals: int, counts: dict[str, int]) -> str | None:
