@@ -108,6 +108,11 @@ class ResultsReader(abc.ABC):
         """How many trials that have not finished hold a checkpoint."""
 
     @abc.abstractmethod
+    def wall_times(self, study: str) -> list[float]:
+        """Each recorded trial's wall time in seconds (a pack's runs share its time equally); a stored
+        value that is not a time (NULL, NaN, negative) is left out."""
+
+    @abc.abstractmethod
     def proposals(self, study: str) -> dict[tuple[int, str, int], tuple[float, ...]]:
         """A search study's recorded proposals: their draws by (seed, searcher, index) (study.searchers;
         numbers checked, the rest untrusted). Empty for other kinds and for studies recorded before them."""

@@ -700,6 +700,13 @@ class ResultsDB(ResultsWriter):
                 .where(TrialRow.study_id == row.id, ~TrialRow.complete)
             )
 
+    @_retried
+    def wall_times(self, study: str) -> list[float]:
+        row = self._study_row(study)
+        with self.session() as session:
+            times = session.scalars(select(TrialRow.wall_time_s).where(TrialRow.study_id == row.id, TrialRow.complete))
+            return [float(t) for t in times if isinstance(t, (int, float)) and math.isfinite(t) and t >= 0]
+
     def _state(self, study: str, key: str, *conditions: Any) -> bytes | None:
         if self.schema_version < 5:  # states came with version 5
             return None

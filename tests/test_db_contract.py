@@ -46,6 +46,18 @@ def test_a_recorded_run_reads_back_with_its_numbers(results):
     assert run["wall_time_s"] == 1.25
 
 
+def test_wall_times_are_the_recorded_trials_and_a_stored_value_that_is_no_time_is_left_out(results):
+    for seed in range(4):
+        record(results, TrialConfig(method="equal", seed=seed, steps=20, log_every=10), fake_result())
+    assert results.wall_times("fig4") == [1.25] * 4
+    with results.session() as session:  # rows damaged by hand: untrusted, so not summed
+        trial_ids = session.scalars(select(TrialRow.id).order_by(TrialRow.id)).all()
+        for trial_id, damaged in zip(trial_ids, (-5.0, None, float("nan"))):
+            session.get(TrialRow, trial_id).wall_time_s = damaged
+        session.commit()
+    assert results.wall_times("fig4") == [1.25]
+
+
 def test_traces_are_rows_per_step_and_task(results):
     record(results, GRADNORM, fake_result(steps=(0, 10, 20)))
     traces = results.traces("fig4")

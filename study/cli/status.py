@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import argparse
 
-import numpy as np
-import pandas as pd
-
 from db import open_reader
 from records import Status
 from study.cli.common import add_storage_argument
@@ -37,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
         code = code_lines(results.code_fingerprints(args.study), results.code_changes(args.study))
         machine = machine_lines(results.machines(args.study))
         checkpoints = results.checkpoint_count(args.study)
-        compute = compute_line(results.runs(args.study)["wall_time_s"])
+        compute = compute_line(results.wall_times(args.study))
         replay = search_replay_line(len(results.proposals(args.study)), counts) if info.kind == "search" else None
     print(headline(args.study, info.planned_trials, counts, None if holder is None else holder.describe(), best,
                    checkpoints))
@@ -51,17 +48,15 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def compute_line(wall_times: pd.Series) -> str | None:
+def compute_line(wall_times: list[float]) -> str | None:
     """The training time a study's recorded trials add up to (each trained on one core or GPU share; a
-    pack's runs share its time, so the sum is the pack's). Values that are not a time are left out."""
-    seconds = pd.to_numeric(wall_times, errors="coerce")
-    seconds = seconds[np.isfinite(seconds) & (seconds >= 0)]
-    if not len(seconds):
+    pack's runs share its time, so the sum is the pack's)."""
+    if not wall_times:
         return None
-    total = float(seconds.sum())
+    total = sum(wall_times)
     spent = f"{total / 3600:.2f} h" if total >= 3600 else f"{total / 60:.1f} min" if total >= 60 else f"{total:.1f} s"
-    return (f"compute: {spent} of training summed over "
-            f"{plural(len(seconds), 'recorded trial')} (each on one core or GPU share; a pack's runs share its time)")
+    return (f"compute: {spent} of training summed over {plural(len(wall_times), 'recorded trial')} "
+            "(each on one core or GPU share; a pack's runs share its time)")
 
 
 def search_replay_line(proposals: int, counts: dict[str, int]) -> str | None:
