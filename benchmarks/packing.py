@@ -1,6 +1,6 @@
 """A Figure-4 study four ways, side by side: packed trials, one run per Tune trial, train() in a loop, the one-run loop.
 
-The same plan (one GradNorm reference and N static weightings of toy T=2 or
+The same plan (one GradNorm reference, N static weightings and the 1/L_i(0) run of toy T=2 or
 MultiMNIST, one seed) runs (1) through `gns launch` with packing on (`resources.pack: auto`),
 (2) through `gns launch` with one run per Tune trial (`pack: 1`), both on a
 local Ray using every CPU, each into its own temporary SQLite database, and
@@ -51,13 +51,14 @@ def study_spec(runs: int, steps: int, pack: int | str, gpu: float, workload: str
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs", type=int, default=100, help="static weightings (plus one GradNorm run)")
+    parser.add_argument("--runs", type=int, default=100, help="static weightings (plus one GradNorm and one 1/L_i(0) run)")
     parser.add_argument("--steps", type=int, default=500)
     parser.add_argument("--workload", default="toy", choices=list(WORKLOADS))
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     args = parser.parse_args()
     gpu = 0.5 if args.device == "cuda" else 0.0
-    print(f"{WORKLOADS[args.workload][0]} Figure-4 plan: {args.runs} static + 1 GradNorm runs of {args.steps} steps; "
+    print(f"{WORKLOADS[args.workload][0]} Figure-4 plan: {args.runs} static runs, 1 GradNorm and the 1/L_i(0) run, "
+          f"{args.steps} steps each; "
           f"{os.cpu_count()} CPUs, device {args.device}, torch {torch.__version__}")
 
     timings = {}
@@ -65,8 +66,9 @@ def main() -> None:
         spec = parse_spec(study_spec(args.runs, args.steps, pack, gpu, args.workload))
         with tempfile.TemporaryDirectory() as folder:
             summary = launch(spec, f"sqlite:///{Path(folder) / 'bench.db'}", stream=io.StringIO())
-        assert summary.recorded_now == args.runs + 1 and not summary.failures, summary
+        assert summary.recorded_now == summary.planned and not summary.failures, summary
         timings[label] = summary.wall_time_s
+        runs = summary.planned
 
     set_threads(1)
     planned = plan_study(parse_spec(study_spec(args.runs, args.steps, 1, gpu, args.workload)))
@@ -78,7 +80,7 @@ def main() -> None:
             train(trial.config, device=args.device, use_probe=use_probe)
         timings[label] = time.perf_counter() - started
 
-    runs = args.runs + 1
+    assert len(planned) == runs, (len(planned), runs)
     print(f"{'way':<40} {'wall s':>8} {'runs/min':>9}")
     for label, seconds in timings.items():
         print(f"{label:<40} {seconds:8.1f} {runs / seconds * 60:9.1f}")
