@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from records import MACHINE_FIELDS, NOT_RECORDED, product_version
+from study.progress import plural
 from workers.modules import module_origin
 
 TRAINING_PACKAGES = ("workers", "records")  # what turns a config into a result
@@ -120,8 +121,6 @@ def code_lines(fingerprints: list[tuple[dict[str, Any], int]], changes: list[dic
     return lines
 
 
-
-
 def machine_lines(machines: list[tuple[dict[str, str], int]]) -> list[str]:
     """What `gns status` and the report say of the machines a study's recorded trials trained on; a
     warning when two of them differ in a field both recorded: float32 rounds differently per CPU,
@@ -130,12 +129,17 @@ def machine_lines(machines: list[tuple[dict[str, str], int]]) -> list[str]:
     machine for that alone.)"""
     if not machines:
         return ["machine: not recorded (its trials were recorded before gradnorm-study kept it)"]
-    shown = "; ".join(f"{describe_machine(machine)} ({count} trials)" for machine, count in machines)
-    if any(machines_differ(a, b) for (a, _), (b, _) in itertools.combinations(machines, 2)):
+    shown = "; ".join(f"{describe_machine(machine)} ({plural(count, 'trial')})" for machine, count in machines)
+    if machines_mixed(machines):
         return [f"warning: the trials trained on {len(machines)} different machines; float32 rounds differently on "
                 f"each and training amplifies it, so runs compared across them differ by more than their weightings: "
                 f"{shown}"]
     return [f"machine: {shown}"]
+
+
+def machines_mixed(machines: list[tuple[dict[str, str], int]]) -> bool:
+    """Whether two of the machines differ in a field both recorded."""
+    return any(machines_differ(a, b) for (a, _), (b, _) in itertools.combinations(machines, 2))
 
 
 def machines_differ(a: dict[str, str], b: dict[str, str]) -> bool:

@@ -96,14 +96,14 @@ def test_status_and_the_report_name_the_machines_and_warn_when_two_round_differe
     warning = ("warning: the trials trained on 3 different machines; float32 rounds differently on each and training "
                "amplifies it, so runs compared across them differ by more than their weightings: "
                "cpu AMD EPYC 7B13, device cpu, torch 2.13.0+cpu (2 trials); "
-               "cpu not recorded, device cpu, torch 2.13.0+cpu (1 trials); "
-               "cpu Intel Xeon 8481C, device cpu, torch 2.13.0+cpu (1 trials)")
+               "cpu not recorded, device cpu, torch 2.13.0+cpu (1 trial); "
+               "cpu Intel Xeon 8481C, device cpu, torch 2.13.0+cpu (1 trial)")
     assert report.summary["machines"]["lines"] == [warning] and warning in report.summary["problems"]
     assert main(["status", "machines", "--storage", database_url]) == 0
     assert f"  {warning}\n" in capsys.readouterr().out
     # one CPU, and trials that did not record theirs: one machine as far as anyone knows, no warning
     assert machine_lines(machines[:2]) == ["machine: cpu AMD EPYC 7B13, device cpu, torch 2.13.0+cpu (2 trials); "
-                                           "cpu not recorded, device cpu, torch 2.13.0+cpu (1 trials)"]
+                                           "cpu not recorded, device cpu, torch 2.13.0+cpu (1 trial)"]
     assert machine_lines([]) == ["machine: not recorded (its trials were recorded before gradnorm-study kept it)"]
     on_gpu = {"cpu": "AMD EPYC 7B13", "device": "cuda:0 (NVIDIA H100)", "torch": "2.13.0+cpu"}
     assert machine_lines([(machines[0][0], 1), (on_gpu, 1)])[0].startswith("warning: the trials trained on 2 ")

@@ -19,7 +19,7 @@ import pandas as pd
 from db import ResultsReader
 from records import Status
 from study.errors import BadInput
-from study.provenance import code_lines, machine_lines
+from study.provenance import code_lines, machine_lines, machines_mixed
 from study import kinds
 from study.kinds.search import halving_log_every, search_proposals
 from study.plan import Recorded, recorded_outcomes
@@ -90,7 +90,7 @@ def build_report(
     machines = results.machines(study)
     summary["machines"] = {"machines": [{**machine, "trials": count} for machine, count in machines],
                            "lines": machine_lines(machines)}
-    if summary["machines"]["lines"][0].startswith("warning"):  # rounding noise between machines: say so
+    if machines_mixed(machines):  # rounding noise between machines: the reader must know
         summary["problems"].append(summary["machines"]["lines"][0])
     sections.append(Section("machines", "Machines the trials trained on", summary["machines"]["lines"]))
     title = f"{study}: {info.kind} on {info.spec.get('workload', '?')}"
