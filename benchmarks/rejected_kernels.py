@@ -36,12 +36,25 @@ TOY_SHAPES = [(OUT, IN), (OUT,)] + [(100, 100), (100,)] * 5
 ADAM_SHAPES = TOY_SHAPES[:2] + [(1,), (3,), (7,), (1, 100), (33, 17)]
 
 
+def adam(params: list[torch.Tensor], fused: bool) -> torch.optim.Adam:
+    return torch.optim.Adam(params, lr=1e-3, **({"fused": True} if fused else {"foreach": True}))
+
+
+def first_layer_output(inputs: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, wide: bool) -> torch.Tensor:
+    """[K, N, out]: every run's first layer on the one batch, as the engine computes it or as one wide product."""
+    count = weight.shape[0]
+    if wide:  # [N, in] @ [in, K*out]: every run's weights side by side
+        out = torch.addmm(bias.reshape(1, -1), inputs, weight.reshape(-1, IN).t())
+        return out.reshape(BATCH, count, OUT).transpose(0, 1)
+    return torch.baddbmm(bias[:, None, :], inputs.expand(count, BATCH, IN), weight.transpose(1, 2))
+
+
 def adam_rows(count: int, shape: Sequence[int], fused: bool, steps: int = 50) -> torch.Tensor:
     """`count` runs' parameters after `steps` Adam steps on fixed gradients: rows equal for any count if
     the update is pack-invariant."""
     start = torch.randn(REFERENCE_PACK, *shape, generator=torch.Generator().manual_seed(1))
     params = start[:count].clone().requires_grad_(True)
-    optimizer = torch.optim.Adam([params], lr=1e-3, **({"fused": True} if fused else {"foreach": True}))
+    optimizer = adam([params], fused)
     gradients = torch.Generator().manual_seed(2)
     for _ in range(steps):
         params.grad = torch.randn(REFERENCE_PACK, *shape, generator=gradients)[:count].clone()
@@ -56,11 +69,7 @@ def first_layer(count: int, wide: bool) -> tuple[torch.Tensor, ...]:
     weight = torch.randn(REFERENCE_PACK, OUT, IN, generator=data)[:count].clone().requires_grad_(True)
     bias = torch.randn(REFERENCE_PACK, OUT, generator=data)[:count].clone().requires_grad_(True)
     upstream = torch.randn(REFERENCE_PACK, BATCH, OUT, generator=data)[:count]
-    if wide:  # [N, in] @ [in, K*out]: every run's weights side by side
-        out = torch.addmm(bias.reshape(1, -1), inputs, weight.reshape(-1, IN).t()).reshape(BATCH, count, OUT)
-        out = out.transpose(0, 1)
-    else:
-        out = torch.baddbmm(bias[:, None, :], inputs.expand(count, BATCH, IN), weight.transpose(1, 2))
+    out = first_layer_output(inputs, weight, bias, wide)
     out.backward(upstream)
     return out.detach(), weight.grad, bias.grad
 
@@ -78,7 +87,7 @@ def mismatches(rows: Callable[[int], Sequence[torch.Tensor]]) -> tuple[int, int]
 
 def adam_step_ms(pack: int, fused: bool, steps: int = 100) -> float:
     params = [torch.randn(pack, *shape).requires_grad_(True) for shape in TOY_SHAPES]
-    optimizer = torch.optim.Adam(params, lr=1e-3, **({"fused": True} if fused else {"foreach": True}))
+    optimizer = adam(params, fused)
     for p in params:
         p.grad = torch.randn_like(p)
     optimizer.step()  # creates the moments
@@ -95,10 +104,7 @@ def first_layer_ms(pack: int, wide: bool, steps: int = 50) -> float:
     started = time.perf_counter()
     for _ in range(steps):
         weight.grad = bias.grad = None
-        if wide:
-            out = torch.addmm(bias.reshape(1, -1), inputs, weight.reshape(-1, IN).t())
-        else:
-            out = torch.baddbmm(bias[:, None, :], inputs.expand(pack, BATCH, IN), weight.transpose(1, 2))
+        out = first_layer_output(inputs, weight, bias, wide)
         out.backward(torch.ones_like(out))
     return (time.perf_counter() - started) / steps * 1e3
 

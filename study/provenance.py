@@ -143,8 +143,8 @@ def machines_mixed(machines: list[tuple[dict[str, str], int]]) -> bool:
 
 
 def machines_differ(a: dict[str, str], b: dict[str, str]) -> bool:
-    return any(a[name] != b[name] for name in a if NOT_RECORDED not in (a[name], b.get(name, NOT_RECORDED)))
+    return any(a[name] != b[name] for name in MACHINE_FIELDS if NOT_RECORDED not in (a[name], b[name]))
 
 
 def describe_machine(machine: dict[str, str]) -> str:
-    return ", ".join(f"{name} {machine.get(name, NOT_RECORDED)}" for name in MACHINE_FIELDS)
+    return ", ".join(f"{name} {machine[name]}" for name in MACHINE_FIELDS)
