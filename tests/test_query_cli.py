@@ -167,7 +167,8 @@ def test_status_sums_the_training_time_of_the_recorded_trials():
 
     # 1 h + 30 min + 6 min = 1.60 h over 3 trials
     assert compute_line([3600.0, 1800.0, 360.0]) == ("compute: 1.60 h of training summed over 3 recorded trials "
-                                                     "(each on one core or GPU share; a pack's runs share its time)")
+                                                     "(wall-clock, each on one core or GPU share; a pack's runs share its time; "
+                                                     "a busy machine counts longer)")
     assert compute_line([90.0]).startswith("compute: 1.5 min of training summed over 1 recorded trial ")
     assert compute_line([1.25, 1.25]).startswith("compute: 2.5 s of training summed over 2 recorded trials ")
     assert compute_line([]) is None  # nothing timed: no line

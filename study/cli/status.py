@@ -50,13 +50,14 @@ def run(args: argparse.Namespace) -> int:
 
 def compute_line(wall_times: list[float]) -> str | None:
     """The training time a study's recorded trials add up to (each trained on one core or GPU share; a
-    pack's runs share its time, so the sum is the pack's)."""
+    pack's runs share its time, so the sum is the pack's). Wall-clock time: trials recorded on a busy
+    machine count longer than the same trials alone, so the line says so."""
     if not wall_times:
         return None
     total = sum(wall_times)
     spent = f"{total / 3600:.2f} h" if total >= 3600 else f"{total / 60:.1f} min" if total >= 60 else f"{total:.1f} s"
     return (f"compute: {spent} of training summed over {plural(len(wall_times), 'recorded trial')} "
-            "(each on one core or GPU share; a pack's runs share its time)")
+            "(wall-clock, each on one core or GPU share; a pack's runs share its time; a busy machine counts longer)")
 
 
 def search_replay_line(proposals: int, counts: dict[str, int]) -> str | None:
