@@ -147,3 +147,20 @@ def test_a_state_saved_before_resumed_step_existed_still_reads():
     old = RunState.from_bytes(buffer.getvalue())
     assert old.resumed_step is None and old.step == 20 and old.trace == state.trace
     assert all(torch.equal(old.params[name], state.params[name]) for name in state.params)
+
+
+@pytest.mark.parametrize("method", ["inverse-initial-loss", "dwa"])
+def test_a_loss_driven_run_stopped_before_its_checkpoint_resumes_stopped(method):
+    """A run with its own balancer whose patience ran out before the state was saved: the state still
+    says which balancer it had (the pack drops a stopped run from its updates, not from its kind), so
+    a checkpoint taken after it stopped restores, and the run records what it would have uninterrupted."""
+    config = dict(method=method, select="best_validation", patience=1)
+    partner = dict(method="static", weights=(0.4, 2.0, 1.1, 0.5), select="best_validation", patience=1)
+    uninterrupted = train_pack([digits(300, **config), digits(300, **partner)])
+    stopped = uninterrupted[0].steps_completed
+    assert stopped < 300  # the case under test: it stops early
+    _, later = saved([digits(stopped + 20, **config), digits(stopped + 20, **partner)])
+    assert later[0].stopped_at == stopped and later[0].balancer["own"] is not None
+    continued = train_pack([digits(300, **config), digits(300, **partner)], resume=later)
+    for run in range(2):
+        same_record(continued[run], uninterrupted[run])

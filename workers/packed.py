@@ -543,7 +543,7 @@ class PackedBalancer:
 
     def state_dict(self) -> dict[str, Any]:
         """Everything the next step reads: each row's weights, E_t[w] sums and step counts, GradNorm's
-        Adam state and L(0), and each loss-driven run's own balancer (a dropped run has none)."""
+        Adam state and L(0), and each loss-driven run's own balancer (a dropped run's too)."""
         return {
             "weights": self.weights.clone(),
             "weight_sum": self._weight_sum.clone(),
@@ -569,7 +569,7 @@ class PackedBalancer:
         self.initial_losses = None if state["initial_losses"] is None else torch.as_tensor(state["initial_losses"]).clone()
         if self._optimizer is not None:
             self._optimizer.load_state_dict(state["optimizer"])
-        for run in set(self._own) - set(state["own"]):  # dropped (diverged) since the pack began
+        for run in set(self._own) - set(state["own"]):  # a state saved before drop kept dropped runs' balancers
             self._own.pop(run)
         for run, balancer_state in state["own"].items():
             self._own[run].load_state_dict(balancer_state)
@@ -618,8 +618,9 @@ class PackedBalancer:
         }
 
     def drop(self, run: int) -> None:
-        """A diverged run: its weights stay as they were (its result reports them), out of every update."""
-        self._own.pop(run, None)
+        """A diverged or stopped run: its weights stay as they were (its result reports them), out of every
+        update. Its own balancer stays (step skips runs not alive), so its row state still says which kind
+        it is and a checkpoint taken after it stopped restores into a pack of the same configs."""
         if self._optimizer is not None:
             for state in self._optimizer.state.values():  # zero moments: Adam moves the row no more
                 for value in state.values():
