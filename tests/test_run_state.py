@@ -164,3 +164,7 @@ def test_a_loss_driven_run_stopped_before_its_checkpoint_resumes_stopped(method)
     continued = train_pack([digits(300, **config), digits(300, **partner)], resume=later)
     for run in range(2):
         same_record(continued[run], uninterrupted[run])
+    # a checkpoint saved by the code before 14c367b, which left a stopped run's own balancer out, restores too
+    later[0].balancer["own"] = None
+    continued = train_pack([digits(300, **config), digits(300, **partner)], resume=later)
+    same_record(continued[0], uninterrupted[0])

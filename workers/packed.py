@@ -388,7 +388,7 @@ def restore_pack(
             "exp_avg": torch.stack([state.moments[name]["exp_avg"] for state in states]).to(stacked.device),
             "exp_avg_sq": torch.stack([state.moments[name]["exp_avg_sq"] for state in states]).to(stacked.device),
         }
-    balancer.load_rows([state.balancer for state in states])
+    balancer.load_rows([state.balancer for state in states], [state.stopped_at is not None for state in states])
     for run, state in enumerate(states):
         traces[run].extend(state.trace)
     if selection is not None:
@@ -589,10 +589,15 @@ class PackedBalancer:
                                  "exp_avg_sq": adam["exp_avg_sq"][run].clone()}
         return state
 
-    def load_rows(self, states: Sequence[dict[str, Any]]) -> None:
-        """Every run's row from its `row_state` (one per run, in order), as a pack resumed at one step."""
+    def load_rows(self, states: Sequence[dict[str, Any]], stopped: Sequence[bool] = ()) -> None:
+        """Every run's row from its `row_state` (one per run, in order), as a pack resumed at one step.
+        `stopped`: runs out of training when saved; saved before 14c367b, their rows lack their own balancer."""
         if len(states) != self._weights.shape[0]:
             raise ValueError(f"load_rows: {len(states)} row states for a pack of {self._weights.shape[0]}")
+        stopped = list(stopped) + [False] * (len(states) - len(stopped))
+        for run, state in enumerate(states):
+            if state["own"] is None and run in self._own and stopped[run]:
+                self._own.pop(run)  # it stays out of every update, as a dropped run did then
         if any((state["own"] is None) != (run not in self._own) for run, state in enumerate(states)):
             raise ValueError("load_rows: a row state is of another kind of balancer than its run's")
         with torch.no_grad():
