@@ -569,7 +569,7 @@ class PackedBalancer:
         self.initial_losses = None if state["initial_losses"] is None else torch.as_tensor(state["initial_losses"]).clone()
         if self._optimizer is not None:
             self._optimizer.load_state_dict(state["optimizer"])
-        for run in set(self._own) - set(state["own"]):  # a state saved before drop kept dropped runs' balancers
+        for run in set(self._own) - set(state["own"]):  # saved while drop still removed a dropped run's balancer
             self._own.pop(run)
         for run, balancer_state in state["own"].items():
             self._own[run].load_state_dict(balancer_state)
