@@ -589,12 +589,12 @@ class PackedBalancer:
                                  "exp_avg_sq": adam["exp_avg_sq"][run].clone()}
         return state
 
-    def load_rows(self, states: Sequence[dict[str, Any]], stopped: Sequence[bool] = ()) -> None:
+    def load_rows(self, states: Sequence[dict[str, Any]], stopped: Sequence[bool]) -> None:
         """Every run's row from its `row_state` (one per run, in order), as a pack resumed at one step.
         `stopped`: runs out of training when saved; saved before 14c367b, their rows lack their own balancer."""
-        if len(states) != self._weights.shape[0]:
-            raise ValueError(f"load_rows: {len(states)} row states for a pack of {self._weights.shape[0]}")
-        stopped = list(stopped) + [False] * (len(states) - len(stopped))
+        if not len(states) == len(stopped) == self._weights.shape[0]:
+            raise ValueError(f"load_rows: {len(states)} row states ({len(stopped)} stopped flags) for a pack of "
+                             f"{self._weights.shape[0]}")
         for run, state in enumerate(states):
             if state["own"] is None and run in self._own and stopped[run]:
                 self._own.pop(run)  # it stays out of every update, as a dropped run did then
